@@ -1,0 +1,291 @@
+//! A batch's parameters and a tree node's input, with the validation every node applies.
+//!
+//! Validation lives here (not only in the starter) because any Temporal client may start the
+//! workflow: the workflow validates its own input and fails fast with these messages.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::ItemRange;
+
+/// Largest n accepted. Every count fits a `u64` and every sum of `u64` outputs fits a `u128`
+/// far beyond this; the bound keeps ids and JSON numbers readable and exact in any client.
+pub const MAX_ITEMS: u64 = 1_000_000_000_000_000_000;
+/// Largest fan-out of a node. Temporal allows 2,000 pending children per execution; staying
+/// at half of that leaves room for retries and keeps each parent's history small.
+pub const MAX_CHILDREN: u64 = 1_000;
+/// Largest leaf in per-item mode: a leaf holds one pending activity per item and Temporal
+/// allows 2,000 pending activities per execution.
+pub const MAX_BATCH_SIZE: u64 = 1_000;
+/// Longest plugin name (a file name and part of a workflow id).
+pub const MAX_PLUGIN_NAME: usize = 64;
+
+/// The plugin a batch runs: a name, and once the root has resolved it, the sha256 digest of
+/// the exact module every leaf must run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl PluginRef {
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            digest: None,
+        }
+    }
+
+    /// `name` or `name@sha256:0123abcd…` (short digest) for messages and summaries.
+    pub fn display_short(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@sha256:{}", self.name, &d[..d.len().min(12)]),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The parameters of a whole batch, carried unchanged from the root to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchConfig {
+    /// A node whose range holds at most this many items is a leaf.
+    pub batch_size: u64,
+    /// An inner node starts at most this many children.
+    pub max_children: u64,
+    pub plugin: PluginRef,
+}
+
+/// The input of one tree node: a range of items, never the items themselves, so it stays a
+/// few dozen bytes at any n.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInput {
+    pub first: u64,
+    pub last: u64,
+    /// Nesting level of this node; the root is 0.
+    #[serde(default)]
+    pub depth: u32,
+    pub config: BatchConfig,
+}
+
+impl NodeInput {
+    /// The root of a batch over items `1..=n`.
+    pub fn root(n: u64, batch_size: u64, max_children: u64, plugin: &str) -> Self {
+        Self {
+            first: 1,
+            last: n,
+            depth: 0,
+            config: BatchConfig {
+                batch_size,
+                max_children,
+                plugin: PluginRef::named(plugin),
+            },
+        }
+    }
+
+    pub fn range(&self) -> ItemRange {
+        ItemRange::new(self.first, self.last)
+    }
+
+    /// Checks everything a node relies on; the message says what is wrong and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.first == 0 {
+            return Err(ConfigError::FirstItemZero);
+        }
+        if self.last < self.first {
+            return Err(ConfigError::EmptyRange {
+                first: self.first,
+                last: self.last,
+            });
+        }
+        if self.last > MAX_ITEMS {
+            return Err(ConfigError::TooManyItems(self.last));
+        }
+        validate_batch_size(self.config.batch_size)?;
+        validate_max_children(self.config.max_children)?;
+        validate_plugin_name(&self.config.plugin.name)?;
+        if let Some(digest) = &self.config.plugin.digest {
+            validate_digest(digest)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch or node input is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("n must be at least 1 (got 0): a batch processes the items 1..=n")]
+    NoItems,
+    #[error("n must be at most {MAX_ITEMS} (got {0})")]
+    TooManyItems(u64),
+    #[error("the first item must be at least 1 (got 0): items are numbered from 1")]
+    FirstItemZero,
+    #[error("the range {first}..={last} is empty: last must be at least first")]
+    EmptyRange { first: u64, last: u64 },
+    #[error("batch_size must be between 1 and {MAX_BATCH_SIZE} (got {0})")]
+    BatchSize(u64),
+    #[error(
+        "max_children must be between 2 and {MAX_CHILDREN} (got {0}): a node with fewer than 2 \
+         children would never shrink its range"
+    )]
+    MaxChildren(u64),
+    #[error(
+        "plugin name {0:?} is invalid: use 1 to {MAX_PLUGIN_NAME} lowercase letters, digits or \
+         '_', starting with a letter (for example square_number)"
+    )]
+    PluginName(String),
+    #[error("plugin digest {0:?} is invalid: expected 64 lowercase hex digits (sha256)")]
+    PluginDigest(String),
+}
+
+pub fn validate_n(n: u64) -> Result<(), ConfigError> {
+    match n {
+        0 => Err(ConfigError::NoItems),
+        n if n > MAX_ITEMS => Err(ConfigError::TooManyItems(n)),
+        _ => Ok(()),
+    }
+}
+
+pub fn validate_batch_size(batch_size: u64) -> Result<(), ConfigError> {
+    if (1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        Ok(())
+    } else {
+        Err(ConfigError::BatchSize(batch_size))
+    }
+}
+
+pub fn validate_max_children(max_children: u64) -> Result<(), ConfigError> {
+    if (2..=MAX_CHILDREN).contains(&max_children) {
+        Ok(())
+    } else {
+        Err(ConfigError::MaxChildren(max_children))
+    }
+}
+
+/// Plugin names become file names and parts of workflow ids, so they are restricted to a
+/// character set that can neither escape the plugins directory nor make two ids ambiguous
+/// (no '-', which separates the parts of an id).
+pub fn validate_plugin_name(name: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= MAX_PLUGIN_NAME
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::PluginName(name.to_owned()))
+    }
+}
+
+pub fn validate_digest(digest: &str) -> Result<(), ConfigError> {
+    let ok = digest.len() == 64
+        && digest
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::PluginDigest(digest.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(n: u64, b: u64, c: u64, plugin: &str) -> NodeInput {
+        NodeInput::root(n, b, c, plugin)
+    }
+
+    #[test]
+    fn accepts_the_demo_defaults_and_edges() {
+        for input in [
+            root(2000, 10, 5, "square_number"),
+            root(1, 1, 2, "a"),
+            root(MAX_ITEMS, MAX_BATCH_SIZE, MAX_CHILDREN, "cube_2"),
+        ] {
+            assert_eq!(input.validate(), Ok(()), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_each_bad_field_with_its_own_message() {
+        let cases = [
+            (
+                root(2000, 0, 5, "x"),
+                "batch_size must be between 1 and 1000 (got 0)",
+            ),
+            (
+                root(2000, 1001, 5, "x"),
+                "batch_size must be between 1 and 1000 (got 1001)",
+            ),
+            (
+                root(2000, 10, 0, "x"),
+                "max_children must be between 2 and 1000 (got 0)",
+            ),
+            (
+                root(2000, 10, 1, "x"),
+                "max_children must be between 2 and 1000 (got 1)",
+            ),
+            (
+                root(2000, 10, 1001, "x"),
+                "max_children must be between 2 and 1000 (got 1001)",
+            ),
+            (root(MAX_ITEMS + 1, 10, 5, "x"), "n must be at most"),
+            (root(2000, 10, 5, ""), "plugin name \"\" is invalid"),
+            (root(2000, 10, 5, "../x"), "plugin name \"../x\" is invalid"),
+            (
+                root(2000, 10, 5, "/etc/passwd"),
+                "plugin name \"/etc/passwd\" is invalid",
+            ),
+            (
+                root(2000, 10, 5, "Square"),
+                "plugin name \"Square\" is invalid",
+            ),
+            (root(2000, 10, 5, "a-b"), "plugin name \"a-b\" is invalid"),
+            (root(2000, 10, 5, "1abc"), "plugin name \"1abc\" is invalid"),
+        ];
+        for (input, expected) in cases {
+            let message = input.validate().expect_err("must be rejected").to_string();
+            assert!(message.starts_with(expected), "{message:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_empty_and_zero_based_ranges() {
+        let mut input = root(10, 10, 5, "x");
+        input.first = 0;
+        assert_eq!(input.validate(), Err(ConfigError::FirstItemZero));
+        input.first = 11;
+        assert_eq!(
+            input.validate(),
+            Err(ConfigError::EmptyRange {
+                first: 11,
+                last: 10
+            })
+        );
+        assert_eq!(validate_n(0), Err(ConfigError::NoItems));
+    }
+
+    #[test]
+    fn plugin_names_cannot_be_too_long_and_digests_must_be_sha256_hex() {
+        assert!(validate_plugin_name(&"a".repeat(MAX_PLUGIN_NAME)).is_ok());
+        assert!(validate_plugin_name(&"a".repeat(MAX_PLUGIN_NAME + 1)).is_err());
+        assert!(validate_digest(&"ab".repeat(32)).is_ok());
+        assert!(validate_digest(&"AB".repeat(32)).is_err());
+        assert!(validate_digest("abc").is_err());
+    }
+
+    #[test]
+    fn input_round_trips_through_json_and_depth_defaults_to_zero() {
+        let input = root(2000, 10, 5, "square_number");
+        let json = serde_json::to_string(&input).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<NodeInput>(&json).expect("parse"),
+            input
+        );
+        let hand_written = r#"{"first":1,"last":5,"config":{"batch_size":2,"max_children":2,"plugin":{"name":"cube"}}}"#;
+        let parsed: NodeInput = serde_json::from_str(hand_written).expect("parse");
+        assert_eq!(parsed.depth, 0);
+        assert_eq!(parsed.config.plugin, PluginRef::named("cube"));
+    }
+}

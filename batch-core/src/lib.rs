@@ -1,0 +1,28 @@
+//! Pure logic shared by the worker and the starter: what a batch is ([`config`]), how a tree
+//! node splits its range ([`plan`]), what a node returns and how results merge ([`result`]),
+//! the workflow ids ([`ids`]) and the human summary ([`summary`]).
+//!
+//! Nothing here does I/O or knows about Temporal or wasmtime (except the optional, feature-gated
+//! [`workflow_ref`] and [`connect`], shared by the two Temporal clients), so all of it is
+//! unit-tested exhaustively without a server.
+
+pub mod config;
+#[cfg(feature = "temporal")]
+pub mod connect;
+pub mod ids;
+pub mod plan;
+pub mod result;
+pub mod summary;
+#[cfg(feature = "temporal")]
+pub mod workflow_ref;
+
+pub use config::{BatchConfig, ConfigError, NodeInput, PluginRef};
+pub use plan::{ItemRange, NodePlan, TreeShape};
+pub use result::{NodeResult, Outputs};
+
+/// The workflow type name the worker registers and every client starts.
+pub const WORKFLOW_TYPE: &str = "BatchProcessingWorkflow";
+/// The task queue of the demo, used by default by both binaries.
+pub const DEFAULT_TASK_QUEUE: &str = "batch-processing-task-queue";
+/// The plugin used when a batch names none.
+pub const DEFAULT_PLUGIN: &str = "square_number";

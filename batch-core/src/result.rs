@@ -1,0 +1,237 @@
+//! What a node returns, and how the results of consecutive ranges merge.
+//!
+//! Results are statistics, never lists of outputs: a node's result has the same small size at
+//! any n (the demo returns every output and hits Temporal's 2 MB payload limit near n=190k).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PluginRef;
+use crate::plan::ItemRange;
+
+/// How many outputs are kept from each end of the batch, as the demo prints.
+pub const EDGE_LEN: usize = 10;
+
+/// Statistics over the outputs of a contiguous run of items, in item order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outputs {
+    pub count: u64,
+    /// Exact sum. A sum of up to 2^64 outputs of up to 2^64 - 1 each always fits a `u128`.
+    /// Carried as a decimal string in JSON so clients without 128-bit integers read it exactly.
+    #[serde(with = "u128_string")]
+    pub sum: u128,
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    /// The first `EDGE_LEN` outputs, in item order.
+    pub head: Vec<u64>,
+    /// The last `EDGE_LEN` outputs, in item order.
+    pub tail: Vec<u64>,
+}
+
+impl Outputs {
+    /// Appends the output of the item that follows the ones already counted.
+    pub fn push(&mut self, output: u64) {
+        self.count += 1;
+        self.sum += u128::from(output);
+        self.min = Some(self.min.map_or(output, |m| m.min(output)));
+        self.max = Some(self.max.map_or(output, |m| m.max(output)));
+        if self.head.len() < EDGE_LEN {
+            self.head.push(output);
+        }
+        if self.tail.len() == EDGE_LEN {
+            self.tail.remove(0);
+        }
+        self.tail.push(output);
+    }
+
+    /// The statistics of `self`'s items followed by `next`'s items.
+    pub fn then(mut self, next: Outputs) -> Outputs {
+        self.count += next.count;
+        self.sum += next.sum;
+        self.min = min_opt(self.min, next.min, u64::min);
+        self.max = min_opt(self.max, next.max, u64::max);
+        // A run shorter than EDGE_LEN keeps all its outputs in `head` and `tail`, so
+        // concatenating and trimming gives exactly the edges of the combined run.
+        let room = EDGE_LEN.saturating_sub(self.head.len());
+        self.head.extend(next.head.iter().take(room));
+        self.tail.extend(next.tail);
+        let excess = self.tail.len().saturating_sub(EDGE_LEN);
+        self.tail.drain(..excess);
+        self
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The result of one tree node (and, at the root, of the whole batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeResult {
+    pub range: ItemRange,
+    /// The plugin that produced every output, pinned by digest.
+    pub plugin: PluginRef,
+    pub outputs: Outputs,
+    /// Deepest nesting level reached below (and including) this node; the root is 0.
+    pub max_depth: u32,
+    /// Workflows in this node's subtree, itself included.
+    pub workflows: u64,
+    /// Plugin activities run in this node's subtree (one per item in per-item mode).
+    pub activities: u64,
+}
+
+impl NodeResult {
+    /// A leaf's result: its own outputs, one workflow.
+    pub fn leaf(
+        range: ItemRange,
+        depth: u32,
+        plugin: PluginRef,
+        outputs: Outputs,
+        activities: u64,
+    ) -> Self {
+        Self {
+            range,
+            plugin,
+            outputs,
+            max_depth: depth,
+            workflows: 1,
+            activities,
+        }
+    }
+
+    /// An inner node's result from its children's results, given in item order.
+    pub fn merge(
+        range: ItemRange,
+        depth: u32,
+        plugin: PluginRef,
+        children: impl IntoIterator<Item = NodeResult>,
+    ) -> Self {
+        children.into_iter().fold(
+            Self {
+                range,
+                plugin,
+                outputs: Outputs::default(),
+                max_depth: depth,
+                workflows: 1,
+                activities: 0,
+            },
+            |acc, child| Self {
+                outputs: acc.outputs.then(child.outputs),
+                max_depth: acc.max_depth.max(child.max_depth),
+                workflows: acc.workflows + child.workflows,
+                activities: acc.activities + child.activities,
+                ..acc
+            },
+        )
+    }
+}
+
+mod u128_string {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| D::Error::custom(format!("sum {text:?} is not a u128: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(values: impl IntoIterator<Item = u64>) -> Outputs {
+        let mut o = Outputs::default();
+        values.into_iter().for_each(|v| o.push(v));
+        o
+    }
+
+    #[test]
+    fn push_keeps_the_exact_edges_and_stats() {
+        let o = outputs((1..=50).map(|i| i * i));
+        assert_eq!(o.count, 50);
+        assert_eq!(o.sum, 42925);
+        assert_eq!((o.min, o.max), (Some(1), Some(2500)));
+        assert_eq!(o.head, [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
+        assert_eq!(
+            o.tail,
+            [1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]
+        );
+    }
+
+    /// Splitting a sequence anywhere, in any number of parts, and merging gives the same
+    /// statistics as pushing it whole: the property the tree relies on.
+    #[test]
+    fn merging_any_split_equals_the_whole() {
+        let values: Vec<u64> = (1..=37).map(|i| (i * 7919) % 101).collect();
+        let whole = outputs(values.iter().copied());
+        for a in 0..=values.len() {
+            for b in a..=values.len() {
+                let merged = outputs(values[..a].iter().copied())
+                    .then(outputs(values[a..b].iter().copied()))
+                    .then(outputs(values[b..].iter().copied()));
+                assert_eq!(merged, whole, "split at {a},{b}");
+            }
+        }
+        assert_eq!(
+            Outputs::default().then(Outputs::default()),
+            Outputs::default()
+        );
+    }
+
+    #[test]
+    fn sums_beyond_u64_are_exact_and_serialize_as_strings() {
+        let mut o = outputs([u64::MAX, u64::MAX, 1]);
+        assert_eq!(o.sum, 2 * u128::from(u64::MAX) + 1);
+        o = o.then(outputs([u64::MAX]));
+        let json = serde_json::to_value(&o).expect("serialize");
+        assert_eq!(
+            json["sum"],
+            serde_json::json!((3 * u128::from(u64::MAX) + 1).to_string())
+        );
+        assert_eq!(serde_json::from_value::<Outputs>(json).expect("parse"), o);
+        let bad = serde_json::json!({"count":1,"sum":"x","min":1,"max":1,"head":[],"tail":[]});
+        let err = serde_json::from_value::<Outputs>(bad)
+            .expect_err("bad sum")
+            .to_string();
+        assert!(err.contains("sum \"x\" is not a u128"), "{err}");
+    }
+
+    #[test]
+    fn merge_counts_workflows_depth_and_activities() {
+        let plugin = PluginRef::named("square_number");
+        let leaf = |first: u64, last: u64, depth| {
+            let range = ItemRange::new(first, last);
+            NodeResult::leaf(
+                range,
+                depth,
+                plugin.clone(),
+                outputs(range.items().map(|i| i * i)),
+                range.len(),
+            )
+        };
+        let left = NodeResult::merge(
+            ItemRange::new(1, 8),
+            1,
+            plugin.clone(),
+            [leaf(1, 4, 2), leaf(5, 8, 2)],
+        );
+        let root = NodeResult::merge(
+            ItemRange::new(1, 10),
+            0,
+            plugin.clone(),
+            [left, leaf(9, 10, 1)],
+        );
+        assert_eq!(root.workflows, 5);
+        assert_eq!(root.activities, 10);
+        assert_eq!(root.max_depth, 2);
+        assert_eq!(root.outputs, outputs((1..=10).map(|i| i * i)));
+    }
+}

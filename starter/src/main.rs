@@ -1,0 +1,133 @@
+//! `starter [N] [BATCH_SIZE] [MAX_CHILDREN] [--plugin NAME]`: validates the batch, starts its
+//! root workflow (or attaches to it if that batch is already running), waits for the result
+//! and prints the demo's summary block. A failed batch prints the reason and exits non-zero.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use batch_core::connect::{ConnectOverrides, connect};
+use batch_core::ids::root_workflow_id;
+use batch_core::summary::render_summary;
+use batch_core::workflow_ref::BatchWorkflowRef;
+use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, NodeInput};
+use clap::Parser;
+use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
+
+const EXAMPLES: &str = "\
+Examples:
+  starter                        # 2000 numbers, batch_size 10, max_children 5 (the demo)
+  starter 50                     # process 50 numbers
+  starter 100 20                 # process 100 numbers with batch_size=20
+  starter 1000 10 10             # 1000 numbers, batch_size=10, max_children=10
+  starter 2000 --plugin cube     # the same tree, running the `cube` plugin";
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
+struct Args {
+    /// Number of items to process (1..=N).
+    #[arg(default_value = "2000", value_parser = parse_count, allow_negative_numbers = true)]
+    n: u64,
+    /// Items per leaf workflow (one activity each).
+    #[arg(default_value = "10", value_parser = parse_count, allow_negative_numbers = true)]
+    batch_size: u64,
+    /// Children per inner workflow.
+    #[arg(default_value = "5", value_parser = parse_count, allow_negative_numbers = true)]
+    max_children: u64,
+    /// Plugin to run on each item (a `<name>.wasm` in the worker's plugins directory).
+    #[arg(long, default_value = DEFAULT_PLUGIN)]
+    plugin: String,
+    /// Root workflow id. Default: batch-processing-{N}-b{BATCH}-c{CHILDREN}, with the plugin's
+    /// name after `batch-processing-` when it is not square_number.
+    #[arg(long)]
+    workflow_id: Option<String>,
+    /// Task queue the workers poll.
+    #[arg(long, env = "BATCH_TASK_QUEUE", default_value = DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Temporal server address (host:port). Default: Temporal's environment configuration
+    /// (TEMPORAL_ADDRESS, profile in temporal.toml), else localhost:7233.
+    #[arg(long)]
+    address: Option<String>,
+    /// Temporal namespace. Default: TEMPORAL_NAMESPACE or the profile's, else "default".
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
+/// Whole numbers only; the range checks (with their reasons) happen in `NodeInput::validate`.
+fn parse_count(text: &str) -> Result<u64, String> {
+    let value: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if value < 0 {
+        return Err(format!("{value} is negative"));
+    }
+    u64::try_from(value).map_err(|_| format!("{value} is too large"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    batch_core::config::validate_n(args.n)?;
+    let input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
+    input.validate()?;
+    let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
+        root_workflow_id(args.n, args.batch_size, args.max_children, &args.plugin)
+    });
+
+    let client = connect(&ConnectOverrides {
+        address: args.address.clone(),
+        namespace: args.namespace.clone(),
+        identity: None,
+    })
+    .await?;
+
+    let started_at = Instant::now();
+    let options = WorkflowStartOptions::new(args.task_queue.clone(), workflow_id.clone())
+        // The id names the batch: starting a batch that is already running attaches to it
+        // instead of failing or running it twice.
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .build();
+    let handle = client
+        .start_workflow(BatchWorkflowRef, input.clone(), options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start batch {workflow_id}: {e}"))?;
+    eprintln!(
+        "Started batch {workflow_id} (run {}) on task queue {}: {} items, plugin {}",
+        handle.run_id().unwrap_or("?"),
+        args.task_queue,
+        args.n,
+        args.plugin
+    );
+
+    let result = match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(result) => result,
+        Err(e) => anyhow::bail!("batch {workflow_id} failed: {}", describe_failure(&e)),
+    };
+    print!("{}", render_summary(&workflow_id, &input.config, &result));
+    println!("Wall time: {:.2} s", started_at.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The failure and its causes, outermost first, without repeating a message.
+fn describe_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages: Vec<String> = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !messages.iter().any(|m| m.contains(&text)) {
+            messages.push(text);
+        }
+        source = cause.source();
+    }
+    messages.join(": ")
+}

@@ -1,0 +1,161 @@
+//! `worker`: connects to Temporal, hosts the batch workflow and the plugin activities, and runs
+//! until Ctrl-C or SIGTERM, then shuts down gracefully (in-flight tasks finish or go back to
+//! the server).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use batch_core::connect::{ConnectOverrides, connect};
+use batch_worker::activities::PluginActivities;
+use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+use batch_worker::workflow::BatchProcessingWorkflow;
+use clap::Parser;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Temporal worker: batch tree workflow with wasm plugin leaves"
+)]
+struct Args {
+    /// Task queue to poll.
+    #[arg(long, env = "BATCH_TASK_QUEUE", default_value = batch_core::DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    /// Directory holding the plugins, one `<name>.wasm` file each.
+    #[arg(long, env = "BATCH_PLUGINS_DIR", default_value = "target/plugins")]
+    plugins_dir: PathBuf,
+    /// Temporal server address (host:port). Default: Temporal's environment configuration
+    /// (TEMPORAL_ADDRESS, profile in temporal.toml), else localhost:7233.
+    #[arg(long)]
+    address: Option<String>,
+    /// Temporal namespace. Default: TEMPORAL_NAMESPACE or the profile's, else "default".
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Activities this worker runs at once.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_concurrent_activities: u32,
+    /// Workflow tasks this worker processes at once.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    max_concurrent_workflow_tasks: u32,
+    /// Wall-clock budget of one plugin call, in milliseconds; a call past it fails its item.
+    #[arg(long, env = "BATCH_PLUGIN_DEADLINE_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    plugin_deadline_ms: u64,
+    /// Linear-memory cap of one plugin call, in MiB.
+    #[arg(long, env = "BATCH_PLUGIN_MEMORY_MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    plugin_memory_mib: u64,
+    /// How long in-flight activities get to finish after a shutdown signal.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,temporalio_sdk_core=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+
+    let limits = SandboxLimits {
+        cpu_deadline: Duration::from_millis(args.plugin_deadline_ms),
+        memory_bytes: usize::try_from(args.plugin_memory_mib << 20)
+            .context("--plugin-memory-mib is too large for this machine")?,
+    };
+    let engine = SandboxedEngine::new(limits)?;
+    let registry = Arc::new(PluginRegistry::open(&args.plugins_dir, engine)?);
+    log_plugins(&registry);
+
+    let client = connect(&ConnectOverrides {
+        address: args.address.clone(),
+        namespace: args.namespace.clone(),
+        identity: None,
+    })
+    .await?;
+
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_workflow_tasks as usize,
+        ))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_activities as usize,
+        ))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_activities as usize,
+        ))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build();
+    let options = WorkerOptions::new(&args.task_queue)
+        .register_workflow::<BatchProcessingWorkflow>()?
+        .register_activities(PluginActivities::new(registry.clone()))
+        .tuner(tuner)
+        .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight tasks");
+        shutdown();
+    });
+
+    tracing::info!(
+        task_queue = %args.task_queue,
+        plugins_dir = %registry.dir().display(),
+        plugin_deadline_ms = args.plugin_deadline_ms,
+        plugin_memory_mib = args.plugin_memory_mib,
+        max_concurrent_activities = args.max_concurrent_activities,
+        max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks,
+        "worker started"
+    );
+    worker.run().await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Lists (and so pre-compiles) the plugins present at start; bad files are reported, not fatal:
+/// the directory may be fixed while the worker runs.
+fn log_plugins(registry: &PluginRegistry) {
+    match registry.list() {
+        Ok(plugins) if plugins.is_empty() => tracing::warn!(
+            dir = %registry.dir().display(),
+            "no plugins yet: build them with scripts/build-plugins.sh"
+        ),
+        Ok(plugins) => {
+            for plugin in plugins {
+                match plugin {
+                    Ok(p) => {
+                        tracing::info!(plugin = %p.name, digest = %p.digest, size = p.size, "plugin available")
+                    }
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+        }
+        Err(e) => tracing::error!("{e}"),
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); Ctrl-C still works");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

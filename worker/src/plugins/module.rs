@@ -1,0 +1,169 @@
+//! From a file's bytes to a plugin ready to run: wrap, compile, check the interface, call.
+//!
+//! Accepted forms, so plugins can come from any language:
+//! - a component (binary, or text `.wat` in the component format);
+//! - a core module carrying the `batch:plugin` component type in a custom section, as
+//!   `wit-bindgen` (Rust, C, ...) emits for `wasm32-unknown-unknown`: wrapped here with
+//!   `wit-component`, so the output of `cargo build` can be dropped in as it is.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Trap;
+use wasmtime::component::{Component, Linker};
+
+use super::error::PluginError;
+use super::sandbox::{SandboxedEngine, StoreState};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit",
+        world: "plugin",
+    });
+}
+
+/// A compiled, validated plugin. Cheap to share; each call instantiates it in a fresh store.
+pub struct LoadedPlugin {
+    name: String,
+    digest: String,
+    size: u64,
+    engine: SandboxedEngine,
+    pre: bindings::PluginPre<StoreState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Compiles `bytes` (read from `path`) as plugin `name`. Slow (milliseconds): call it once
+    /// per digest and keep the result.
+    pub fn load(
+        engine: &SandboxedEngine,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Self, PluginError> {
+        let invalid = |reason: String| PluginError::Invalid {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            reason,
+        };
+        let component_bytes = to_component_bytes(bytes).map_err(invalid)?;
+        let component = Component::new(engine.engine(), &component_bytes)
+            .map_err(|e| invalid(format!("does not compile: {e:#}")))?;
+        reject_imports(&component, engine).map_err(invalid)?;
+        let linker: Linker<StoreState> = Linker::new(engine.engine());
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
+        let pre = bindings::PluginPre::new(instance_pre)
+            .map_err(|e| invalid(format!("does not implement {}: {e:#}", super::INTERFACE)))?;
+        Ok(Self {
+            name: name.to_owned(),
+            digest: sha256_hex(bytes),
+            size: bytes.len() as u64,
+            engine: engine.clone(),
+            pre,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Lowercase hex sha256 of the file's bytes: the plugin version's identity.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Runs the plugin on one item in a fresh store. Blocking (it runs wasm): call it from a
+    /// blocking thread, never directly on the async runtime.
+    pub fn call(&self, item: u64) -> Result<u64, PluginError> {
+        let mut store = self.engine.new_store();
+        let outcome = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|plugin| plugin.batch_plugin_compute().call_process(&mut store, item));
+        match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(PluginError::Refused {
+                plugin: self.label(),
+                item,
+                message,
+            }),
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                Err(PluginError::Deadline {
+                    plugin: self.label(),
+                    item,
+                    limit_ms: self.engine.limits().cpu_deadline.as_millis(),
+                })
+            }
+            Err(e) => Err(PluginError::Trap {
+                plugin: self.label(),
+                item,
+                reason: format!("{e:#}"),
+            }),
+        }
+    }
+
+    /// `name@sha256:0123456789ab` for messages.
+    pub fn label(&self) -> String {
+        format!("{}@sha256:{}", self.name, &self.digest[..12])
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn to_component_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return wit_component::ComponentEncoder::default()
+            .module(bytes)
+            .and_then(|encoder| encoder.validate(true).encode())
+            .map_err(|e| {
+                format!(
+                    "is a core module that cannot be wrapped as a component (build it with \
+                     wit-bindgen against plugins/wit/plugin.wit): {e:#}"
+                )
+            });
+    }
+    if wasmparser::Parser::is_component(bytes) || bytes.first() == Some(&b'(') {
+        // Binary component, or text format: `Component::new` parses `.wat` itself.
+        return Ok(bytes.to_vec());
+    }
+    Err("not WebAssembly (no \\0asm header and not WebAssembly text)".into())
+}
+
+/// The sandbox's first rule: a plugin gets nothing from the host. Name every import so the
+/// author sees what to remove (typically WASI pulled in by `wasm32-wasip2`).
+fn reject_imports(component: &Component, engine: &SandboxedEngine) -> Result<(), String> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(engine.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if imports.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "imports {} but plugins may import nothing (no files, network, environment, clocks \
+             or randomness); build for wasm32-unknown-unknown",
+            imports.join(", ")
+        ))
+    }
+}

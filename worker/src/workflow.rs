@@ -1,0 +1,234 @@
+//! The recursive tree workflow, as the demo describes it: a node whose range fits in a batch
+//! runs one activity per item, in parallel; a larger node starts one child per chunk of its
+//! range, in parallel, and merges their results. Every node validates its own input.
+
+use std::time::Duration;
+
+use batch_core::ids::child_workflow_id;
+use batch_core::plan::{ItemRange, NodePlan, plan_node};
+use batch_core::workflow_ref::BatchWorkflowRef;
+use batch_core::{NodeInput, NodeResult, Outputs};
+use temporalio_common::RetryPolicy;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, WorkflowContext, WorkflowResult,
+    WorkflowTermination,
+};
+
+use crate::activities::{ItemTask, PluginActivities};
+
+/// The demo's activity settings: only a start-to-close timeout, so activities wait in the
+/// queue as long as workers are busy, and a bounded exponential retry.
+fn item_activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(10))
+                .maximum_attempts(5)
+                .build(),
+        )
+        .build()
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct BatchProcessingWorkflow;
+
+#[workflow_methods]
+impl BatchProcessingWorkflow {
+    /// Input is taken raw and decoded here: input that does not decode then fails the
+    /// workflow with the reason, instead of failing its task and retrying forever.
+    #[run(name = "BatchProcessingWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: RawValue,
+    ) -> WorkflowResult<NodeResult> {
+        let mut node = decode_input(input)?;
+        node.validate()
+            .map_err(|e| invalid_input(format!("invalid batch input: {e}")))?;
+        if node.config.plugin.digest.is_none() {
+            // Pin the batch to the plugin's current version: every leaf runs this digest.
+            let name = node.config.plugin.name.clone();
+            node.config.plugin = ctx
+                .execute_activity(
+                    PluginActivities::resolve_plugin,
+                    name,
+                    item_activity_options(),
+                )
+                .await
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot use plugin {:?}: {}",
+                        node.config.plugin.name,
+                        deepest_message(e.failure(), &e)
+                    ))
+                })?;
+        }
+        match plan_node(
+            node.range(),
+            node.config.batch_size,
+            node.config.max_children,
+        ) {
+            NodePlan::Leaf(range) => run_leaf(ctx, &node, range).await,
+            NodePlan::Split(children) => run_children(ctx, &node, children).await,
+        }
+    }
+}
+
+/// One activity per item, all in flight at once; outputs are aggregated in item order.
+async fn run_leaf(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+    range: ItemRange,
+) -> WorkflowResult<NodeResult> {
+    let plugin = &node.config.plugin;
+    let calls = range.items().map(|item| {
+        let task = ItemTask {
+            plugin: plugin.clone(),
+            item,
+        };
+        ctx.execute_activity(
+            PluginActivities::process_item,
+            task,
+            item_activity_options(),
+        )
+    });
+    let results = join_all(calls).await;
+    let mut outputs = Outputs::default();
+    let mut failed = Vec::new();
+    for (item, result) in range.items().zip(results) {
+        match result {
+            Ok(output) => outputs.push(output),
+            Err(e) => failed.push((item, deepest_message(e.failure(), &e))),
+        }
+    }
+    if let Some((item, reason)) = failed.first() {
+        return Err(fail(format!(
+            "{} of {} items in {}..={} failed; first, item {item}: {reason}",
+            failed.len(),
+            range.len(),
+            range.first,
+            range.last
+        )));
+    }
+    Ok(NodeResult::leaf(
+        range,
+        node.depth,
+        plugin.clone(),
+        outputs,
+        range.len(),
+    ))
+}
+
+/// One child per chunk, all started at once, then merged in item order.
+async fn run_children(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+    children: Vec<ItemRange>,
+) -> WorkflowResult<NodeResult> {
+    let parent_id = ctx.workflow_id().to_owned();
+    let starts = children.iter().enumerate().map(|(index, range)| {
+        let input = NodeInput {
+            first: range.first,
+            last: range.last,
+            depth: node.depth + 1,
+            config: node.config.clone(),
+        };
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(child_workflow_id(&parent_id, index))
+            .static_summary(format!(
+                "items {}..={} (depth {}, plugin {})",
+                range.first,
+                range.last,
+                node.depth + 1,
+                node.config.plugin.display_short()
+            ))
+            .build();
+        ctx.start_child_workflow(BatchWorkflowRef, input, options)
+    });
+    let mut started = Vec::with_capacity(children.len());
+    for (range, start) in children.iter().zip(join_all(starts).await) {
+        let child = start.map_err(|e| {
+            fail(format!(
+                "cannot start the child for items {}..={}: {e}",
+                range.first, range.last
+            ))
+        })?;
+        started.push(child);
+    }
+    let results = join_all(started.into_iter().map(|child| child.result())).await;
+    let mut merged = Vec::with_capacity(children.len());
+    for (range, result) in children.iter().zip(results) {
+        let result = result.map_err(|e| {
+            fail(format!(
+                "items {}..={}: {}",
+                range.first,
+                range.last,
+                deepest_message(e.failure(), &e)
+            ))
+        })?;
+        merged.push(result);
+    }
+    Ok(NodeResult::merge(
+        node.range(),
+        node.depth,
+        node.config.plugin.clone(),
+        merged,
+    ))
+}
+
+fn decode_input(input: RawValue) -> Result<NodeInput, WorkflowTermination> {
+    let payload = match input.payloads.as_slice() {
+        [payload] if !payload.data.is_empty() => payload,
+        [] | [_] => return Err(invalid_input("missing batch input".into())),
+        many => {
+            return Err(invalid_input(format!(
+                "expected one input argument, got {}",
+                many.len()
+            )));
+        }
+    };
+    serde_json::from_slice(&payload.data).map_err(|e| {
+        invalid_input(format!(
+            "batch input is not a valid node input ({e}); expected JSON like \
+             {{\"first\":1,\"last\":2000,\"config\":{{\"batch_size\":10,\"max_children\":5,\
+             \"plugin\":{{\"name\":\"square_number\"}}}}}}"
+        ))
+    })
+}
+
+/// Bad input never gets better: fail the workflow for good, with the reason.
+fn invalid_input(message: String) -> WorkflowTermination {
+    ApplicationFailure::builder(anyhow::anyhow!(message))
+        .type_name("InvalidBatchInput".to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// A node fails when a child or an item has failed for good: Temporal already retried what
+/// could be retried, so the failure is final and carries the innermost reason.
+fn fail(message: String) -> WorkflowTermination {
+    ApplicationFailure::builder(anyhow::anyhow!(message))
+        .type_name("BatchNodeFailed".to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// The innermost cause's message: what the plugin or the failing descendant said, without
+/// the "Activity failed" / "Child workflow failed" wrappers.
+fn deepest_message(failure: Option<&Failure>, fallback: &dyn std::fmt::Display) -> String {
+    let Some(mut failure) = failure else {
+        return fallback.to_string();
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    failure.message.clone()
+}

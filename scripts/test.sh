@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --bins
+# Binaries and tests in one build, so both see the same features (the end-to-end tests run the
+# binaries), then the plugins, then every test of the workspace (plugins' own unit tests too).
+cargo build --release --workspace --bins --tests
 bash scripts/build-plugins.sh
 bash scripts/build-plugins.sh --fixtures
-cargo test --release "$@"
+cargo test --release --workspace "$@"

@@ -45,6 +45,19 @@ impl PluginRef {
     }
 }
 
+/// A plugin as a worker lists it: a loaded version, or why its file is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    /// sha256 of the version in service, when one loaded.
+    pub digest: Option<String>,
+    /// The interface it implements, e.g. `batch:plugin/compute@1.0.0`.
+    pub interface: Option<String>,
+    pub size: Option<u64>,
+    /// Why the file cannot be used (or why an older version is still in service).
+    pub error: Option<String>,
+}
+
 /// The parameters of a whole batch, carried unchanged from the root to every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchConfig {

@@ -16,12 +16,14 @@ pub mod summary;
 #[cfg(feature = "temporal")]
 pub mod workflow_ref;
 
-pub use config::{BatchConfig, ConfigError, NodeInput, PluginRef};
+pub use config::{BatchConfig, ConfigError, NodeInput, PluginInfo, PluginRef};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use result::{NodeResult, Outputs};
 
 /// The workflow type name the worker registers and every client starts.
 pub const WORKFLOW_TYPE: &str = "BatchProcessingWorkflow";
+/// The workflow type that lists the plugins of the worker that runs it.
+pub const LIST_PLUGINS_WORKFLOW_TYPE: &str = "ListPlugins";
 /// The task queue of the demo, used by default by both binaries.
 pub const DEFAULT_TASK_QUEUE: &str = "batch-processing-task-queue";
 /// The plugin used when a batch names none.

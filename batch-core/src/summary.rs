@@ -88,3 +88,66 @@ Last 10 results: [1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]
         assert!(text.ends_with("=\n"));
     }
 }
+
+/// The plugins a worker offers, one per line: name, digest, size, interface, or the error.
+pub fn render_plugin_list(plugins: &[crate::PluginInfo]) -> String {
+    if plugins.is_empty() {
+        return "no plugins\n".to_owned();
+    }
+    let width = plugins
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut s = format!(
+        "{:width$}  {:71}  {:>9}  INTERFACE\n",
+        "NAME", "DIGEST", "BYTES"
+    );
+    for p in plugins {
+        let digest = p
+            .digest
+            .as_ref()
+            .map_or("-".to_owned(), |d| format!("sha256:{d}"));
+        let size = p.size.map_or("-".to_owned(), |n| n.to_string());
+        let interface = p.interface.as_deref().unwrap_or("-");
+        let _ = writeln!(s, "{:width$}  {digest:71}  {size:>9}  {interface}", p.name);
+        if let Some(error) = &p.error {
+            let _ = writeln!(s, "{:width$}  error: {error}", "");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::PluginInfo;
+
+    #[test]
+    fn lists_good_and_bad_plugins() {
+        let good = PluginInfo {
+            name: "square_number".into(),
+            digest: Some("ab".repeat(32)),
+            interface: Some("batch:plugin/compute@1.0.0".into()),
+            size: Some(15451),
+            error: None,
+        };
+        let bad = PluginInfo {
+            name: "broken".into(),
+            digest: None,
+            interface: None,
+            size: None,
+            error: Some("the file is empty".into()),
+        };
+        let text = render_plugin_list(&[good, bad]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("NAME"));
+        assert!(lines[1].starts_with("square_number  sha256:abab"));
+        assert!(lines[1].ends_with("15451  batch:plugin/compute@1.0.0"));
+        assert!(lines[2].starts_with("broken         -"));
+        assert_eq!(lines[3].trim(), "error: the file is empty");
+        assert_eq!(render_plugin_list(&[]), "no plugins\n");
+    }
+}

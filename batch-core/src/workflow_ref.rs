@@ -5,7 +5,7 @@
 
 use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
 
-use crate::{NodeInput, NodeResult, WORKFLOW_TYPE};
+use crate::{LIST_PLUGINS_WORKFLOW_TYPE, NodeInput, NodeResult, PluginInfo, WORKFLOW_TYPE};
 
 /// `BatchProcessingWorkflow`: input [`NodeInput`], result [`NodeResult`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,5 +21,22 @@ impl WorkflowDefinition for BatchWorkflowRef {
 }
 
 impl HasWorkflowDefinition for BatchWorkflowRef {
+    type Run = Self;
+}
+
+/// `ListPlugins`: no input; the plugins of the worker that runs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListPluginsRef;
+
+impl WorkflowDefinition for ListPluginsRef {
+    type Input = ();
+    type Output = Vec<PluginInfo>;
+
+    fn name(&self) -> &str {
+        LIST_PLUGINS_WORKFLOW_TYPE
+    }
+}
+
+impl HasWorkflowDefinition for ListPluginsRef {
     type Run = Self;
 }

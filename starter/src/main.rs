@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
-use batch_core::summary::render_summary;
-use batch_core::workflow_ref::BatchWorkflowRef;
+use batch_core::summary::{render_plugin_list, render_summary};
+use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, NodeInput};
 use clap::Parser;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
@@ -36,6 +36,9 @@ struct Args {
     /// Plugin to run on each item (a `<name>.wasm` in the worker's plugins directory).
     #[arg(long, default_value = DEFAULT_PLUGIN)]
     plugin: String,
+    /// List the plugins a worker on the task queue offers (asked through Temporal) and exit.
+    #[arg(long)]
+    list_plugins: bool,
     /// Root workflow id. Default: batch-processing-{N}-b{BATCH}-c{CHILDREN}, with the plugin's
     /// name after `batch-processing-` when it is not square_number.
     #[arg(long)]
@@ -77,6 +80,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.list_plugins {
+        return list_plugins(&args).await;
+    }
     batch_core::config::validate_n(args.n)?;
     let input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
     input.validate()?;
@@ -84,12 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         root_workflow_id(args.n, args.batch_size, args.max_children, &args.plugin)
     });
 
-    let client = connect(&ConnectOverrides {
-        address: args.address.clone(),
-        namespace: args.namespace.clone(),
-        identity: None,
-    })
-    .await?;
+    let client = connect_from(&args).await?;
 
     let started_at = Instant::now();
     let options = WorkflowStartOptions::new(args.task_queue.clone(), workflow_id.clone())
@@ -116,6 +117,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print!("{}", render_summary(&workflow_id, &input.config, &result));
     println!("Wall time: {:.2} s", started_at.elapsed().as_secs_f64());
     Ok(())
+}
+
+async fn connect_from(args: &Args) -> anyhow::Result<temporalio_client::Client> {
+    Ok(connect(&ConnectOverrides {
+        address: args.address.clone(),
+        namespace: args.namespace.clone(),
+        identity: None,
+    })
+    .await?)
+}
+
+/// Asks a worker on the task queue for its plugins: a short workflow whose one activity lists
+/// the plugins directory of whichever worker picks it up.
+async fn list_plugins(args: &Args) -> anyhow::Result<()> {
+    let client = connect_from(args).await?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let workflow_id = format!("list-plugins-{}-{nanos}", std::process::id());
+    let options = WorkflowStartOptions::new(args.task_queue.clone(), workflow_id.clone())
+        // No worker on the queue must not mean waiting forever.
+        .execution_timeout(std::time::Duration::from_secs(30))
+        .build();
+    let handle = client
+        .start_workflow(ListPluginsRef, (), options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot ask for plugins: {e}"))?;
+    match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(plugins) => {
+            print!("{}", render_plugin_list(&plugins));
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "no worker answered on task queue {} ({})",
+            args.task_queue,
+            describe_failure(&e)
+        ),
+    }
 }
 
 /// The failure and its causes, outermost first, without repeating a message.

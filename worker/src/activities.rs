@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use batch_core::PluginRef;
+use batch_core::{PluginInfo, PluginRef};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -46,6 +46,16 @@ impl PluginActivities {
             name: plugin.name().to_owned(),
             digest: Some(plugin.digest().to_owned()),
         })
+    }
+
+    /// Every plugin in this worker's directory, usable or not.
+    #[activity(name = "list_plugins")]
+    pub async fn list_plugins(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+    ) -> Result<Vec<PluginInfo>, ActivityError> {
+        let registry = self.registry.clone();
+        on_blocking_pool(move || registry.list()).await
     }
 
     /// The plugin's output for one item.

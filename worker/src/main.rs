@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use batch_core::connect::{ConnectOverrides, connect};
+use batch_core::summary::render_plugin_list;
 use batch_worker::activities::PluginActivities;
+use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
-use batch_worker::workflow::BatchProcessingWorkflow;
+use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
 use clap::Parser;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -27,6 +29,17 @@ struct Args {
     /// Directory holding the plugins, one `<name>.wasm` file each.
     #[arg(long, env = "BATCH_PLUGINS_DIR", default_value = "target/plugins")]
     plugins_dir: PathBuf,
+    /// Where plugin versions (bytes and compiled code) are kept by digest, so pinned batches
+    /// survive file replacements and restarts, and restarts skip compilation.
+    /// Default: `<plugins-dir>/.cache`.
+    #[arg(long, env = "BATCH_PLUGIN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Keep plugin versions in memory only.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Print the plugins in the plugins directory (name, digest, size, interface) and exit.
+    #[arg(long)]
+    list_plugins: bool,
     /// Temporal server address (host:port). Default: Temporal's environment configuration
     /// (TEMPORAL_ADDRESS, profile in temporal.toml), else localhost:7233.
     #[arg(long)]
@@ -70,7 +83,18 @@ async fn main() -> anyhow::Result<()> {
             .context("--plugin-memory-mib is too large for this machine")?,
     };
     let engine = SandboxedEngine::new(limits)?;
-    let registry = Arc::new(PluginRegistry::open(&args.plugins_dir, engine)?);
+    let cache = (!args.no_cache).then(|| {
+        let dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| args.plugins_dir.join(".cache"));
+        ArtifactCache::new(dir, engine.engine())
+    });
+    let registry = Arc::new(PluginRegistry::open(&args.plugins_dir, engine, cache)?);
+    if args.list_plugins {
+        print!("{}", render_plugin_list(&registry.list()?));
+        return Ok(());
+    }
     log_plugins(&registry);
 
     let client = connect(&ConnectOverrides {
@@ -95,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         .build();
     let options = WorkerOptions::new(&args.task_queue)
         .register_workflow::<BatchProcessingWorkflow>()?
+        .register_workflow::<ListPluginsWorkflow>()?
         .register_activities(PluginActivities::new(registry.clone()))
         .tuner(tuner)
         .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
@@ -131,12 +156,13 @@ fn log_plugins(registry: &PluginRegistry) {
             "no plugins yet: build them with scripts/build-plugins.sh"
         ),
         Ok(plugins) => {
-            for plugin in plugins {
-                match plugin {
-                    Ok(p) => {
-                        tracing::info!(plugin = %p.name, digest = %p.digest, size = p.size, "plugin available")
+            for p in plugins {
+                match (&p.digest, &p.error) {
+                    (Some(digest), None) => {
+                        tracing::info!(plugin = %p.name, %digest, size = p.size, "plugin available")
                     }
-                    Err(e) => tracing::error!("{e}"),
+                    (_, Some(error)) => tracing::error!(plugin = %p.name, "{error}"),
+                    (None, None) => {}
                 }
             }
         }

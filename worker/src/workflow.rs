@@ -7,7 +7,7 @@ use std::time::Duration;
 use batch_core::ids::child_workflow_id;
 use batch_core::plan::{ItemRange, NodePlan, plan_node};
 use batch_core::workflow_ref::BatchWorkflowRef;
-use batch_core::{NodeInput, NodeResult, Outputs};
+use batch_core::{NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
@@ -231,4 +231,23 @@ fn deepest_message(failure: Option<&Failure>, fallback: &dyn std::fmt::Display) 
         failure = cause;
     }
     failure.message.clone()
+}
+
+/// Lists the plugins of the worker that runs it, so a starter on another machine can ask
+/// "what can I run?" through Temporal.
+#[workflow]
+#[derive(Default)]
+pub struct ListPluginsWorkflow;
+
+#[workflow_methods]
+impl ListPluginsWorkflow {
+    #[run(name = "ListPlugins")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Vec<PluginInfo>> {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+            .retry_policy(RetryPolicy::builder().maximum_attempts(3).build())
+            .build();
+        Ok(ctx
+            .execute_activity(PluginActivities::list_plugins, (), options)
+            .await?)
+    }
 }

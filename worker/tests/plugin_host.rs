@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use batch_core::PluginRef;
+use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
 
 /// Where `scripts/build-plugins.sh` installed plugins (`target/plugins`, `target/test-plugins`).
@@ -13,7 +14,12 @@ fn built_plugin(dir: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(dir).join(format!("{name}.wasm"));
+    let wasm = target.join(dir).join(format!("{name}.wasm"));
+    let path = if wasm.exists() {
+        wasm
+    } else {
+        target.join(dir).join(format!("{name}.wat"))
+    };
     assert!(
         path.is_file(),
         "{} is missing: run scripts/build-plugins.sh and scripts/build-plugins.sh --fixtures",
@@ -36,14 +42,12 @@ struct Scratch {
 fn scratch(plugins: &[(&str, &str)]) -> Scratch {
     let dir = tempfile::tempdir().expect("temp dir");
     for (from, name) in plugins {
-        std::fs::copy(
-            built_plugin(from, name),
-            dir.path().join(format!("{name}.wasm")),
-        )
-        .expect("copy plugin");
+        let built = built_plugin(from, name);
+        let file = built.file_name().expect("file name").to_owned();
+        std::fs::copy(built, dir.path().join(file)).expect("copy plugin");
     }
     let engine = SandboxedEngine::new(LIMITS).expect("engine");
-    let registry = PluginRegistry::open(dir.path(), engine).expect("registry");
+    let registry = PluginRegistry::open(dir.path(), engine, None).expect("registry");
     Scratch { dir, registry }
 }
 
@@ -240,5 +244,199 @@ fn a_replaced_file_is_picked_up_and_pinned_batches_keep_their_version() {
         err.to_string()
             .contains(&format!("holds sha256:{}", after.digest())),
         "{err}"
+    );
+}
+
+/// The example plugins, through the real wasm host, against reference implementations.
+#[test]
+fn example_plugins_compute_what_they_promise() {
+    let s = scratch(&[
+        ("plugins", "collatz_steps"),
+        ("plugins", "is_prime"),
+        ("plugins", "fnv_hash"),
+        ("plugins", "triple_wat"),
+    ]);
+    let collatz = s.registry.resolve("collatz_steps").expect("collatz_steps");
+    assert_eq!(collatz.call(1).expect("1"), 0);
+    assert_eq!(collatz.call(27).expect("27"), 111);
+    assert_eq!(collatz.call(97).expect("97"), 118);
+    let err = collatz.call(0).expect_err("0").to_string();
+    assert!(err.ends_with("refused item 0: 0 never reaches 1"), "{err}");
+
+    let prime = s.registry.resolve("is_prime").expect("is_prime");
+    let primes_to_1000: u64 = (1..=1000).map(|i| prime.call(i).expect("is_prime")).sum();
+    assert_eq!(primes_to_1000, 168);
+    assert_eq!(
+        prime
+            .call(18_446_744_073_709_551_557)
+            .expect("largest u64 prime"),
+        1
+    );
+    assert_eq!(
+        prime
+            .call(3_215_031_751)
+            .expect("strong pseudoprime to 2,3,5,7"),
+        0
+    );
+
+    let fnv = s.registry.resolve("fnv_hash").expect("fnv_hash");
+    let reference = |item: u64| {
+        item.to_le_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    };
+    for item in [0, 1, 42, u64::MAX] {
+        assert_eq!(fnv.call(item).expect("fnv"), reference(item), "item {item}");
+    }
+
+    // Written in WAT, loaded from its text file, no SDK involved.
+    let triple = s.registry.resolve("triple_wat").expect("triple_wat");
+    assert_eq!(triple.call(14).expect("42"), 42);
+    let err = triple
+        .call(u64::MAX / 3 + 1)
+        .expect_err("overflow")
+        .to_string();
+    assert!(err.ends_with("tripling overflows u64"), "{err}");
+}
+
+/// A hand-written component whose `process` runs `body` (a core function body that leaves an
+/// i32 return-area pointer on the stack): for traps the Rust compiler would turn into panics.
+fn wat_plugin(body: &str) -> String {
+    format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "process") (param $item i64) (result i32) {body}))
+  (core instance $i (instantiate $m))
+  (func $process (param "item" u64) (result (result u64 (error string)))
+    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
+  (instance $c (export "process" (func $process)))
+  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
+    )
+}
+
+#[test]
+fn real_traps_fail_the_item_with_the_trap() {
+    let s = scratch(&[]);
+    let write = |name: &str, text: String| {
+        std::fs::write(s.dir.path().join(format!("{name}.wat")), text).expect("write");
+    };
+    write(
+        "divides_by_zero",
+        wat_plugin("(drop (i64.div_u (local.get $item) (i64.const 0))) (i32.const 0)"),
+    );
+    write(
+        "reads_out_of_bounds",
+        wat_plugin("(drop (i64.load (i32.const 1000000))) (i32.const 0)"),
+    );
+    write("returns_out_of_bounds", wat_plugin("(i32.const 1000000)"));
+    let trap = |name: &str| {
+        let plugin = s.registry.resolve(name).expect(name);
+        plugin.call(7).expect_err(name).to_string()
+    };
+    let err = trap("divides_by_zero");
+    assert!(
+        err.contains("trapped on item 7") && err.contains("divide by zero"),
+        "{err}"
+    );
+    let err = trap("reads_out_of_bounds");
+    assert!(
+        err.contains("trapped on item 7") && err.contains("out of bounds"),
+        "{err}"
+    );
+    // A plugin lying about where its result is cannot make the host read outside its memory.
+    let err = trap("returns_out_of_bounds");
+    assert!(
+        err.contains("trapped on item 7") && err.contains("out of bounds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_file_never_replaces_a_good_version() {
+    let s = scratch(&[("plugins", "cube")]);
+    let good = s.registry.resolve("cube").expect("good");
+    std::fs::write(s.dir.path().join("cube.wasm"), b"oops").expect("overwrite");
+    let still = s
+        .registry
+        .resolve("cube")
+        .expect("the last good version stays in service");
+    assert_eq!(still.digest(), good.digest());
+    let listed = s.registry.list().expect("list");
+    let cube = listed
+        .iter()
+        .find(|p| p.name == "cube")
+        .expect("cube listed");
+    assert_eq!(cube.digest.as_deref(), Some(good.digest()));
+    let error = cube.error.as_deref().expect("the bad file is reported");
+    assert!(
+        error.contains("not WebAssembly") && error.contains("serving the last good version"),
+        "{error}"
+    );
+    // A bad file with no good predecessor is an error.
+    std::fs::write(s.dir.path().join("fresh.wasm"), b"oops").expect("write");
+    assert!(s.registry.resolve("fresh").is_err());
+}
+
+/// The on-disk cache: a restarted worker loads without compiling, and still has a version
+/// whose file has since been replaced.
+#[test]
+fn the_cache_survives_restarts_and_replacements() {
+    let plugins = tempfile::tempdir().expect("plugins");
+    let cache_dir = tempfile::tempdir().expect("cache");
+    let path = plugins.path().join("p.wasm");
+    std::fs::copy(built_plugin("plugins", "square_number"), &path).expect("copy");
+    let open = || {
+        let engine = SandboxedEngine::new(LIMITS).expect("engine");
+        let cache = ArtifactCache::new(cache_dir.path(), engine.engine());
+        PluginRegistry::open(plugins.path(), engine, Some(cache)).expect("registry")
+    };
+
+    let first = open();
+    let v1 = first.resolve("p").expect("v1").digest().to_owned();
+    drop(first);
+    let compiled: Vec<_> = std::fs::read_dir(cache_dir.path().join("compiled"))
+        .expect("compiled dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        compiled
+            .iter()
+            .any(|f| f.starts_with(&v1) && f.ends_with(".cwasm")),
+        "{compiled:?}"
+    );
+
+    // Replace the file, then "restart": the pinned v1 comes from the cache.
+    std::fs::copy(built_plugin("plugins", "cube"), &path).expect("replace");
+    let second = open();
+    let pinned = PluginRef {
+        name: "p".into(),
+        digest: Some(v1.clone()),
+    };
+    let old = second.get(&pinned).expect("v1 from the cache");
+    assert_eq!(old.digest(), v1);
+    assert_eq!(old.call(5).expect("square"), 25);
+    assert_eq!(second.resolve("p").expect("v2").call(5).expect("cube"), 125);
+
+    // A corrupted artifact is ignored (recompiled), never trusted.
+    for entry in std::fs::read_dir(cache_dir.path().join("compiled"))
+        .expect("dir")
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "cwasm") {
+            std::fs::write(entry.path(), b"corrupt").expect("corrupt");
+        }
+    }
+    let third = open();
+    assert_eq!(
+        third
+            .get(&pinned)
+            .expect("recompiled from source")
+            .call(6)
+            .expect("36"),
+        36
     );
 }

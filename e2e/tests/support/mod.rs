@@ -104,6 +104,39 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A built plugin file (`.wasm`, or `.wat` for text-format plugins) from `target/plugins`
+/// or, for fixtures, `target/test-plugins`.
+pub fn built_plugin(name: &str) -> PathBuf {
+    let dirs = [built_plugins_dir(), bin_dir().join("../test-plugins")];
+    dirs.iter()
+        .flat_map(|dir| ["wasm", "wat"].map(|ext| dir.join(format!("{name}.{ext}"))))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("plugin {name} is not built: run scripts/build-plugins.sh (--fixtures)")
+        })
+}
+
+/// Installs a built plugin into `dir` under `as_name`, the way users should: write a temporary
+/// file, then rename it into place, so the worker never sees half a file.
+pub fn install_plugin(dir: &Path, name: &str, as_name: &str) -> PathBuf {
+    let from = built_plugin(name);
+    let ext = from
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("wasm")
+        .to_owned();
+    let tmp = dir.join(format!(".{as_name}.tmp"));
+    let to = dir.join(format!("{as_name}.{ext}"));
+    std::fs::copy(&from, &tmp).expect("copy plugin");
+    std::fs::rename(&tmp, &to).expect("rename plugin");
+    to
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
+}
+
 /// The plugins `scripts/build-plugins.sh` installed.
 pub fn built_plugins_dir() -> PathBuf {
     let dir = bin_dir().join("../plugins");

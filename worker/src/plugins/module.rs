@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
 
+use super::cache::ArtifactCache;
 use super::error::PluginError;
 use super::sandbox::{SandboxedEngine, StoreState};
 
@@ -44,8 +45,11 @@ impl std::fmt::Debug for LoadedPlugin {
 impl LoadedPlugin {
     /// Compiles `bytes` (read from `path`) as plugin `name`. Slow (milliseconds): call it once
     /// per digest and keep the result.
+    /// With a cache, a version compiled before is loaded from disk instead of compiled again,
+    /// and a newly compiled one is stored there.
     pub fn load(
         engine: &SandboxedEngine,
+        cache: Option<&ArtifactCache>,
         name: &str,
         path: &Path,
         bytes: &[u8],
@@ -55,9 +59,16 @@ impl LoadedPlugin {
             path: path.to_owned(),
             reason,
         };
-        let component_bytes = to_component_bytes(bytes).map_err(invalid)?;
-        let component = Component::new(engine.engine(), &component_bytes)
-            .map_err(|e| invalid(format!("does not compile: {e:#}")))?;
+        let digest = sha256_hex(bytes);
+        let cached = cache.and_then(|c| c.compiled(&digest, engine.engine()));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component_bytes = to_component_bytes(bytes).map_err(invalid)?;
+                Component::new(engine.engine(), &component_bytes)
+                    .map_err(|e| invalid(format!("does not compile: {e:#}")))?
+            }
+        };
         reject_imports(&component, engine).map_err(invalid)?;
         let linker: Linker<StoreState> = Linker::new(engine.engine());
         let instance_pre = linker
@@ -65,9 +76,13 @@ impl LoadedPlugin {
             .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
         let pre = bindings::PluginPre::new(instance_pre)
             .map_err(|e| invalid(format!("does not implement {}: {e:#}", super::INTERFACE)))?;
+        if let Some(cache) = cache {
+            cache.store_source(&digest, bytes);
+            cache.store_compiled(&digest, &component);
+        }
         Ok(Self {
             name: name.to_owned(),
-            digest: sha256_hex(bytes),
+            digest,
             size: bytes.len() as u64,
             engine: engine.clone(),
             pre,
@@ -142,11 +157,19 @@ fn to_component_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
                 )
             });
     }
-    if wasmparser::Parser::is_component(bytes) || bytes.first() == Some(&b'(') {
-        // Binary component, or text format: `Component::new` parses `.wat` itself.
+    if wasmparser::Parser::is_component(bytes) {
         return Ok(bytes.to_vec());
     }
-    Err("not WebAssembly (no \\0asm header and not WebAssembly text)".into())
+    if bytes.starts_with(b"\0asm") {
+        return Err("is WebAssembly of an unsupported version or layer".into());
+    }
+    // Text format: `Component::new` parses `.wat` itself (and names the line of a mistake).
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| "not WebAssembly (no \\0asm header, and not text)".to_owned())?;
+    if !text.trim_start().starts_with(['(', ';']) {
+        return Err("not WebAssembly (no \\0asm header, and not WebAssembly text)".into());
+    }
+    Ok(bytes.to_vec())
 }
 
 /// The sandbox's first rule: a plugin gets nothing from the host. Name every import so the

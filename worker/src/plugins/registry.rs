@@ -1,11 +1,15 @@
 //! Plugins by name and by digest.
 //!
-//! A name maps to the file `<dir>/<name>.wasm`; its version is the sha256 of the file's bytes.
-//! Compiled plugins are kept by digest for the life of the worker (content-addressed), so a
-//! batch pinned to a digest keeps running that exact module even after the file is replaced,
-//! while new batches resolve the name to the new file. Lookups by name re-check the file's size
-//! and modification time (one `stat`), and re-read and re-hash it only when they change: a
-//! plugin dropped into the directory is picked up without restarting the worker.
+//! A name maps to the file `<dir>/<name>.wasm` (or `.wat`); its version is the sha256 of the
+//! file's bytes. Compiled plugins are kept by digest for the life of the worker, and their bytes
+//! and machine code in the on-disk cache ([`super::cache`]), so a batch pinned to a digest keeps
+//! running that exact module after the file is replaced, even across worker restarts, while new
+//! batches resolve the name to the new file.
+//!
+//! Lookups by name cost one `stat`: the file is re-read and re-hashed only when its size or
+//! modification time changed, so a plugin dropped into the directory is picked up by the next
+//! batch without a restart, and nothing polls. A file that fails to load is reported (name and
+//! reason) and never replaces a good version of the same name.
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,30 +18,27 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use batch_core::PluginRef;
 use batch_core::config::validate_plugin_name;
+use batch_core::{PluginInfo, PluginRef};
 
+use super::cache::ArtifactCache;
 use super::module::{LoadedPlugin, sha256_hex};
-use super::{PLUGIN_EXTENSION, PluginError, SandboxedEngine};
-
-/// A plugin as listed to users.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub digest: String,
-    pub size: u64,
-}
+use super::{INTERFACE, PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
 
 pub struct PluginRegistry {
     dir: PathBuf,
     engine: SandboxedEngine,
+    cache: Option<ArtifactCache>,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
     by_digest: HashMap<String, Arc<LoadedPlugin>>,
+    /// The version each name resolved to, and the file stamp it was read from.
     by_name: HashMap<String, NameEntry>,
+    /// Files that failed to load, by name: not retried until they change.
+    rejected: HashMap<String, (FileStamp, String)>,
 }
 
 struct NameEntry {
@@ -62,8 +63,13 @@ impl FileStamp {
 }
 
 impl PluginRegistry {
-    /// Opens the plugins directory (it must exist and be readable; it may be empty).
-    pub fn open(dir: impl Into<PathBuf>, engine: SandboxedEngine) -> Result<Self, PluginError> {
+    /// Opens the plugins directory (it must exist and be readable; it may be empty). With a
+    /// cache, versions survive file replacements and restarts, and load without compiling.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        engine: SandboxedEngine,
+        cache: Option<ArtifactCache>,
+    ) -> Result<Self, PluginError> {
         let dir = dir.into();
         let directory_error = |reason: String| PluginError::Directory {
             dir: dir.clone(),
@@ -77,6 +83,7 @@ impl PluginRegistry {
         Ok(Self {
             dir,
             engine,
+            cache,
             state: Mutex::new(State::default()),
         })
     }
@@ -85,10 +92,13 @@ impl PluginRegistry {
         &self.dir
     }
 
-    /// The current version of plugin `name`: the file as it is now.
+    /// The current version of plugin `name`: the file as it is now, or, if the file changed
+    /// into something that does not load, the last good version (the error is logged).
     pub fn resolve(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
         validate_plugin_name(name)?;
-        let path = self.path_of(name);
+        let Some(path) = self.path_of(name) else {
+            return Err(self.not_found(name));
+        };
         let read_error = |reason: String| PluginError::Read {
             name: name.to_owned(),
             path: path.clone(),
@@ -103,6 +113,17 @@ impl PluginRegistry {
         let stamp = FileStamp::of(&meta);
         {
             let state = self.lock();
+            if let Some((rejected_stamp, reason)) = state.rejected.get(name)
+                && *rejected_stamp == stamp
+            {
+                return self
+                    .last_good(&state, name)
+                    .ok_or_else(|| PluginError::Invalid {
+                        name: name.to_owned(),
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+            }
             if let Some(entry) = state.by_name.get(name)
                 && entry.stamp == stamp
                 && let Some(plugin) = state.by_digest.get(&entry.digest)
@@ -113,22 +134,50 @@ impl PluginRegistry {
         let bytes = fs::read(&path).map_err(|e| read_error(e.to_string()))?;
         let digest = sha256_hex(&bytes);
         let known = self.lock().by_digest.get(&digest).cloned();
-        let plugin = match known {
-            Some(plugin) => plugin,
+        let loaded = match known {
+            Some(plugin) => Ok(plugin),
             // Compile outside the lock: it takes milliseconds and other lookups must not wait.
-            None => Arc::new(LoadedPlugin::load(&self.engine, name, &path, &bytes)?),
+            None => LoadedPlugin::load(&self.engine, self.cache.as_ref(), name, &path, &bytes)
+                .map(Arc::new),
         };
         let mut state = self.lock();
-        let plugin = state
-            .by_digest
-            .entry(digest.clone())
-            .or_insert(plugin)
-            .clone();
-        state
-            .by_name
-            .insert(name.to_owned(), NameEntry { stamp, digest });
-        tracing::info!(plugin = name, digest = plugin.digest(), "plugin loaded");
-        Ok(plugin)
+        match loaded {
+            Ok(plugin) => {
+                let plugin = state
+                    .by_digest
+                    .entry(digest.clone())
+                    .or_insert(plugin)
+                    .clone();
+                state.rejected.remove(name);
+                let previous = state
+                    .by_name
+                    .insert(name.to_owned(), NameEntry { stamp, digest });
+                if previous.is_none_or(|p| p.digest != plugin.digest()) {
+                    tracing::info!(
+                        plugin = name,
+                        digest = plugin.digest(),
+                        "plugin version loaded"
+                    );
+                }
+                Ok(plugin)
+            }
+            Err(e) => {
+                state
+                    .rejected
+                    .insert(name.to_owned(), (stamp, reason_of(&e)));
+                match self.last_good(&state, name) {
+                    Some(good) => {
+                        tracing::error!(
+                            plugin = name,
+                            kept = good.digest(),
+                            "{e}; keeping the last good version"
+                        );
+                        Ok(good)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     /// The exact version a batch is pinned to. Without a digest, the current version.
@@ -138,6 +187,24 @@ impl PluginRegistry {
         };
         if let Some(loaded) = self.lock().by_digest.get(digest) {
             return Ok(loaded.clone());
+        }
+        // A version this worker process has not loaded yet: from the on-disk cache (it ran it
+        // before a restart), or from the current file if that is the pinned version.
+        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.source(digest)) {
+            let path = self.dir.join(format!("{}@{digest}", plugin.name));
+            let loaded = Arc::new(LoadedPlugin::load(
+                &self.engine,
+                self.cache.as_ref(),
+                &plugin.name,
+                &path,
+                &bytes,
+            )?);
+            let mut state = self.lock();
+            return Ok(state
+                .by_digest
+                .entry(digest.clone())
+                .or_insert(loaded)
+                .clone());
         }
         let unavailable = |found: String| PluginError::DigestUnavailable {
             name: plugin.name.clone(),
@@ -152,7 +219,8 @@ impl PluginRegistry {
         }
     }
 
-    /// Every `*.wasm` file's plugin name in the directory, sorted.
+    /// Every plugin name in the directory (files `<name>.wasm` or `<name>.wat` with a valid
+    /// name), sorted, without duplicates.
     pub fn names(&self) -> Result<Vec<String>, PluginError> {
         let entries = fs::read_dir(&self.dir).map_err(|e| PluginError::Directory {
             dir: self.dir.clone(),
@@ -161,32 +229,56 @@ impl PluginRegistry {
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == PLUGIN_EXTENSION))
+            .filter(|path| {
+                path.extension()
+                    .and_then(|ext| ext.to_str())
+                    .is_some_and(|ext| PLUGIN_EXTENSIONS.contains(&ext))
+            })
             .filter_map(|path| path.file_stem()?.to_str().map(str::to_owned))
             .filter(|name| validate_plugin_name(name).is_ok())
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
-    /// Loads and lists every plugin in the directory; files that fail to load are returned
-    /// as errors beside the good ones.
-    pub fn list(&self) -> Result<Vec<Result<PluginInfo, PluginError>>, PluginError> {
+    /// Loads and describes every plugin in the directory, usable or not.
+    pub fn list(&self) -> Result<Vec<PluginInfo>, PluginError> {
         Ok(self
             .names()?
             .into_iter()
-            .map(|name| {
-                self.resolve(&name).map(|p| PluginInfo {
+            .map(|name| match self.resolve(&name) {
+                Ok(p) => PluginInfo {
+                    // A bad file that left the last good version in service is still reported.
+                    error: self.lock().rejected.get(&name).map(|(_, reason)| {
+                        format!("the current file is not a valid plugin ({reason}); serving the last good version")
+                    }),
                     name,
-                    digest: p.digest().to_owned(),
-                    size: p.size(),
-                })
+                    digest: Some(p.digest().to_owned()),
+                    interface: Some(INTERFACE.to_owned()),
+                    size: Some(p.size()),
+                },
+                Err(e) => PluginInfo {
+                    name,
+                    digest: None,
+                    interface: None,
+                    size: None,
+                    error: Some(e.to_string()),
+                },
             })
             .collect())
     }
 
-    fn path_of(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.{PLUGIN_EXTENSION}"))
+    fn path_of(&self, name: &str) -> Option<PathBuf> {
+        PLUGIN_EXTENSIONS
+            .iter()
+            .map(|ext| self.dir.join(format!("{name}.{ext}")))
+            .find(|path| path.exists())
+    }
+
+    fn last_good(&self, state: &State, name: &str) -> Option<Arc<LoadedPlugin>> {
+        let entry = state.by_name.get(name)?;
+        state.by_digest.get(&entry.digest).cloned()
     }
 
     fn not_found(&self, name: &str) -> PluginError {
@@ -205,5 +297,12 @@ impl PluginRegistry {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a cache of immutable entries: a panic elsewhere cannot leave it torn.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn reason_of(e: &PluginError) -> String {
+    match e {
+        PluginError::Invalid { reason, .. } => reason.clone(),
+        other => other.to_string(),
     }
 }

@@ -1,0 +1,209 @@
+//! The plugin platform end to end: hot swap into a running worker, version pinning across a
+//! mid-batch replacement, bad files, listing through Temporal, isolation between concurrent
+//! batches. One dev server; each test has its own worker, plugins directory and task queue.
+
+mod support;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::{DevServer, Run, Worker, install_plugin, sha256_of, starter, wait_for};
+
+fn server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(DevServer::start)
+}
+
+/// A worker on its own task queue with its own (initially empty) plugins directory.
+struct Node {
+    queue: String,
+    plugins: tempfile::TempDir,
+    worker: Worker,
+}
+
+fn node(queue: &str, plugins: &[(&str, &str)]) -> Node {
+    let dir = tempfile::tempdir().expect("plugins dir");
+    for (name, as_name) in plugins {
+        install_plugin(dir.path(), name, as_name);
+    }
+    let worker = Worker::start(server(), queue, dir.path());
+    Node {
+        queue: queue.to_owned(),
+        plugins: dir,
+        worker,
+    }
+}
+
+impl Node {
+    fn run(&self, args: &[&str]) -> Run {
+        starter(server(), &self.queue, args)
+    }
+
+    fn dir(&self) -> &Path {
+        self.plugins.path()
+    }
+}
+
+fn assert_ok(run: &Run) {
+    assert!(
+        run.success,
+        "starter failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+fn digest_line(digest: &str) -> String {
+    format!("sha256:{digest}")
+}
+
+#[test]
+fn a_plugin_dropped_into_a_running_worker_is_used_by_name() {
+    let node = node("hot-drop", &[("square_number", "square_number")]);
+    let before = node.run(&["--list-plugins"]);
+    assert_ok(&before);
+    assert!(
+        before.stdout.contains("square_number") && !before.stdout.contains("is_prime"),
+        "{}",
+        before.stdout
+    );
+
+    let path = install_plugin(node.dir(), "is_prime", "is_prime");
+    let run = node.run(&["1000", "--plugin", "is_prime"]);
+    assert_ok(&run);
+    assert_eq!(run.field("Sum of all outputs"), "168", "primes up to 1000");
+    assert_eq!(run.field("Plugin digest"), digest_line(&sha256_of(&path)));
+
+    let after = node.run(&["--list-plugins"]);
+    assert_ok(&after);
+    let line = after
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("is_prime"))
+        .expect("is_prime listed");
+    assert!(line.contains(&digest_line(&sha256_of(&path))), "{line}");
+    assert!(line.ends_with("batch:plugin/compute@1.0.0"), "{line}");
+}
+
+#[test]
+fn replacing_a_plugin_mid_batch_keeps_each_batch_on_its_own_version() {
+    let node = node("hot-swap", &[("square_number", "swap")]);
+    let v1 = sha256_of(&node.dir().join("swap.wasm"));
+
+    // Batch A: 2000 items on v1, in the background.
+    let queue = node.queue.clone();
+    let batch_a =
+        std::thread::spawn(move || starter(server(), &queue, &["2000", "--plugin", "swap"]));
+    // Once A's root has resolved the plugin and started its children, replace the file.
+    let started = wait_for("batch A to fan out", Duration::from_secs(60), || {
+        let out = server().cli(&[
+            "workflow",
+            "count",
+            "--query",
+            "WorkflowId STARTS_WITH 'batch-processing-swap-2000-b10-c5-'",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let count: u64 = text.trim().strip_prefix("Total: ")?.parse().ok()?;
+        (count > 0).then_some(count)
+    });
+    let v2_path = install_plugin(node.dir(), "cube", "swap");
+    let v2 = sha256_of(&v2_path);
+    assert_ne!(v1, v2);
+
+    // Batch B starts after the replacement: it resolves the name to v2.
+    let b = node.run(&["300", "--plugin", "swap"]);
+    assert_ok(&b);
+    assert_eq!(b.field("Plugin digest"), digest_line(&v2));
+    assert_eq!(
+        b.field("Sum of all outputs"),
+        (300u128 * 301 / 2).pow(2).to_string()
+    );
+
+    // Batch A, already running when the file changed, finished on v1 alone.
+    let a = batch_a.join().expect("batch A thread");
+    assert_ok(&a);
+    assert_eq!(a.field("Plugin digest"), digest_line(&v1));
+    assert_eq!(a.field("Sum of all outputs"), "2668667000");
+    assert!(
+        started < 655,
+        "the file was replaced while batch A was running ({started} children started)"
+    );
+}
+
+#[test]
+fn a_bad_file_does_not_replace_a_good_version_and_is_reported() {
+    let node = node("bad-file", &[("cube", "keeper")]);
+    let good = node.run(&["10", "--plugin", "keeper"]);
+    assert_ok(&good);
+    let digest = good.field("Plugin digest").to_owned();
+
+    let tmp = node.dir().join(".keeper.tmp");
+    std::fs::write(&tmp, b"definitely not wasm").expect("write");
+    std::fs::rename(&tmp, node.dir().join("keeper.wasm")).expect("rename");
+
+    let again = node.run(&["20", "--plugin", "keeper"]);
+    assert_ok(&again);
+    assert_eq!(again.field("Plugin digest"), digest);
+    assert_eq!(
+        again.field("Sum of all outputs"),
+        (20u128 * 21 / 2).pow(2).to_string()
+    );
+    let log = node.worker.log_text();
+    assert!(
+        log.contains("plugin \"keeper\"")
+            && log.contains("not WebAssembly")
+            && log.contains("keeping the last good version"),
+        "{log}"
+    );
+    let listed = node.run(&["--list-plugins"]);
+    assert!(
+        listed.stdout.contains("serving the last good version"),
+        "{}",
+        listed.stdout
+    );
+}
+
+#[test]
+fn a_failing_plugin_does_not_disturb_a_concurrent_batch() {
+    let node = node(
+        "isolation",
+        &[("square_number", "square_number"), ("hostile", "hostile")],
+    );
+    let queue = node.queue.clone();
+    // Items 1, 11, 21, ... loop until the deadline, 2, 12, ... trap, 3, ... exhaust memory.
+    let hostile =
+        std::thread::spawn(move || starter(server(), &queue, &["40", "--plugin", "hostile"]));
+    let normal = node.run(&["500"]);
+    assert_ok(&normal);
+    assert_eq!(
+        normal.field("Sum of all squares"),
+        (500u128 * 501 * 1001 / 6).to_string()
+    );
+    let hostile = hostile.join().expect("hostile thread");
+    assert!(!hostile.success);
+    assert!(
+        hostile.stderr.contains("plugin hostile@sha256:"),
+        "{}",
+        hostile.stderr
+    );
+}
+
+#[test]
+fn a_plugin_written_in_wat_runs_through_temporal() {
+    let node = node("wat", &[("triple_wat", "triple_wat")]);
+    let run = node.run(&["100", "--plugin", "triple_wat"]);
+    assert_ok(&run);
+    assert_eq!(run.field("Sum of all outputs"), "15150");
+}
+
+#[test]
+fn listing_with_no_worker_on_the_queue_fails_in_bounded_time() {
+    let run = starter(server(), "nobody-polls-this-queue", &["--list-plugins"]);
+    assert!(!run.success);
+    assert!(
+        run.stderr
+            .contains("no worker answered on task queue nobody-polls-this-queue"),
+        "{}",
+        run.stderr
+    );
+}

@@ -207,3 +207,24 @@ fn listing_with_no_worker_on_the_queue_fails_in_bounded_time() {
         run.stderr
     );
 }
+
+#[test]
+fn the_worker_lists_its_plugins_without_a_server() {
+    let dir = tempfile::tempdir().expect("plugins dir");
+    let square = install_plugin(dir.path(), "square_number", "square_number");
+    std::fs::write(dir.path().join("broken.wasm"), b"").expect("write");
+    let out = std::process::Command::new(support::binary("worker"))
+        .args(["--list-plugins", "--plugins-dir"])
+        .arg(dir.path())
+        .env("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        .output()
+        .expect("run worker");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let square_line = text.lines().find(|l| l.starts_with("square_number")).expect("listed");
+    assert!(square_line.contains(&digest_line(&sha256_of(&square))), "{text}");
+    let size = std::fs::metadata(&square).expect("metadata").len().to_string();
+    assert!(square_line.contains(&format!(" {size} ")), "{text}");
+    assert!(square_line.ends_with("batch:plugin/compute@1.0.0"), "{text}");
+    assert!(text.contains("error: plugin \"broken\"") && text.contains("the file is empty"), "{text}");
+}

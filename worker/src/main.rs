@@ -81,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
         cpu_deadline: Duration::from_millis(args.plugin_deadline_ms),
         memory_bytes: usize::try_from(args.plugin_memory_mib << 20)
             .context("--plugin-memory-mib is too large for this machine")?,
+        // Every activity slot may run one plugin call; plus room for instances being torn down.
+        pool_slots: args.max_concurrent_activities.saturating_mul(2).max(16),
     };
     let engine = SandboxedEngine::new(limits)?;
     let cache = (!args.no_cache).then(|| {

@@ -31,6 +31,7 @@ fn built_plugin(dir: &str, name: &str) -> PathBuf {
 const LIMITS: SandboxLimits = SandboxLimits {
     cpu_deadline: Duration::from_millis(200),
     memory_bytes: 16 << 20,
+    pool_slots: 16,
 };
 
 /// A scratch plugins directory holding copies of the named built plugins.
@@ -150,6 +151,15 @@ fn bad_files_are_rejected_with_the_reason() {
         "uses_wasi",
         br#"(component (import "wasi:cli/environment@0.2.0" (instance)))"#,
     );
+    // Files, sockets, clocks and randomness: every import is named.
+    write(
+        "wants_everything",
+        br#"(component
+              (import "wasi:filesystem/types@0.2.0" (instance))
+              (import "wasi:sockets/tcp@0.2.0" (instance))
+              (import "wasi:clocks/wall-clock@0.2.0" (instance))
+              (import "wasi:random/random@0.2.0" (instance)))"#,
+    );
     write("wrong_interface", b"(component)");
 
     let reason = |name: &str| s.registry.resolve(name).expect_err(name).to_string();
@@ -176,6 +186,14 @@ fn bad_files_are_rejected_with_the_reason() {
         reason("uses_wasi")
     );
     assert!(
+        reason("wants_everything").contains(
+            "imports wasi:filesystem/types@0.2.0, wasi:sockets/tcp@0.2.0, \
+             wasi:clocks/wall-clock@0.2.0, wasi:random/random@0.2.0 but plugins may import nothing"
+        ),
+        "{}",
+        reason("wants_everything")
+    );
+    assert!(
         reason("wrong_interface").contains("does not implement batch:plugin/compute@1.0.0"),
         "{}",
         reason("wrong_interface")
@@ -188,7 +206,8 @@ fn bad_files_are_rejected_with_the_reason() {
     );
     assert!(
         missing.ends_with(
-            "available plugins: bare_module, empty, garbage, square_number, uses_wasi, wrong_interface"
+            "available plugins: bare_module, empty, garbage, square_number, uses_wasi, wants_everything, \
+             wrong_interface"
         ),
         "{missing}"
     );

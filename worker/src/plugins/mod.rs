@@ -16,7 +16,7 @@ pub mod sandbox;
 
 pub use batch_core::PluginInfo;
 pub use error::PluginError;
-pub use module::LoadedPlugin;
+pub use module::{LoadedPlugin, PluginSession};
 pub use registry::PluginRegistry;
 pub use sandbox::{SandboxLimits, SandboxedEngine};
 

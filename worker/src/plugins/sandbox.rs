@@ -10,7 +10,10 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 
 /// Granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -22,6 +25,9 @@ pub struct SandboxLimits {
     pub cpu_deadline: Duration,
     /// Cap on a call's linear memory.
     pub memory_bytes: usize,
+    /// Instances that can be alive at once (pooling allocator slots): at least the number of
+    /// plugin calls that can run concurrently.
+    pub pool_slots: u32,
 }
 
 impl Default for SandboxLimits {
@@ -29,6 +35,7 @@ impl Default for SandboxLimits {
         Self {
             cpu_deadline: Duration::from_secs(1),
             memory_bytes: 64 << 20,
+            pool_slots: 256,
         }
     }
 }
@@ -59,6 +66,16 @@ impl SandboxedEngine {
         config.wasm_component_model(true);
         // A deep recursion traps with "call stack exhausted" instead of overflowing the host.
         config.max_wasm_stack(512 << 10);
+        // Pre-reserved slots make a fresh instance per call cheap. Each slot's memory is capped
+        // at the sandbox's limit, so a plugin cannot outgrow it there either.
+        let slots = limits.pool_slots;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 2)
+            .total_memories(slots * 2)
+            .total_tables(slots * 2)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         // Without the ticker no deadline would ever fire: fail rather than run unguarded.
         spawn_epoch_ticker(&engine)
@@ -87,8 +104,13 @@ impl SandboxedEngine {
             .build();
         let mut store = Store::new(&self.engine, StoreState { limits });
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        self.arm_deadline(&mut store);
         store
+    }
+
+    /// Gives the store a full CPU budget from now.
+    pub fn arm_deadline(&self, store: &mut Store<StoreState>) {
+        store.set_epoch_deadline(self.limits.deadline_ticks());
     }
 }
 
@@ -117,6 +139,7 @@ mod tests {
         let at = |ms| SandboxLimits {
             cpu_deadline: Duration::from_millis(ms),
             memory_bytes: 0,
+            pool_slots: 1,
         };
         assert_eq!(at(0).deadline_ticks(), 1);
         assert_eq!(at(1).deadline_ticks(), 1);

@@ -1,0 +1,79 @@
+//! What the plugin host costs: `cargo bench -p batch-worker --bench plugin_host` (after
+//! `scripts/build-plugins.sh`). Prints, for the `square_number` plugin:
+//!
+//! - `load/cold`: a new plugin version: wrap as a component, compile, validate;
+//! - `load/cached`: the same version after a worker restart, from the on-disk cache;
+//! - `call/native`: the same function compiled into the host, for reference;
+//! - `call/fresh_store`: one isolated call, a new store and instance per item (per-item mode);
+//! - `call/session`: a call in an instance reused across a run of items.
+//!
+//! Overhead of a call = its time minus `call/native`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use batch_worker::plugins::cache::ArtifactCache;
+use batch_worker::plugins::{LoadedPlugin, SandboxLimits, SandboxedEngine};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn square_number_wasm() -> (PathBuf, Vec<u8>) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("plugins/square_number.wasm");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e} (run scripts/build-plugins.sh first)", path.display())
+    });
+    (path, bytes)
+}
+
+fn native_square(item: u64) -> Result<u64, String> {
+    item.checked_mul(item)
+        .ok_or_else(|| format!("{item} squared overflows u64"))
+}
+
+fn benches(c: &mut Criterion) {
+    let (path, bytes) = square_number_wasm();
+    let engine = SandboxedEngine::new(SandboxLimits::default()).expect("engine");
+    let cache_dir = tempfile::tempdir().expect("cache dir");
+    let cache = ArtifactCache::new(cache_dir.path(), engine.engine());
+    // Fill the cache once so `load/cached` measures the restart path.
+    LoadedPlugin::load(&engine, Some(&cache), "square_number", &path, &bytes).expect("load");
+
+    let mut load = c.benchmark_group("load");
+    load.sample_size(20);
+    load.bench_function("cold", |b| {
+        b.iter(|| LoadedPlugin::load(&engine, None, "square_number", &path, black_box(&bytes)))
+    });
+    load.bench_function("cached", |b| {
+        b.iter(|| LoadedPlugin::load(&engine, Some(&cache), "square_number", &path, black_box(&bytes)))
+    });
+    load.finish();
+
+    let plugin = LoadedPlugin::load(&engine, None, "square_number", &path, &bytes).expect("load");
+    let mut session = plugin.session().expect("session");
+    let mut call = c.benchmark_group("call");
+    let mut item = 0u64;
+    call.bench_function("native", |b| {
+        b.iter(|| {
+            item = item.wrapping_add(1) & 0xffff;
+            native_square(black_box(item))
+        })
+    });
+    call.bench_function("fresh_store", |b| {
+        b.iter(|| {
+            item = item.wrapping_add(1) & 0xffff;
+            plugin.call(black_box(item))
+        })
+    });
+    call.bench_function("session", |b| {
+        b.iter(|| {
+            item = item.wrapping_add(1) & 0xffff;
+            session.call(black_box(item))
+        })
+    });
+    call.finish();
+}
+
+criterion_group!(plugin_host, benches);
+criterion_main!(plugin_host);

@@ -32,7 +32,7 @@ for p in "${plugins[@]}"; do args+=(-p "$p"); done
 cargo build --quiet --profile wasm --target wasm32-unknown-unknown "${args[@]}"
 
 for p in "${plugins[@]}"; do
-  src="target/wasm32-unknown-unknown/wasm/$p.wasm"
+  src="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/$p.wasm"
   cp "$src" "$dest/.$p.wasm.tmp"
   mv -f "$dest/.$p.wasm.tmp" "$dest/$p.wasm"
   echo "plugin $p -> $dest/$p.wasm ($(wc -c <"$dest/$p.wasm") bytes, sha256 $(sha256sum "$dest/$p.wasm" | cut -c1-12))"

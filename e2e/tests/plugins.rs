@@ -220,11 +220,30 @@ fn the_worker_lists_its_plugins_without_a_server() {
         .output()
         .expect("run worker");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let square_line = text.lines().find(|l| l.starts_with("square_number")).expect("listed");
-    assert!(square_line.contains(&digest_line(&sha256_of(&square))), "{text}");
-    let size = std::fs::metadata(&square).expect("metadata").len().to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let square_line = text
+        .lines()
+        .find(|l| l.starts_with("square_number"))
+        .expect("listed");
+    assert!(
+        square_line.contains(&digest_line(&sha256_of(&square))),
+        "{text}"
+    );
+    let size = std::fs::metadata(&square)
+        .expect("metadata")
+        .len()
+        .to_string();
     assert!(square_line.contains(&format!(" {size} ")), "{text}");
-    assert!(square_line.ends_with("batch:plugin/compute@1.0.0"), "{text}");
-    assert!(text.contains("error: plugin \"broken\"") && text.contains("the file is empty"), "{text}");
+    assert!(
+        square_line.ends_with("batch:plugin/compute@1.0.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: plugin \"broken\"") && text.contains("the file is empty"),
+        "{text}"
+    );
 }

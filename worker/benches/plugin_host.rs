@@ -22,7 +22,10 @@ fn square_number_wasm() -> (PathBuf, Vec<u8>) {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let path = target.join("plugins/square_number.wasm");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run scripts/build-plugins.sh first)", path.display())
+        panic!(
+            "{}: {e} (run scripts/build-plugins.sh first)",
+            path.display()
+        )
     });
     (path, bytes)
 }
@@ -46,7 +49,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| LoadedPlugin::load(&engine, None, "square_number", &path, black_box(&bytes)))
     });
     load.bench_function("cached", |b| {
-        b.iter(|| LoadedPlugin::load(&engine, Some(&cache), "square_number", &path, black_box(&bytes)))
+        b.iter(|| {
+            LoadedPlugin::load(
+                &engine,
+                Some(&cache),
+                "square_number",
+                &path,
+                black_box(&bytes),
+            )
+        })
     });
     load.finish();
 

@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,temporalio_sdk_core=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
 

@@ -119,11 +119,14 @@ impl LoadedPlugin {
     /// plugin's per-call isolation is traded for speed (about 100x less overhead per call).
     pub fn session(&self) -> Result<PluginSession<'_>, PluginError> {
         let mut store = self.engine.new_store();
-        let instance = self.pre.instantiate(&mut store).map_err(|e| PluginError::Trap {
-            plugin: self.label(),
-            item: 0,
-            reason: format!("instantiation failed: {e:#}"),
-        })?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginError::Trap {
+                plugin: self.label(),
+                item: 0,
+                reason: format!("instantiation failed: {e:#}"),
+            })?;
         Ok(PluginSession {
             plugin: self,
             store,
@@ -131,7 +134,11 @@ impl LoadedPlugin {
         })
     }
 
-    fn outcome(&self, item: u64, outcome: wasmtime::Result<Result<u64, String>>) -> Result<u64, PluginError> {
+    fn outcome(
+        &self,
+        item: u64,
+        outcome: wasmtime::Result<Result<u64, String>>,
+    ) -> Result<u64, PluginError> {
         match outcome {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(message)) => Err(PluginError::Refused {
@@ -154,9 +161,9 @@ impl LoadedPlugin {
         }
     }
 
-    /// `name@sha256:0123456789ab` for messages.
+    /// `name@sha256:<digest>` for messages: exactly which module failed.
     pub fn label(&self) -> String {
-        format!("{}@sha256:{}", self.name, &self.digest[..12])
+        format!("{}@sha256:{}", self.name, self.digest)
     }
 }
 

@@ -13,9 +13,73 @@ pub const MAX_ITEMS: u64 = 1_000_000_000_000_000_000;
 /// Largest fan-out of a node. Temporal allows 2,000 pending children per execution; staying
 /// at half of that leaves room for retries and keeps each parent's history small.
 pub const MAX_CHILDREN: u64 = 1_000;
-/// Largest leaf in per-item mode: a leaf holds one pending activity per item and Temporal
-/// allows 2,000 pending activities per execution.
+/// Largest leaf in the per-item modes: a leaf holds one activity (or local activity) per item.
+/// With the in-flight window below it never has more than `max_in_flight` pending at once, and
+/// 1,000 items keep a leaf's history near 3,000 events (the limit is 51,200).
 pub const MAX_BATCH_SIZE: u64 = 1_000;
+/// Largest leaf in `batch` mode, where a leaf is one activity running the plugin over its range
+/// in one instance (about 0.1 µs per item of overhead, heartbeating its progress).
+pub const MAX_BATCH_SIZE_BATCH_MODE: u64 = 1_000_000_000;
+/// Upper bound of the per-node in-flight window (Temporal allows 2,000 pending activities and
+/// 2,000 pending children per execution).
+pub const MAX_IN_FLIGHT: u64 = 1_000;
+
+/// How a leaf runs the plugin over its items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeafMode {
+    /// One activity per item, as in the demo: each item is scheduled, retried and recorded on
+    /// its own, and can run on any worker.
+    #[default]
+    Item,
+    /// One local activity per item: run by the worker that runs the leaf, recorded as a marker,
+    /// without a task-queue round trip.
+    Local,
+    /// One activity per leaf running the plugin over the whole range in a single instance,
+    /// heartbeating its progress so that a retry resumes where the last attempt stopped.
+    Batch,
+}
+
+impl LeafMode {
+    pub const ALL: [LeafMode; 3] = [LeafMode::Item, LeafMode::Local, LeafMode::Batch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeafMode::Item => "item",
+            LeafMode::Local => "local",
+            LeafMode::Batch => "batch",
+        }
+    }
+
+    /// The largest leaf this mode allows.
+    pub fn max_batch_size(self) -> u64 {
+        match self {
+            LeafMode::Item | LeafMode::Local => MAX_BATCH_SIZE,
+            LeafMode::Batch => MAX_BATCH_SIZE_BATCH_MODE,
+        }
+    }
+}
+
+impl std::fmt::Display for LeafMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LeafMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LeafMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown mode {s:?}: expected item, local or batch"))
+    }
+}
+
+fn default_max_in_flight() -> u64 {
+    MAX_IN_FLIGHT
+}
 /// Longest plugin name (a file name and part of a workflow id).
 pub const MAX_PLUGIN_NAME: usize = 64;
 
@@ -66,6 +130,13 @@ pub struct BatchConfig {
     /// An inner node starts at most this many children.
     pub max_children: u64,
     pub plugin: PluginRef,
+    /// How leaves run the plugin.
+    #[serde(default)]
+    pub mode: LeafMode,
+    /// At most this many children or activities of one node are in flight at once; the rest
+    /// wait for a slot. Bounds the load a huge batch puts on the server.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u64,
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -91,6 +162,8 @@ impl NodeInput {
                 batch_size,
                 max_children,
                 plugin: PluginRef::named(plugin),
+                mode: LeafMode::Item,
+                max_in_flight: MAX_IN_FLIGHT,
             },
         }
     }
@@ -113,7 +186,8 @@ impl NodeInput {
         if self.last > MAX_ITEMS {
             return Err(ConfigError::TooManyItems(self.last));
         }
-        validate_batch_size(self.config.batch_size)?;
+        validate_batch_size(self.config.batch_size, self.config.mode)?;
+        validate_max_in_flight(self.config.max_in_flight)?;
         validate_max_children(self.config.max_children)?;
         validate_plugin_name(&self.config.plugin.name)?;
         if let Some(digest) = &self.config.plugin.digest {
@@ -134,8 +208,10 @@ pub enum ConfigError {
     FirstItemZero,
     #[error("the range {first}..={last} is empty: last must be at least first")]
     EmptyRange { first: u64, last: u64 },
-    #[error("batch_size must be between 1 and {MAX_BATCH_SIZE} (got {0})")]
-    BatchSize(u64),
+    #[error("batch_size must be between 1 and {max} in {mode} mode (got {got})")]
+    BatchSize { got: u64, max: u64, mode: LeafMode },
+    #[error("max_in_flight must be between 1 and {MAX_IN_FLIGHT} (got {0})")]
+    MaxInFlight(u64),
     #[error(
         "max_children must be between 2 and {MAX_CHILDREN} (got {0}): a node with fewer than 2 \
          children would never shrink its range"
@@ -158,11 +234,24 @@ pub fn validate_n(n: u64) -> Result<(), ConfigError> {
     }
 }
 
-pub fn validate_batch_size(batch_size: u64) -> Result<(), ConfigError> {
-    if (1..=MAX_BATCH_SIZE).contains(&batch_size) {
+pub fn validate_batch_size(batch_size: u64, mode: LeafMode) -> Result<(), ConfigError> {
+    let max = mode.max_batch_size();
+    if (1..=max).contains(&batch_size) {
         Ok(())
     } else {
-        Err(ConfigError::BatchSize(batch_size))
+        Err(ConfigError::BatchSize {
+            got: batch_size,
+            max,
+            mode,
+        })
+    }
+}
+
+pub fn validate_max_in_flight(max_in_flight: u64) -> Result<(), ConfigError> {
+    if (1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+        Ok(())
+    } else {
+        Err(ConfigError::MaxInFlight(max_in_flight))
     }
 }
 
@@ -225,11 +314,11 @@ mod tests {
         let cases = [
             (
                 root(2000, 0, 5, "x"),
-                "batch_size must be between 1 and 1000 (got 0)",
+                "batch_size must be between 1 and 1000 in item mode (got 0)",
             ),
             (
                 root(2000, 1001, 5, "x"),
-                "batch_size must be between 1 and 1000 (got 1001)",
+                "batch_size must be between 1 and 1000 in item mode (got 1001)",
             ),
             (
                 root(2000, 10, 0, "x"),
@@ -261,6 +350,32 @@ mod tests {
             let message = input.validate().expect_err("must be rejected").to_string();
             assert!(message.starts_with(expected), "{message:?} vs {expected:?}");
         }
+    }
+
+    #[test]
+    fn batch_mode_allows_large_leaves_and_the_window_is_bounded() {
+        let mut input = root(100_000_000, 1_000_000, 10, "square_number");
+        assert!(input.validate().is_err());
+        input.config.mode = LeafMode::Batch;
+        assert_eq!(input.validate(), Ok(()));
+        input.config.batch_size = MAX_BATCH_SIZE_BATCH_MODE + 1;
+        assert!(
+            input
+                .validate()
+                .expect_err("too big")
+                .to_string()
+                .contains("in batch mode")
+        );
+        input.config.batch_size = 10;
+        input.config.max_in_flight = 0;
+        assert_eq!(input.validate(), Err(ConfigError::MaxInFlight(0)));
+        input.config.max_in_flight = MAX_IN_FLIGHT + 1;
+        assert!(input.validate().is_err());
+        for mode in LeafMode::ALL {
+            assert_eq!(mode.as_str().parse::<LeafMode>(), Ok(mode));
+            assert_eq!(serde_json::to_value(mode).expect("json"), mode.as_str());
+        }
+        assert!("fast".parse::<LeafMode>().is_err());
     }
 
     #[test]
@@ -300,5 +415,7 @@ mod tests {
         let parsed: NodeInput = serde_json::from_str(hand_written).expect("parse");
         assert_eq!(parsed.depth, 0);
         assert_eq!(parsed.config.plugin, PluginRef::named("cube"));
+        assert_eq!(parsed.config.mode, LeafMode::Item);
+        assert_eq!(parsed.config.max_in_flight, MAX_IN_FLIGHT);
     }
 }

@@ -2,17 +2,30 @@
 //! default plugin, so the demo's `temporal workflow list/show/count` commands work unchanged.
 //! Another plugin's batch puts its name before n: `batch-processing-{plugin}-{n}-b…-c…`. Plugin
 //! names start with a letter and contain no '-', so ids of different plugins never collide, and
-//! the `STARTS_WITH` query of one batch never matches another batch's tree.
+//! the `STARTS_WITH` query of one batch never matches another batch's tree. The leaf mode shows
+//! in the batch-size part: `b10` per-item activities (the demo), `local10` local activities,
+//! `batch100000` one activity per leaf.
 
-use crate::DEFAULT_PLUGIN;
+use crate::{DEFAULT_PLUGIN, LeafMode};
 
 pub const ROOT_ID_PREFIX: &str = "batch-processing";
 
-pub fn root_workflow_id(n: u64, batch_size: u64, max_children: u64, plugin: &str) -> String {
+pub fn root_workflow_id(
+    n: u64,
+    batch_size: u64,
+    max_children: u64,
+    plugin: &str,
+    mode: LeafMode,
+) -> String {
+    let leaf = match mode {
+        LeafMode::Item => "b",
+        LeafMode::Local => "local",
+        LeafMode::Batch => "batch",
+    };
     if plugin == DEFAULT_PLUGIN {
-        format!("{ROOT_ID_PREFIX}-{n}-b{batch_size}-c{max_children}")
+        format!("{ROOT_ID_PREFIX}-{n}-{leaf}{batch_size}-c{max_children}")
     } else {
-        format!("{ROOT_ID_PREFIX}-{plugin}-{n}-b{batch_size}-c{max_children}")
+        format!("{ROOT_ID_PREFIX}-{plugin}-{n}-{leaf}{batch_size}-c{max_children}")
     }
 }
 
@@ -27,7 +40,7 @@ mod tests {
 
     #[test]
     fn default_plugin_uses_the_demo_ids() {
-        let root = root_workflow_id(2000, 10, 5, "square_number");
+        let root = root_workflow_id(2000, 10, 5, "square_number", LeafMode::Item);
         assert_eq!(root, "batch-processing-2000-b10-c5");
         assert_eq!(
             child_workflow_id(&child_workflow_id(&root, 0), 3),
@@ -37,11 +50,26 @@ mod tests {
 
     #[test]
     fn other_plugins_never_share_a_prefix_with_the_default() {
-        let cube = root_workflow_id(2000, 10, 5, "cube");
+        let id = |n, plugin, mode| root_workflow_id(n, 10, 5, plugin, mode);
+        let cube = id(2000, "cube", LeafMode::Item);
         assert_eq!(cube, "batch-processing-cube-2000-b10-c5");
-        let square = root_workflow_id(2000, 10, 5, "square_number");
-        assert!(!cube.starts_with(&square) && !square.starts_with(&cube));
-        // The tree of n=2000 is not matched by the query for n=200.
-        assert!(!square.starts_with(&root_workflow_id(200, 10, 5, "square_number")));
+        let square = id(2000, "square_number", LeafMode::Item);
+        let ids = [
+            cube,
+            square.clone(),
+            id(2000, "square_number", LeafMode::Local),
+            id(2000, "square_number", LeafMode::Batch),
+            id(2000, "local", LeafMode::Item),
+            id(2000, "batch", LeafMode::Batch),
+            // The tree of n=2000 is not matched by the query for n=200.
+            id(200, "square_number", LeafMode::Item),
+        ];
+        assert_eq!(ids[2], "batch-processing-2000-local10-c5");
+        assert_eq!(ids[3], "batch-processing-2000-batch10-c5");
+        for a in &ids {
+            for b in &ids {
+                assert!(a == b || !a.starts_with(b.as_str()), "{a} vs {b}");
+            }
+        }
     }
 }

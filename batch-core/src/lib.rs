@@ -16,7 +16,7 @@ pub mod summary;
 #[cfg(feature = "temporal")]
 pub mod workflow_ref;
 
-pub use config::{BatchConfig, ConfigError, NodeInput, PluginInfo, PluginRef};
+pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, PluginRef};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use result::{NodeResult, Outputs};
 

@@ -28,6 +28,7 @@ pub fn render_summary(workflow_id: &str, config: &BatchConfig, result: &NodeResu
     let _ = writeln!(s, "Last 10 results: {:?}", o.tail);
     let _ = writeln!(s);
     let _ = writeln!(s, "Plugin: {}", result.plugin.name);
+    let _ = writeln!(s, "Leaf mode: {}", config.mode);
     if let Some(digest) = &result.plugin.digest {
         let _ = writeln!(s, "Plugin digest: sha256:{digest}");
     }
@@ -63,6 +64,8 @@ mod tests {
             batch_size: 10,
             max_children: 5,
             plugin,
+            mode: crate::LeafMode::Item,
+            max_in_flight: 1000,
         };
         let text = render_summary("batch-processing-50-b10-c5", &config, &result);
         let demo = "\
@@ -79,7 +82,9 @@ First 10 results: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]
 Last 10 results: [1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]
 ";
         assert!(text.starts_with(demo), "{text}");
-        assert!(text.contains("Plugin: square_number\nPlugin digest: sha256:abab"));
+        assert!(
+            text.contains("Plugin: square_number\nLeaf mode: item\nPlugin digest: sha256:abab")
+        );
         assert!(
             text.contains(
                 "Workflows: 6\nActivities: 50\nWorkflow ID: batch-processing-50-b10-c5\n"

@@ -142,7 +142,7 @@ fn invalid_input_is_refused_before_anything_starts() {
         (&["0"][..], "n must be at least 1 (got 0)"),
         (
             &["10", "0"][..],
-            "batch_size must be between 1 and 1000 (got 0)",
+            "batch_size must be between 1 and 1000 in item mode (got 0)",
         ),
         (&["abc"][..], "\"abc\" is not a whole number"),
         (&["-5"][..], "-5 is negative"),
@@ -297,5 +297,104 @@ fn a_misbehaving_plugin_fails_its_batch_without_retries_and_the_worker_keeps_ser
     assert_eq!(
         after.field("Sum of all squares"),
         sum_of_squares(30).to_string()
+    );
+}
+
+/// The three leaf modes give the same result for the same batch; only the number of
+/// activities (and the ids) differ.
+#[test]
+fn every_leaf_mode_gives_the_same_result() {
+    let runs = ["item", "local", "batch"].map(|mode| (mode, run(&["500", "--mode", mode])));
+    let shape = TreeShape::of(500, 10, 5);
+    for (mode, r) in &runs {
+        assert_succeeded(r);
+        assert_eq!(r.field("Leaf mode"), *mode);
+        let expected_activities = if *mode == "batch" { shape.leaves } else { 500 };
+        assert_eq!(
+            r.field("Activities"),
+            expected_activities.to_string(),
+            "{mode}"
+        );
+        for label in [
+            "Total numbers processed",
+            "Tree depth (max nesting level)",
+            "Sum of all squares",
+            "First 10 results",
+            "Last 10 results",
+            "Workflows",
+            "Plugin digest",
+        ] {
+            assert_eq!(
+                r.field(label),
+                runs[0].1.field(label),
+                "{label} in {mode} mode"
+            );
+        }
+    }
+    assert_eq!(
+        runs[0].1.field("Sum of all squares"),
+        sum_of_squares(500).to_string()
+    );
+    assert_eq!(
+        runs[1].1.field("Workflow ID"),
+        "batch-processing-500-local10-c5"
+    );
+    assert_eq!(
+        runs[2].1.field("Workflow ID"),
+        "batch-processing-500-batch10-c5"
+    );
+    let local_tree = env().server.count_workflows(
+        "WorkflowId STARTS_WITH 'batch-processing-500-local10-c5'",
+        shape.workflows,
+    );
+    assert_eq!(local_tree, shape.workflows);
+}
+
+/// Batch mode with large leaves: a million items, exact u128 sum.
+#[test]
+fn batch_mode_processes_a_million_items_exactly() {
+    let run = run(&["1000000", "100000", "10", "--mode", "batch"]);
+    assert_succeeded(&run);
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(1_000_000).to_string()
+    );
+    assert_eq!(run.field("Workflows"), "11");
+    assert_eq!(run.field("Activities"), "10");
+    assert_eq!(
+        run.field("Last 10 results").split(", ").last(),
+        Some("1000000000000]")
+    );
+}
+
+/// A window of 3 in-flight children or activities per node still completes the batch exactly.
+#[test]
+fn a_small_in_flight_window_still_completes_exactly() {
+    let run = run(&[
+        "300",
+        "20",
+        "10",
+        "--max-in-flight",
+        "3",
+        "--workflow-id",
+        "windowed-300",
+    ]);
+    assert_succeeded(&run);
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(300).to_string()
+    );
+    assert_eq!(
+        run.field("Workflows"),
+        TreeShape::of(300, 20, 10).workflows.to_string()
+    );
+    let bad = self::run(&["300", "--max-in-flight", "0"]);
+    assert!(
+        !bad.success
+            && bad
+                .stderr
+                .contains("max_in_flight must be between 1 and 1000 (got 0)"),
+        "{}",
+        bad.stderr
     );
 }

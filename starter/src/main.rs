@@ -9,7 +9,7 @@ use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
-use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, NodeInput};
+use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput};
 use clap::Parser;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
 
@@ -19,7 +19,9 @@ Examples:
   starter 50                     # process 50 numbers
   starter 100 20                 # process 100 numbers with batch_size=20
   starter 1000 10 10             # 1000 numbers, batch_size=10, max_children=10
-  starter 2000 --plugin cube     # the same tree, running the `cube` plugin";
+  starter 2000 --plugin cube     # the same tree, running the `cube` plugin
+  starter 2000 --mode local      # one local activity per item (no task-queue round trip)
+  starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
@@ -36,6 +38,14 @@ struct Args {
     /// Plugin to run on each item (a `<name>.wasm` in the worker's plugins directory).
     #[arg(long, default_value = DEFAULT_PLUGIN)]
     plugin: String,
+    /// How leaves run the plugin: `item` (one activity per item, the demo), `local` (one local
+    /// activity per item) or `batch` (one activity per leaf, the plugin looping over the range
+    /// in one instance; allows batch sizes up to 10^9).
+    #[arg(long, default_value = "item")]
+    mode: LeafMode,
+    /// At most this many children or activities of one workflow run at once (1..=1000).
+    #[arg(long, default_value_t = batch_core::config::MAX_IN_FLIGHT, value_parser = parse_count, allow_negative_numbers = true)]
+    max_in_flight: u64,
     /// List the plugins a worker on the task queue offers (asked through Temporal) and exit.
     #[arg(long)]
     list_plugins: bool,
@@ -84,10 +94,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return list_plugins(&args).await;
     }
     batch_core::config::validate_n(args.n)?;
-    let input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
+    let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
+    input.config.mode = args.mode;
+    input.config.max_in_flight = args.max_in_flight;
     input.validate()?;
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
-        root_workflow_id(args.n, args.batch_size, args.max_children, &args.plugin)
+        root_workflow_id(
+            args.n,
+            args.batch_size,
+            args.max_children,
+            &args.plugin,
+            args.mode,
+        )
     });
 
     let client = connect_from(&args).await?;
@@ -103,11 +121,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start batch {workflow_id}: {e}"))?;
     eprintln!(
-        "Started batch {workflow_id} (run {}) on task queue {}: {} items, plugin {}",
+        "Started batch {workflow_id} (run {}) on task queue {}: {} items, plugin {}, {} mode",
         handle.run_id().unwrap_or("?"),
         args.task_queue,
         args.n,
-        args.plugin
+        args.plugin,
+        args.mode
     );
 
     let result = match handle.get_result(WorkflowGetResultOptions::default()).await {

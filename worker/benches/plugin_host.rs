@@ -61,7 +61,9 @@ fn benches(c: &mut Criterion) {
     });
     load.finish();
 
-    let plugin = LoadedPlugin::load(&engine, None, "square_number", &path, &bytes).expect("load");
+    let plugin = std::sync::Arc::new(
+        LoadedPlugin::load(&engine, None, "square_number", &path, &bytes).expect("load"),
+    );
     let mut session = plugin.session().expect("session");
     let mut call = c.benchmark_group("call");
     let mut item = 0u64;

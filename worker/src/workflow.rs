@@ -1,37 +1,57 @@
 //! The recursive tree workflow, as the demo describes it: a node whose range fits in a batch
-//! runs one activity per item, in parallel; a larger node starts one child per chunk of its
-//! range, in parallel, and merges their results. Every node validates its own input.
+//! is a leaf and runs the plugin over it (one activity per item by default); a larger node
+//! starts one child per chunk of its range, in parallel, and merges their results. Every node
+//! validates its own input, and keeps at most `max_in_flight` children or activities running.
 
 use std::time::Duration;
 
 use batch_core::ids::child_workflow_id;
 use batch_core::plan::{ItemRange, NodePlan, plan_node};
 use batch_core::workflow_ref::BatchWorkflowRef;
-use batch_core::{NodeInput, NodeResult, Outputs, PluginInfo};
+use batch_core::{LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, WorkflowContext, WorkflowResult,
-    WorkflowTermination,
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions,
+    WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
-use crate::activities::{ItemTask, PluginActivities};
+use crate::activities::{ItemTask, PluginActivities, RangeTask};
+
+/// The same policy for local activities (run by the leaf's own worker, recorded as markers).
+fn local_activity_options() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(retry_policy())
+        .build()
+}
+
+/// `batch` mode: a leaf may run for long, so liveness is checked by heartbeats (every 2 s
+/// while computing) rather than by a short start-to-close timeout.
+fn range_activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3600))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry_policy())
+        .build()
+}
+
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(10))
+        .maximum_attempts(5)
+        .build()
+}
 
 /// The demo's activity settings: only a start-to-close timeout, so activities wait in the
 /// queue as long as workers are busy, and a bounded exponential retry.
 fn item_activity_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(10))
-                .maximum_attempts(5)
-                .build(),
-        )
+        .retry_policy(retry_policy())
         .build()
 }
 
@@ -74,31 +94,55 @@ impl BatchProcessingWorkflow {
             node.config.batch_size,
             node.config.max_children,
         ) {
-            NodePlan::Leaf(range) => run_leaf(ctx, &node, range).await,
+            NodePlan::Leaf(range) => match node.config.mode {
+                LeafMode::Item | LeafMode::Local => run_items(ctx, &node, range).await,
+                LeafMode::Batch => run_range(ctx, &node, range).await,
+            },
             NodePlan::Split(children) => run_children(ctx, &node, children).await,
         }
     }
 }
 
-/// One activity per item, all in flight at once; outputs are aggregated in item order.
-async fn run_leaf(
+/// `item` and `local` modes: one (local) activity per item, at most `max_in_flight` at once;
+/// outputs are aggregated in item order.
+async fn run_items(
     ctx: &WorkflowContext<BatchProcessingWorkflow>,
     node: &NodeInput,
     range: ItemRange,
 ) -> WorkflowResult<NodeResult> {
     let plugin = &node.config.plugin;
-    let calls = range.items().map(|item| {
-        let task = ItemTask {
-            plugin: plugin.clone(),
-            item,
-        };
-        ctx.execute_activity(
-            PluginActivities::process_item,
-            task,
-            item_activity_options(),
-        )
-    });
-    let results = join_all(calls).await;
+    let mode = node.config.mode;
+    let items: Vec<u64> = range.items().collect();
+    let mut results = Vec::with_capacity(items.len());
+    for wave in items.chunks(window(node)) {
+        let calls = wave.iter().map(|&item| {
+            let task = ItemTask {
+                plugin: plugin.clone(),
+                item,
+            };
+            async move {
+                match mode {
+                    LeafMode::Local => {
+                        ctx.execute_local_activity(
+                            PluginActivities::process_item,
+                            task,
+                            local_activity_options(),
+                        )
+                        .await
+                    }
+                    LeafMode::Item | LeafMode::Batch => {
+                        ctx.execute_activity(
+                            PluginActivities::process_item,
+                            task,
+                            item_activity_options(),
+                        )
+                        .await
+                    }
+                }
+            }
+        });
+        results.extend(join_all(calls).await);
+    }
     let mut outputs = Outputs::default();
     let mut failed = Vec::new();
     for (item, result) in range.items().zip(results) {
@@ -125,46 +169,26 @@ async fn run_leaf(
     ))
 }
 
-/// One child per chunk, all started at once, then merged in item order.
-async fn run_children(
+/// `batch` mode: one activity runs the plugin over the whole range and returns the statistics.
+async fn run_range(
     ctx: &WorkflowContext<BatchProcessingWorkflow>,
     node: &NodeInput,
-    children: Vec<ItemRange>,
+    range: ItemRange,
 ) -> WorkflowResult<NodeResult> {
-    let parent_id = ctx.workflow_id().to_owned();
-    let starts = children.iter().enumerate().map(|(index, range)| {
-        let input = NodeInput {
-            first: range.first,
-            last: range.last,
-            depth: node.depth + 1,
-            config: node.config.clone(),
-        };
-        let options = ChildWorkflowOptions::builder()
-            .workflow_id(child_workflow_id(&parent_id, index))
-            .static_summary(format!(
-                "items {}..={} (depth {}, plugin {})",
-                range.first,
-                range.last,
-                node.depth + 1,
-                node.config.plugin.display_short()
-            ))
-            .build();
-        ctx.start_child_workflow(BatchWorkflowRef, input, options)
-    });
-    let mut started = Vec::with_capacity(children.len());
-    for (range, start) in children.iter().zip(join_all(starts).await) {
-        let child = start.map_err(|e| {
-            fail(format!(
-                "cannot start the child for items {}..={}: {e}",
-                range.first, range.last
-            ))
-        })?;
-        started.push(child);
-    }
-    let results = join_all(started.into_iter().map(|child| child.result())).await;
-    let mut merged = Vec::with_capacity(children.len());
-    for (range, result) in children.iter().zip(results) {
-        let result = result.map_err(|e| {
+    let plugin = &node.config.plugin;
+    let task = RangeTask {
+        plugin: plugin.clone(),
+        first: range.first,
+        last: range.last,
+    };
+    let outputs = ctx
+        .execute_activity(
+            PluginActivities::process_range,
+            task,
+            range_activity_options(),
+        )
+        .await
+        .map_err(|e| {
             fail(format!(
                 "items {}..={}: {}",
                 range.first,
@@ -172,7 +196,72 @@ async fn run_children(
                 deepest_message(e.failure(), &e)
             ))
         })?;
-        merged.push(result);
+    Ok(NodeResult::leaf(
+        range,
+        node.depth,
+        plugin.clone(),
+        outputs,
+        1,
+    ))
+}
+
+fn window(node: &NodeInput) -> usize {
+    usize::try_from(node.config.max_in_flight.max(1)).unwrap_or(usize::MAX)
+}
+
+/// One child per chunk, all started at once, then merged in item order.
+async fn run_children(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+    children: Vec<ItemRange>,
+) -> WorkflowResult<NodeResult> {
+    let parent_id = ctx.workflow_id().to_owned();
+    let indexed: Vec<(usize, ItemRange)> = children.iter().copied().enumerate().collect();
+    let mut merged = Vec::with_capacity(children.len());
+    // At most `max_in_flight` children run at once: start a wave, wait for it, start the next.
+    for wave in indexed.chunks(window(node)) {
+        let starts = wave.iter().map(|&(index, range)| {
+            let input = NodeInput {
+                first: range.first,
+                last: range.last,
+                depth: node.depth + 1,
+                config: node.config.clone(),
+            };
+            let options = ChildWorkflowOptions::builder()
+                .workflow_id(child_workflow_id(&parent_id, index))
+                .static_summary(format!(
+                    "items {}..={} (depth {}, {} mode, plugin {})",
+                    range.first,
+                    range.last,
+                    node.depth + 1,
+                    node.config.mode,
+                    node.config.plugin.display_short()
+                ))
+                .build();
+            ctx.start_child_workflow(BatchWorkflowRef, input, options)
+        });
+        let mut started = Vec::with_capacity(wave.len());
+        for (&(_, range), start) in wave.iter().zip(join_all(starts).await) {
+            let child = start.map_err(|e| {
+                fail(format!(
+                    "cannot start the child for items {}..={}: {e}",
+                    range.first, range.last
+                ))
+            })?;
+            started.push(child);
+        }
+        let results = join_all(started.into_iter().map(|child| child.result())).await;
+        for (&(_, range), result) in wave.iter().zip(results) {
+            let result = result.map_err(|e| {
+                fail(format!(
+                    "items {}..={}: {}",
+                    range.first,
+                    range.last,
+                    deepest_message(e.failure(), &e)
+                ))
+            })?;
+            merged.push(result);
+        }
     }
     Ok(NodeResult::merge(
         node.range(),

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 const GUARD: &str = r#"exec 3<&0
 "$@" </dev/null 3<&- &
 child=$!
+echo "$child" >"$GUARD_PIDFILE"
 ( cat <&3 >/dev/null; kill "$child" 2>/dev/null ) &
 exec 3<&-
 wait "$child""#;
@@ -28,6 +29,7 @@ wait "$child""#;
 pub struct Guarded {
     child: Child,
     stdin: Option<ChildStdin>,
+    pidfile: PathBuf,
 }
 
 impl Guarded {
@@ -40,6 +42,7 @@ impl Guarded {
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
+            .env("GUARD_PIDFILE", log.with_extension("pid"))
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file);
         for (k, v) in envs {
@@ -49,7 +52,28 @@ impl Guarded {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let stdin = child.stdin.take();
-        Self { child, stdin }
+        Self {
+            child,
+            stdin,
+            pidfile: log.with_extension("pid"),
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub fn crash(&mut self) {
+        let pid = wait_for("the guarded pid", Duration::from_secs(10), || {
+            std::fs::read_to_string(&self.pidfile)
+                .ok()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -KILL {pid}");
+        self.stop();
     }
 
     /// Stops the process and waits for it.
@@ -244,10 +268,12 @@ pub struct Worker {
 impl Worker {
     /// Starts the worker on `task_queue` with `plugins_dir`, and waits until it polls.
     pub fn start(server: &DevServer, task_queue: &str, plugins_dir: &Path) -> Self {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = server
             .scratch
             .path()
-            .join(format!("worker-{task_queue}.log"));
+            .join(format!("worker-{task_queue}-{start}.log"));
         let process = Guarded::spawn(
             &binary("worker"),
             &[
@@ -280,6 +306,11 @@ impl Worker {
 
     pub fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// SIGKILL: the worker dies without finishing or handing back anything.
+    pub fn crash(&mut self) {
+        self.process.crash();
     }
 }
 

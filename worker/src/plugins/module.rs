@@ -7,6 +7,7 @@
 //!   `wit-component`, so the output of `cargo build` can be dropped in as it is.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Trap;
@@ -117,7 +118,7 @@ impl LoadedPlugin {
     /// the CPU deadline (re-armed per call) and the memory cap (for the whole session). Calls
     /// share the instance's memory, so use it only for a run of items of one batch, where the
     /// plugin's per-call isolation is traded for speed (about 100x less overhead per call).
-    pub fn session(&self) -> Result<PluginSession<'_>, PluginError> {
+    pub fn session(self: &Arc<Self>) -> Result<PluginSession, PluginError> {
         let mut store = self.engine.new_store();
         let instance = self
             .pre
@@ -128,7 +129,7 @@ impl LoadedPlugin {
                 reason: format!("instantiation failed: {e:#}"),
             })?;
         Ok(PluginSession {
-            plugin: self,
+            plugin: self.clone(),
             store,
             instance,
         })
@@ -168,13 +169,13 @@ impl LoadedPlugin {
 }
 
 /// See [`LoadedPlugin::session`].
-pub struct PluginSession<'a> {
-    plugin: &'a LoadedPlugin,
+pub struct PluginSession {
+    plugin: Arc<LoadedPlugin>,
     store: wasmtime::Store<StoreState>,
     instance: bindings::Plugin,
 }
 
-impl PluginSession<'_> {
+impl PluginSession {
     /// Runs the plugin on one item in this session's instance. Blocking, like
     /// [`LoadedPlugin::call`]. After a trap the instance is unusable: start a new session.
     pub fn call(&mut self, item: u64) -> Result<u64, PluginError> {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One benchmark run on a fresh, in-memory dev server of its own:
+#   bench/run.sh [N] [BATCH_SIZE] [MAX_CHILDREN] [MODE]     (defaults: 2000 10 5 item)
+# Builds what is missing, starts the server and a release worker, runs the starter with
+# `--mode MODE` (square_number), and prints one line:
+#   n, mode, wall seconds, items per second, workflows, activities, workflow tasks of one leaf,
+#   worker CPU seconds and peak RSS, server CPU seconds, and the check of the exact sum.
+# CPU figures cover the batch only (counters are read before and after it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-2000} batch=${2:-10} children=${3:-5} mode=${4:-item}
+
+cargo build --quiet --release --bins
+[ -f target/plugins/square_number.wasm ] || bash scripts/build-plugins.sh >/dev/null
+
+run_dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+
+tick=$(getconf CLK_TCK)
+cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+wait_until() { # wait_until SECONDS COMMAND...
+  local limit=$1; shift
+  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "bench: timed out waiting for: $*" >&2; return 1
+}
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+address="127.0.0.1:$port"
+# (A pyenv shim execs the real binary, so the pid stays the server's.)
+temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --log-level error \
+  >"$run_dir/server.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+wait_until 60 temporal operator cluster health --address "$address"
+
+./target/release/worker --address "$address" --plugins-dir target/plugins --no-cache \
+  >"$run_dir/worker.log" 2>&1 &
+worker_pid=$!
+pids+=("$worker_pid")
+wait_until 60 grep -q "worker started" "$run_dir/worker.log"
+
+server_cpu0=$(cpu_seconds "$server_pid")
+worker_cpu0=$(cpu_seconds "$worker_pid")
+start=$(date +%s.%N)
+./target/release/starter "$n" "$batch" "$children" --mode "$mode" --address "$address" \
+  >"$run_dir/summary.txt" 2>"$run_dir/starter.err" || { cat "$run_dir/starter.err" >&2; exit 1; }
+end=$(date +%s.%N)
+server_cpu1=$(cpu_seconds "$server_pid")
+worker_cpu1=$(cpu_seconds "$worker_pid")
+worker_rss=$(peak_rss_mb "$worker_pid")
+
+field() { sed -n "s/^$1: //p" "$run_dir/summary.txt"; }
+sum=$(field "Sum of all squares")
+depth=$(field "Tree depth (max nesting level)")
+root=$(field "Workflow ID")
+leaf="$root"; for _ in $(seq "$depth"); do leaf="$leaf-c0"; done
+leaf_tasks=$(temporal workflow show --address "$address" --workflow-id "$leaf" --output json |
+  python3 -c 'import json,sys; print(sum("workflowTaskCompletedEventAttributes" in e for e in json.load(sys.stdin)["events"]))')
+
+python3 - "$n" "$mode" "$start" "$end" "$(field Workflows)" "$(field Activities)" "$leaf_tasks" \
+  "$worker_cpu0" "$worker_cpu1" "$worker_rss" "$server_cpu0" "$server_cpu1" "$sum" <<'PY'
+import sys
+n, mode, start, end, workflows, activities, leaf_tasks, w0, w1, rss, s0, s1, total = sys.argv[1:]
+n = int(n); wall = float(end) - float(start)
+expected = n * (n + 1) * (2 * n + 1) // 6
+check = "ok" if int(total) == expected else f"MISMATCH (expected {expected})"
+print(f"n={n} mode={mode} wall_s={wall:.2f} items_per_s={n / wall:,.0f} workflows={workflows} "
+      f"activities={activities} leaf_workflow_tasks={leaf_tasks} "
+      f"worker_cpu_s={float(w1) - float(w0):.2f} worker_peak_rss_mb={rss} "
+      f"server_cpu_s={float(s1) - float(s0):.2f} sum={total} sum_check={check}")
+PY

@@ -53,9 +53,14 @@ struct Args {
     /// Workflow tasks this worker processes at once.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=10_000))]
     max_concurrent_workflow_tasks: u32,
+    /// Activities a workflow task may hand straight to this worker (eager dispatch), skipping a
+    /// task-queue round trip each. A leaf schedules all its items in one task, so a value of
+    /// at least the batch size lets a whole leaf start without a round trip. 0 disables it.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    max_eager_activities: u32,
     /// Workflows kept in memory between their tasks (sticky cache). Bounds the worker's memory
     /// at any n; an evicted workflow is replayed from its (short) history when it next runs.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     max_cached_workflows: u32,
     /// Wall-clock budget of one plugin call, in milliseconds; a call past it fails its item.
     #[arg(long, env = "BATCH_PLUGIN_DEADLINE_MS", default_value_t = 1000,
@@ -130,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
         .register_activities(PluginActivities::new(registry.clone()))
         .tuner(tuner)
         .max_cached_workflows(args.max_cached_workflows as usize)
+        .max_eager_activity_reservations_per_workflow_task(args.max_eager_activities as usize)
         .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;

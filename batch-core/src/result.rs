@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PluginRef;
+use crate::config::BatchConfig;
 use crate::plan::ItemRange;
 
 /// How many outputs are kept from each end of the batch, as the demo prints.
@@ -72,8 +72,10 @@ fn min_opt(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option<
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeResult {
     pub range: ItemRange,
-    /// The plugin that produced every output, pinned by digest.
-    pub plugin: PluginRef,
+    /// The batch's parameters, including the plugin (pinned by digest) that produced every
+    /// output: a result describes itself, so a client that only knows the workflow id can
+    /// print the whole summary.
+    pub config: BatchConfig,
     pub outputs: Outputs,
     /// Deepest nesting level reached below (and including) this node; the root is 0.
     pub max_depth: u32,
@@ -88,13 +90,13 @@ impl NodeResult {
     pub fn leaf(
         range: ItemRange,
         depth: u32,
-        plugin: PluginRef,
+        config: BatchConfig,
         outputs: Outputs,
         activities: u64,
     ) -> Self {
         Self {
             range,
-            plugin,
+            config,
             outputs,
             max_depth: depth,
             workflows: 1,
@@ -106,13 +108,13 @@ impl NodeResult {
     pub fn merge(
         range: ItemRange,
         depth: u32,
-        plugin: PluginRef,
+        config: BatchConfig,
         children: impl IntoIterator<Item = NodeResult>,
     ) -> Self {
         children.into_iter().fold(
             Self {
                 range,
-                plugin,
+                config,
                 outputs: Outputs::default(),
                 max_depth: depth,
                 workflows: 1,
@@ -206,13 +208,13 @@ mod tests {
 
     #[test]
     fn merge_counts_workflows_depth_and_activities() {
-        let plugin = PluginRef::named("square_number");
+        let config = crate::NodeInput::root(10, 4, 2, "square_number").config;
         let leaf = |first: u64, last: u64, depth| {
             let range = ItemRange::new(first, last);
             NodeResult::leaf(
                 range,
                 depth,
-                plugin.clone(),
+                config.clone(),
                 outputs(range.items().map(|i| i * i)),
                 range.len(),
             )
@@ -220,13 +222,13 @@ mod tests {
         let left = NodeResult::merge(
             ItemRange::new(1, 8),
             1,
-            plugin.clone(),
+            config.clone(),
             [leaf(1, 4, 2), leaf(5, 8, 2)],
         );
         let root = NodeResult::merge(
             ItemRange::new(1, 10),
             0,
-            plugin.clone(),
+            config.clone(),
             [left, leaf(9, 10, 1)],
         );
         assert_eq!(root.workflows, 5);

@@ -3,14 +3,15 @@
 
 use std::fmt::Write;
 
-use crate::{BatchConfig, DEFAULT_PLUGIN, NodeResult};
+use crate::{DEFAULT_PLUGIN, NodeResult};
 
 const RULE: &str = "======================================================================";
 
-pub fn render_summary(workflow_id: &str, config: &BatchConfig, result: &NodeResult) -> String {
+pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     let o = &result.outputs;
+    let config = &result.config;
     // The demo's default plugin squares; other plugins compute something else.
-    let what = if result.plugin.name == DEFAULT_PLUGIN {
+    let what = if config.plugin.name == DEFAULT_PLUGIN {
         "squares"
     } else {
         "outputs"
@@ -27,9 +28,9 @@ pub fn render_summary(workflow_id: &str, config: &BatchConfig, result: &NodeResu
     let _ = writeln!(s, "First 10 results: {:?}", o.head);
     let _ = writeln!(s, "Last 10 results: {:?}", o.tail);
     let _ = writeln!(s);
-    let _ = writeln!(s, "Plugin: {}", result.plugin.name);
+    let _ = writeln!(s, "Plugin: {}", config.plugin.name);
     let _ = writeln!(s, "Leaf mode: {}", config.mode);
-    if let Some(digest) = &result.plugin.digest {
+    if let Some(digest) = &config.plugin.digest {
         let _ = writeln!(s, "Plugin digest: sha256:{digest}");
     }
     let _ = writeln!(s, "Workflows: {}", result.workflows);
@@ -52,22 +53,22 @@ mod tests {
             name: "square_number".into(),
             digest: Some("ab".repeat(32)),
         };
-        let result = NodeResult {
-            range: ItemRange::new(1, 50),
-            plugin: plugin.clone(),
-            outputs,
-            max_depth: 1,
-            workflows: 6,
-            activities: 50,
-        };
-        let config = BatchConfig {
+        let config = crate::BatchConfig {
             batch_size: 10,
             max_children: 5,
             plugin,
             mode: crate::LeafMode::Item,
             max_in_flight: 1000,
         };
-        let text = render_summary("batch-processing-50-b10-c5", &config, &result);
+        let result = NodeResult {
+            range: ItemRange::new(1, 50),
+            config,
+            outputs,
+            max_depth: 1,
+            workflows: 6,
+            activities: 50,
+        };
+        let text = render_summary("batch-processing-50-b10-c5", &result);
         let demo = "\
 ======================================================================
 BATCH PROCESSING COMPLETE

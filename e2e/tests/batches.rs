@@ -398,3 +398,45 @@ fn a_small_in_flight_window_still_completes_exactly() {
         bad.stderr
     );
 }
+
+/// `--no-wait` starts and returns the id; `--attach` waits for it later; `--json` prints one
+/// JSON object with every summary field.
+#[test]
+fn a_batch_can_be_started_without_waiting_and_attached_to_later() {
+    let id = "batch-processing-120-b10-c5";
+    let started = run(&["120", "--no-wait"]);
+    assert_succeeded(&started);
+    assert_eq!(started.stdout.trim(), id);
+    assert!(
+        started.stderr.contains(&format!("starter --attach {id}")),
+        "{}",
+        started.stderr
+    );
+
+    let attached = run(&["--attach", id, "--json"]);
+    assert_succeeded(&attached);
+    let report: serde_json::Value =
+        serde_json::from_str(attached.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["workflow_id"], id);
+    let result = &report["result"];
+    assert_eq!(result["outputs"]["sum"], sum_of_squares(120).to_string());
+    assert_eq!(result["outputs"]["count"], 120);
+    assert_eq!(result["outputs"]["head"][2], 9);
+    assert_eq!(result["workflows"], TreeShape::of(120, 10, 5).workflows);
+    assert_eq!(result["config"]["batch_size"], 10);
+    assert_eq!(result["config"]["mode"], "item");
+    assert_eq!(result["config"]["plugin"]["name"], "square_number");
+    assert_eq!(
+        result["config"]["plugin"]["digest"].as_str().map(str::len),
+        Some(64)
+    );
+    assert!(report["wall_seconds"].as_f64().is_some());
+
+    let missing = run(&["--attach", "no-such-batch"]);
+    assert!(!missing.success);
+    assert!(
+        missing.stderr.contains("batch no-such-batch failed"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -46,6 +46,16 @@ struct Args {
     /// At most this many children or activities of one workflow run at once (1..=1000).
     #[arg(long, default_value_t = batch_core::config::MAX_IN_FLIGHT, value_parser = parse_count, allow_negative_numbers = true)]
     max_in_flight: u64,
+    /// Print the result as one JSON object (for scripts) instead of the summary block.
+    #[arg(long)]
+    json: bool,
+    /// Start the batch, print its workflow id and how to follow it, and exit.
+    #[arg(long, conflicts_with = "attach")]
+    no_wait: bool,
+    /// Wait for the batch with this root workflow id (started earlier, e.g. with --no-wait)
+    /// and print its summary; N, BATCH_SIZE, MAX_CHILDREN and --plugin are not used.
+    #[arg(long, value_name = "WORKFLOW_ID")]
+    attach: Option<String>,
     /// List the plugins a worker on the task queue offers (asked through Temporal) and exit.
     #[arg(long)]
     list_plugins: bool,
@@ -93,6 +103,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.list_plugins {
         return list_plugins(&args).await;
     }
+    if let Some(workflow_id) = &args.attach {
+        let client = connect_from(&args).await?;
+        let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.clone());
+        eprintln!("Waiting for batch {workflow_id}");
+        return wait_and_report(&args, workflow_id, handle, Instant::now()).await;
+    }
     batch_core::config::validate_n(args.n)?;
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
     input.config.mode = args.mode;
@@ -117,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .build();
     let handle = client
-        .start_workflow(BatchWorkflowRef, input.clone(), options)
+        .start_workflow(BatchWorkflowRef, input, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start batch {workflow_id}: {e}"))?;
     eprintln!(
@@ -129,12 +145,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.mode
     );
 
+    if args.no_wait {
+        println!("{workflow_id}");
+        eprintln!(
+            "Follow it with:\n  starter --attach {workflow_id}\n  temporal workflow describe \
+             --workflow-id {workflow_id}\n  temporal workflow count --query \"WorkflowId = \
+             '{workflow_id}' OR WorkflowId STARTS_WITH '{workflow_id}-'\""
+        );
+        return Ok(());
+    }
+    wait_and_report(&args, &workflow_id, handle, started_at).await
+}
+
+/// Waits for the batch's result and prints it (summary block, or JSON with `--json`).
+async fn wait_and_report(
+    args: &Args,
+    workflow_id: &str,
+    handle: temporalio_client::WorkflowHandle<temporalio_client::Client, BatchWorkflowRef>,
+    started_at: Instant,
+) -> anyhow::Result<()> {
     let result = match handle.get_result(WorkflowGetResultOptions::default()).await {
         Ok(result) => result,
         Err(e) => anyhow::bail!("batch {workflow_id} failed: {}", describe_failure(&e)),
     };
-    print!("{}", render_summary(&workflow_id, &input.config, &result));
-    println!("Wall time: {:.2} s", started_at.elapsed().as_secs_f64());
+    let wall = started_at.elapsed().as_secs_f64();
+    if args.json {
+        let report = serde_json::json!({
+            "workflow_id": workflow_id,
+            "wall_seconds": wall,
+            "result": result,
+        });
+        println!("{report}");
+    } else {
+        print!("{}", render_summary(workflow_id, &result));
+        println!("Wall time: {wall:.2} s");
+    }
     Ok(())
 }
 

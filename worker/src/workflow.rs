@@ -163,7 +163,7 @@ async fn run_items(
     Ok(NodeResult::leaf(
         range,
         node.depth,
-        plugin.clone(),
+        node.config.clone(),
         outputs,
         range.len(),
     ))
@@ -199,7 +199,7 @@ async fn run_range(
     Ok(NodeResult::leaf(
         range,
         node.depth,
-        plugin.clone(),
+        node.config.clone(),
         outputs,
         1,
     ))
@@ -266,7 +266,7 @@ async fn run_children(
     Ok(NodeResult::merge(
         node.range(),
         node.depth,
-        node.config.plugin.clone(),
+        node.config.clone(),
         merged,
     ))
 }

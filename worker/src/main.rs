@@ -47,6 +47,10 @@ struct Args {
     /// Temporal namespace. Default: TEMPORAL_NAMESPACE or the profile's, else "default".
     #[arg(long)]
     namespace: Option<String>,
+    /// This worker's identity in workflow histories (which worker ran which task).
+    /// Default: `<pid>@<hostname>`.
+    #[arg(long, env = "BATCH_WORKER_IDENTITY")]
+    identity: Option<String>,
     /// Activities this worker runs at once.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_concurrent_activities: u32,
@@ -112,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let client = connect(&ConnectOverrides {
         address: args.address.clone(),
         namespace: args.namespace.clone(),
-        identity: None,
+        identity: args.identity.clone(),
     })
     .await?;
 
@@ -148,6 +152,9 @@ async fn main() -> anyhow::Result<()> {
     });
 
     tracing::info!(
+        address = args.address.as_deref().unwrap_or("(from Temporal's environment configuration)"),
+        namespace = args.namespace.as_deref().unwrap_or("(from Temporal's environment configuration)"),
+        identity = args.identity.as_deref().unwrap_or("(pid@hostname)"),
         task_queue = %args.task_queue,
         plugins_dir = %registry.dir().display(),
         plugin_deadline_ms = args.plugin_deadline_ms,

@@ -268,22 +268,36 @@ pub struct Worker {
 impl Worker {
     /// Starts the worker on `task_queue` with `plugins_dir`, and waits until it polls.
     pub fn start(server: &DevServer, task_queue: &str, plugins_dir: &Path) -> Self {
+        Self::start_as(server, task_queue, plugins_dir, None)
+    }
+
+    /// The same, with an identity that shows in workflow histories.
+    pub fn start_as(
+        server: &DevServer,
+        task_queue: &str,
+        plugins_dir: &Path,
+        identity: Option<&str>,
+    ) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = server
             .scratch
             .path()
             .join(format!("worker-{task_queue}-{start}.log"));
+        let mut args = vec![
+            "--address",
+            &server.address,
+            "--task-queue",
+            task_queue,
+            "--plugins-dir",
+            plugins_dir.to_str().expect("utf-8 path"),
+        ];
+        if let Some(identity) = identity {
+            args.extend(["--identity", identity]);
+        }
         let process = Guarded::spawn(
             &binary("worker"),
-            &[
-                "--address",
-                &server.address,
-                "--task-queue",
-                task_queue,
-                "--plugins-dir",
-                plugins_dir.to_str().expect("utf-8 path"),
-            ],
+            &args,
             &log,
             &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
         );

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{DevServer, Run, Worker, install_plugin, starter, wait_for};
+use support::{DevServer, Run, Worker, install_plugin, starter, starter_at, wait_for};
 
 const SUM_2000: &str = "2668667000";
 
@@ -197,4 +197,27 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no next= in {resumed:?}"));
     assert!(next > 1, "resumed from item {next}: {resumed}");
+}
+
+/// The dev server (persisting to SQLite) is stopped and restarted mid-batch: the worker and
+/// the waiting starter reconnect by themselves, and the batch completes exactly.
+#[test]
+fn the_batch_and_its_starter_survive_a_server_restart() {
+    let mut server = DevServer::start_persistent();
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    install_plugin(plugins.path(), "square_number", "square_number");
+    let queue = "server-restart";
+    let _worker = Worker::start(&server, queue, plugins.path());
+    let address = server.address.clone();
+    // The starter gets the address, not the server: the server object is restarted below.
+    let batch =
+        std::thread::spawn(move || starter_at(&address, queue, &[], Duration::from_secs(300)));
+    wait_for(
+        "progress before the restart",
+        Duration::from_secs(300),
+        || (completed(&server) >= 100).then_some(()),
+    );
+    server.restart();
+    let run = batch.join().expect("starter thread");
+    assert_exact_2000(&server, &run);
 }

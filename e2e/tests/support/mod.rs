@@ -187,42 +187,82 @@ fn temporal_cli() -> PathBuf {
 pub struct DevServer {
     pub address: String,
     pub scratch: tempfile::TempDir,
+    port: u16,
+    persistent: bool,
+    starts: usize,
     process: Guarded,
 }
 
 impl DevServer {
     /// Starts an in-memory dev server on a free port and waits until it serves.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts a dev server that keeps its state in a SQLite file (survives [`Self::restart`]).
+    pub fn start_persistent() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(persistent: bool) -> Self {
         let scratch = tempfile::tempdir().expect("scratch dir");
         let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let process = Guarded::spawn(
-            &temporal_cli(),
-            &[
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--log-level",
-                "error",
-            ],
-            &scratch.path().join("server.log"),
-            &[],
-        );
+        let process = Self::spawn(scratch.path(), port, persistent, 0);
         let server = Self {
-            address,
+            address: format!("127.0.0.1:{port}"),
             scratch,
+            port,
+            persistent,
+            starts: 1,
             process,
         };
+        server.wait_until_serving();
+        server
+    }
+
+    fn spawn(scratch: &Path, port: u16, persistent: bool, start: usize) -> Guarded {
+        let port = port.to_string();
+        let db = scratch.join("temporal.db");
+        let mut args = vec![
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--log-level",
+            "error",
+        ];
+        if persistent {
+            args.extend(["--db-filename", db.to_str().expect("utf-8 path")]);
+        }
+        Guarded::spawn(
+            &temporal_cli(),
+            &args,
+            &scratch.join(format!("server-{start}.log")),
+            &[],
+        )
+    }
+
+    fn wait_until_serving(&self) {
         wait_for("the dev server to serve", Duration::from_secs(60), || {
-            let out = server.cli(&["operator", "cluster", "health"]);
+            let out = self.cli(&["operator", "cluster", "health"]);
             (out.status.success() && String::from_utf8_lossy(&out.stdout).contains("SERVING"))
                 .then_some(())
         });
-        server
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port and database.
+    pub fn restart(&mut self) {
+        assert!(
+            self.persistent,
+            "an in-memory server would lose everything on restart"
+        );
+        self.process.stop();
+        self.process = Self::spawn(self.scratch.path(), self.port, true, self.starts);
+        self.starts += 1;
+        self.wait_until_serving();
     }
 
     /// Runs the `temporal` CLI against this server.
@@ -353,9 +393,14 @@ impl Run {
 /// Runs the starter against `server` on `task_queue` and returns its output; kills it and
 /// panics if it runs longer than `limit`.
 pub fn starter_within(server: &DevServer, task_queue: &str, args: &[&str], limit: Duration) -> Run {
+    starter_at(&server.address, task_queue, args, limit)
+}
+
+/// [`starter_within`] against an address (when the server object is busy being restarted).
+pub fn starter_at(address: &str, task_queue: &str, args: &[&str], limit: Duration) -> Run {
     let mut child = Command::new(binary("starter"))
         .args(args)
-        .args(["--address", &server.address, "--task-queue", task_queue])
+        .args(["--address", address, "--task-queue", task_queue])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

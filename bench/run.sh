@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One benchmark run on a fresh, in-memory dev server of its own:
 #   bench/run.sh [N] [BATCH_SIZE] [MAX_CHILDREN] [MODE]     (defaults: 2000 10 5 item)
-# Builds what is missing, starts the server and a release worker, runs the starter with
+# Builds what is missing, starts the server and a release worker (extra flags in
+# BENCH_WORKER_ARGS), runs the starter with
 # `--mode MODE` (square_number), and prints one line:
 #   n, mode, wall seconds, items per second, workflows, activities, workflow tasks of one leaf,
 #   worker CPU seconds and peak RSS, server CPU seconds, and the check of the exact sum.
@@ -42,7 +43,9 @@ server_pid=$!
 pids+=("$server_pid")
 wait_until 60 temporal operator cluster health --address "$address"
 
-./target/release/worker --address "$address" --plugins-dir target/plugins --no-cache \
+# BENCH_WORKER_ARGS: extra worker flags, e.g. "--max-cached-workflows 100".
+# shellcheck disable=SC2086
+./target/release/worker --address "$address" --plugins-dir target/plugins --no-cache ${BENCH_WORKER_ARGS:-} \
   >"$run_dir/worker.log" 2>&1 &
 worker_pid=$!
 pids+=("$worker_pid")

@@ -14,42 +14,20 @@ n=${1:-2000} batch=${2:-10} children=${3:-5} mode=${4:-item}
 cargo build --quiet --release --bins
 [ -f target/plugins/square_number.wasm ] || bash scripts/build-plugins.sh >/dev/null
 
-run_dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-    wait "${pids[$i]}" 2>/dev/null || true
-  done
-  rm -rf "$run_dir"
-}
-trap cleanup EXIT
+source scripts/lib.sh
 
 tick=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-wait_until() { # wait_until SECONDS COMMAND...
-  local limit=$1; shift
-  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "bench: timed out waiting for: $*" >&2; return 1
-}
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 address="127.0.0.1:$port"
-# (A pyenv shim execs the real binary, so the pid stays the server's.)
-temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --log-level error \
-  >"$run_dir/server.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
-wait_until 60 temporal operator cluster health --address "$address"
-
+# (A pyenv shim execs the real binary, so the tracked pid is the server's.)
+start_dev_server "$port"
+server_pid=${tracked[0]}
 # BENCH_WORKER_ARGS: extra worker flags, e.g. "--max-cached-workflows 100".
 # shellcheck disable=SC2086
-./target/release/worker --address "$address" --plugins-dir target/plugins --no-cache ${BENCH_WORKER_ARGS:-} \
-  >"$run_dir/worker.log" 2>&1 &
-worker_pid=$!
-pids+=("$worker_pid")
-wait_until 60 grep -q "worker started" "$run_dir/worker.log"
+start_worker --address "$address" --plugins-dir target/plugins --no-cache ${BENCH_WORKER_ARGS:-}
+worker_pid=${tracked[1]}
 
 server_cpu0=$(cpu_seconds "$server_pid")
 worker_cpu0=$(cpu_seconds "$worker_pid")

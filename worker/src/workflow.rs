@@ -188,14 +188,7 @@ async fn run_range(
             range_activity_options(),
         )
         .await
-        .map_err(|e| {
-            fail(format!(
-                "items {}..={}: {}",
-                range.first,
-                range.last,
-                deepest_message(e.failure(), &e)
-            ))
-        })?;
+        .map_err(|e| range_failed(range, e.failure(), &e))?;
     Ok(NodeResult::leaf(
         range,
         node.depth,
@@ -252,14 +245,7 @@ async fn run_children(
         }
         let results = join_all(started.into_iter().map(|child| child.result())).await;
         for (&(_, range), result) in wave.iter().zip(results) {
-            let result = result.map_err(|e| {
-                fail(format!(
-                    "items {}..={}: {}",
-                    range.first,
-                    range.last,
-                    deepest_message(e.failure(), &e)
-                ))
-            })?;
+            let result = result.map_err(|e| range_failed(range, e.failure(), &e))?;
             merged.push(result);
         }
     }
@@ -308,6 +294,20 @@ fn fail(message: String) -> WorkflowTermination {
         .non_retryable(true)
         .build()
         .into()
+}
+
+/// A part of the range failed for good: say which items, and the innermost reason.
+fn range_failed(
+    range: ItemRange,
+    failure: Option<&Failure>,
+    error: &dyn std::fmt::Display,
+) -> WorkflowTermination {
+    fail(format!(
+        "items {}..={}: {}",
+        range.first,
+        range.last,
+        deepest_message(failure, error)
+    ))
 }
 
 /// The innermost cause's message: what the plugin or the failing descendant said, without

@@ -1,0 +1,48 @@
+# Shared by scripts/demo.sh and bench/run.sh: start processes, wait for them, stop them all.
+# Source it; it sets an EXIT trap that stops (SIGTERM, newest first) every process passed to
+# `track`, then removes $run_dir.
+
+run_dir=$(mktemp -d)
+tracked=()
+
+track() { tracked+=("$1"); }
+
+stop_tracked() {
+  for ((i = ${#tracked[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${tracked[$i]}" 2>/dev/null || true
+    wait "${tracked[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$run_dir"
+}
+trap stop_tracked EXIT
+
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s.
+wait_until() {
+  local limit=$1 what=$2
+  shift 2
+  for _ in $(seq $((limit * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "timed out waiting for $what" >&2
+  return 1
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_dev_server PORT: an in-memory dev server on 127.0.0.1:PORT, tracked, once it serves.
+start_dev_server() {
+  temporal server start-dev --headless --ip 127.0.0.1 --port "$1" --log-level error \
+    >"$run_dir/server.log" 2>&1 &
+  track $!
+  wait_until 60 "the dev server" temporal operator cluster health --address "127.0.0.1:$1"
+}
+
+# start_worker ARGS...: the release worker, tracked, once it polls (log: $run_dir/worker.log).
+start_worker() {
+  NO_COLOR=1 ./target/release/worker "$@" >"$run_dir/worker.log" 2>&1 &
+  track $!
+  wait_until 60 "the worker" grep -q "worker started" "$run_dir/worker.log" || {
+    cat "$run_dir/worker.log" >&2
+    return 1
+  }
+}

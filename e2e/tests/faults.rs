@@ -9,6 +9,13 @@ use support::{DevServer, Run, Worker, install_plugin, starter, starter_at, wait_
 
 const SUM_2000: &str = "2668667000";
 
+/// A plugins directory holding only `square_number`.
+fn square_number_only() -> tempfile::TempDir {
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    install_plugin(plugins.path(), "square_number", "square_number");
+    plugins
+}
+
 /// Completed workflows of the default n=2000 tree, as the server counts them.
 fn completed(server: &DevServer) -> u64 {
     let out = server.cli(&[
@@ -69,8 +76,7 @@ fn activity_identities(server: &DevServer, leaves: usize) -> std::collections::B
 #[test]
 fn a_worker_killed_repeatedly_mid_batch_loses_and_doubles_nothing() {
     let server = DevServer::start();
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    install_plugin(plugins.path(), "square_number", "square_number");
+    let plugins = square_number_only();
     let queue = "killed-repeatedly";
     let mut worker = Worker::start(&server, queue, plugins.path());
     let run = std::thread::scope(|scope| {
@@ -93,8 +99,7 @@ fn a_worker_killed_repeatedly_mid_batch_loses_and_doubles_nothing() {
 #[test]
 fn two_workers_on_one_queue_share_a_batch_exactly() {
     let server = DevServer::start();
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    install_plugin(plugins.path(), "square_number", "square_number");
+    let plugins = square_number_only();
     let queue = "two-workers";
     let _a = Worker::start_as(&server, queue, plugins.path(), Some("worker-a"));
     let _b = Worker::start_as(&server, queue, plugins.path(), Some("worker-b"));
@@ -112,8 +117,7 @@ fn two_workers_on_one_queue_share_a_batch_exactly() {
 #[test]
 fn a_worker_stopped_gracefully_mid_batch_hands_its_work_back() {
     let server = DevServer::start();
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    install_plugin(plugins.path(), "square_number", "square_number");
+    let plugins = square_number_only();
     let queue = "graceful";
     let mut first = Worker::start(&server, queue, plugins.path());
     let (run, _second) = std::thread::scope(|scope| {
@@ -141,8 +145,7 @@ fn a_worker_stopped_gracefully_mid_batch_hands_its_work_back() {
 #[test]
 fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
     let server = DevServer::start();
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    install_plugin(plugins.path(), "square_number", "square_number");
+    let plugins = square_number_only();
     let queue = "resume-after-crash";
     let mut first = Worker::start(&server, queue, plugins.path());
 
@@ -204,8 +207,7 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
 #[test]
 fn the_batch_and_its_starter_survive_a_server_restart() {
     let mut server = DevServer::start_persistent();
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    install_plugin(plugins.path(), "square_number", "square_number");
+    let plugins = square_number_only();
     let queue = "server-restart";
     let _worker = Worker::start(&server, queue, plugins.path());
     let address = server.address.clone();

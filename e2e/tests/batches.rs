@@ -77,6 +77,8 @@ fn fifty_items_make_six_workflows() {
     assert_eq!(run.field("Tree depth (max nesting level)"), "1");
     assert_eq!(run.field("Workflows"), "6");
     assert_eq!(run.field("Activities"), "50");
+    // Not a terminal: no progress bar in the output.
+    assert!(!run.stderr.contains("workflows done"), "{}", run.stderr);
     assert_eq!(
         run.field("First 10 results"),
         "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]"
@@ -438,5 +440,34 @@ fn a_batch_can_be_started_without_waiting_and_attached_to_later() {
         missing.stderr.contains("batch no-such-batch failed"),
         "{}",
         missing.stderr
+    );
+}
+
+/// In a terminal (a pseudo-terminal made by `script`), the starter shows a progress bar driven
+/// by the server's count of completed workflows, then clears it and prints the summary.
+#[test]
+fn a_terminal_gets_a_progress_bar_that_clears_itself() {
+    let server = &env().server;
+    let transcript = server.scratch.path().join("tty-400.txt");
+    let command = format!(
+        "{} 400 --address {} --task-queue {QUEUE} --workflow-id tty-400",
+        support::binary("starter").display(),
+        server.address
+    );
+    let status = std::process::Command::new("script")
+        .args(["-qec", &command])
+        .arg(&transcript)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run script");
+    let text =
+        String::from_utf8_lossy(&std::fs::read(&transcript).expect("transcript")).into_owned();
+    assert!(status.success(), "{text}");
+    let total = TreeShape::of(400, 10, 5).workflows;
+    assert!(text.contains(&format!("/{total} workflows done")), "{text}");
+    assert!(
+        text.contains(&format!("Sum of all squares: {}", sum_of_squares(400))),
+        "{text}"
     );
 }

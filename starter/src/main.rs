@@ -2,6 +2,9 @@
 //! root workflow (or attaches to it if that batch is already running), waits for the result
 //! and prints the demo's summary block. A failed batch prints the reason and exits non-zero.
 
+mod progress;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -9,7 +12,7 @@ use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
-use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput};
+use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, TreeShape};
 use clap::Parser;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
 
@@ -107,7 +110,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let client = connect_from(&args).await?;
         let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.clone());
         eprintln!("Waiting for batch {workflow_id}");
-        return wait_and_report(&args, workflow_id, handle, Instant::now()).await;
+        let progress = Progress {
+            client: &client,
+            total_workflows: None,
+            items: 0,
+        };
+        return wait_and_report(&args, workflow_id, handle, progress, Instant::now()).await;
     }
     batch_core::config::validate_n(args.n)?;
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
@@ -154,7 +162,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    wait_and_report(&args, &workflow_id, handle, started_at).await
+    let progress = Progress {
+        client: &client,
+        total_workflows: Some(TreeShape::of(args.n, args.batch_size, args.max_children).workflows),
+        items: args.n,
+    };
+    wait_and_report(&args, &workflow_id, handle, progress, started_at).await
+}
+
+/// What the progress bar needs to follow a batch.
+struct Progress<'a> {
+    client: &'a temporalio_client::Client,
+    total_workflows: Option<u64>,
+    items: u64,
 }
 
 /// Waits for the batch's result and prints it (summary block, or JSON with `--json`).
@@ -162,9 +182,26 @@ async fn wait_and_report(
     args: &Args,
     workflow_id: &str,
     handle: temporalio_client::WorkflowHandle<temporalio_client::Client, BatchWorkflowRef>,
+    progress: Progress<'_>,
     started_at: Instant,
 ) -> anyhow::Result<()> {
-    let result = match handle.get_result(WorkflowGetResultOptions::default()).await {
+    let waiting = handle.get_result(WorkflowGetResultOptions::default());
+    // A progress bar only for a person watching: not for --json, not into a pipe or a file.
+    let outcome = if !args.json && std::io::stderr().is_terminal() {
+        let follow = progress::follow(
+            progress.client.clone(),
+            workflow_id.to_owned(),
+            progress.total_workflows,
+            progress.items,
+        );
+        tokio::select! {
+            outcome = waiting => outcome,
+            () = follow => unreachable!("the progress loop only ends when dropped"),
+        }
+    } else {
+        waiting.await
+    };
+    let result = match outcome {
         Ok(result) => result,
         Err(e) => anyhow::bail!("batch {workflow_id} failed: {}", describe_failure(&e)),
     };

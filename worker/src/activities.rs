@@ -128,7 +128,7 @@ impl PluginActivities {
         while next <= task.last {
             let plugin = plugin.clone();
             let last = task.last;
-            let slice = tokio::task::spawn_blocking(move || {
+            let (after, out, kept) = on_blocking_pool(move || {
                 let started = Instant::now();
                 let mut session = match session {
                     Some(s) => s,
@@ -137,20 +137,12 @@ impl PluginActivities {
                 loop {
                     outputs.push(session.call(next)?);
                     if next == last || started.elapsed() >= HEARTBEAT_EVERY {
-                        return Ok::<_, PluginError>((next + 1, outputs, session));
+                        return Ok((next + 1, outputs, session));
                     }
                     next += 1;
                 }
-            });
-            let (after, out, kept) = match slice.await {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => return Err(to_activity_error(e)),
-                Err(e) => {
-                    return Err(ActivityError::application(ApplicationFailure::new(
-                        anyhow::anyhow!("plugin host panicked: {e}"),
-                    )));
-                }
-            };
+            })
+            .await?;
             next = after;
             outputs = out;
             session = Some(kept);

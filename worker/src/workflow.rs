@@ -202,7 +202,7 @@ fn window(node: &NodeInput) -> usize {
     usize::try_from(node.config.max_in_flight.max(1)).unwrap_or(usize::MAX)
 }
 
-/// One child per chunk, all started at once, then merged in item order.
+/// One child per chunk, started in waves of at most `max_in_flight`, then merged in item order.
 async fn run_children(
     ctx: &WorkflowContext<BatchProcessingWorkflow>,
     node: &NodeInput,

@@ -64,9 +64,7 @@ impl PluginError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, PluginError::DigestUnavailable { .. })
     }
-}
 
-impl PluginError {
     /// A stable name for the failure's type in Temporal.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use batch_core::TreeShape;
-use support::{DevServer, Run, Worker, built_plugins_dir, starter, wait_for};
+use support::{DevServer, Run, Worker, built_plugins_dir, starter, sum_of_squares, wait_for};
 
 const QUEUE: &str = "batch-processing-task-queue";
 
@@ -50,10 +50,6 @@ fn env() -> &'static Env {
 
 fn run(args: &[&str]) -> Run {
     starter(&env().server, QUEUE, args)
-}
-
-fn sum_of_squares(n: u128) -> u128 {
-    n * (n + 1) * (2 * n + 1) / 6
 }
 
 fn assert_succeeded(run: &Run) {

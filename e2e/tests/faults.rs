@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{DevServer, Run, Worker, install_plugin, starter, starter_at, wait_for};
+use support::{
+    DevServer, Run, Worker, install_plugin, starter, starter_at, sum_of_squares, wait_for,
+};
 
 const SUM_2000: &str = "2668667000";
 
@@ -18,16 +20,10 @@ fn square_number_only() -> tempfile::TempDir {
 
 /// Completed workflows of the default n=2000 tree, as the server counts them.
 fn completed(server: &DevServer) -> u64 {
-    let out = server.cli(&[
-        "workflow",
-        "count",
-        "--query",
-        "WorkflowId STARTS_WITH 'batch-processing-2000-b10-c5' AND ExecutionStatus = 'Completed'",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .strip_prefix("Total: ")
-        .and_then(|n| n.parse().ok())
+    server
+        .count(
+            "WorkflowId STARTS_WITH 'batch-processing-2000-b10-c5' AND ExecutionStatus = 'Completed'",
+        )
         .unwrap_or(0)
 }
 
@@ -185,7 +181,7 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         run.field("Sum of all squares"),
-        (n * (n + 1) * (2 * n + 1) / 6).to_string()
+        sum_of_squares(n).to_string()
     );
     assert_eq!(run.field("Activities"), "1");
     let log = second.log_text();

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{DevServer, Run, Worker, install_plugin, sha256_of, starter, wait_for};
+use support::{
+    DevServer, Run, Worker, install_plugin, sha256_of, starter, sum_of_squares, wait_for,
+};
 
 fn server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
@@ -96,14 +98,8 @@ fn replacing_a_plugin_mid_batch_keeps_each_batch_on_its_own_version() {
         std::thread::spawn(move || starter(server(), &queue, &["2000", "--plugin", "swap"]));
     // Once A's root has resolved the plugin and started its children, replace the file.
     let started = wait_for("batch A to fan out", Duration::from_secs(60), || {
-        let out = server().cli(&[
-            "workflow",
-            "count",
-            "--query",
-            "WorkflowId STARTS_WITH 'batch-processing-swap-2000-b10-c5-'",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let count: u64 = text.trim().strip_prefix("Total: ")?.parse().ok()?;
+        let count =
+            server().count("WorkflowId STARTS_WITH 'batch-processing-swap-2000-b10-c5-'")?;
         (count > 0).then_some(count)
     });
     let v2_path = install_plugin(node.dir(), "cube", "swap");
@@ -177,7 +173,7 @@ fn a_failing_plugin_does_not_disturb_a_concurrent_batch() {
     assert_ok(&normal);
     assert_eq!(
         normal.field("Sum of all squares"),
-        (500u128 * 501 * 1001 / 6).to_string()
+        sum_of_squares(500).to_string()
     );
     let hostile = hostile.join().expect("hostile thread");
     assert!(!hostile.success);

@@ -89,6 +89,11 @@ impl Drop for Guarded {
     }
 }
 
+/// 1² + 2² + ... + n², the exact result of `square_number` over `1..=n`.
+pub fn sum_of_squares(n: u128) -> u128 {
+    n * (n + 1) * (2 * n + 1) / 6
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -274,23 +279,26 @@ impl DevServer {
             .expect("run temporal CLI")
     }
 
+    /// The number of workflows matching a visibility query right now (`None` if the CLI
+    /// gave no count).
+    pub fn count(&self, query: &str) -> Option<u64> {
+        let out = self.cli(&["workflow", "count", "--query", query]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .strip_prefix("Total: ")?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    }
+
     /// The number of workflows matching a visibility query, once it has stopped changing
     /// (visibility is eventually consistent).
     pub fn count_workflows(&self, query: &str, expected: u64) -> u64 {
-        let count = || {
-            let out = self.cli(&["workflow", "count", "--query", query]);
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.trim()
-                .strip_prefix("Total: ")?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        };
         // Wait for the expected figure, but report what the server says if it never comes.
         let mut last = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            last = count();
+            last = self.count(query);
             if last == Some(expected) {
                 break;
             }

@@ -14,7 +14,11 @@ use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, TreeShape};
 use clap::Parser;
+use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
+
+/// How long the starter keeps re-attaching to a batch while the server is unreachable.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 const EXAMPLES: &str = "\
 Examples:
@@ -185,7 +189,26 @@ async fn wait_and_report(
     progress: Progress<'_>,
     started_at: Instant,
 ) -> anyhow::Result<()> {
-    let waiting = handle.get_result(WorkflowGetResultOptions::default());
+    // The batch lives on the server, not in this process: if the connection breaks (a server
+    // restart, a network blip), wait again for the same workflow instead of giving up.
+    let waiting = async {
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            match handle.get_result(WorkflowGetResultOptions::default()).await {
+                Err(WorkflowGetResultError::Rpc(status))
+                    if lost_since.is_none_or(|t| t.elapsed() < RECONNECT_FOR) =>
+                {
+                    lost_since.get_or_insert_with(Instant::now);
+                    eprintln!(
+                        "lost contact with the server while waiting ({}); waiting again",
+                        status.message()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    };
     // A progress bar only for a person watching: not for --json, not into a pipe or a file.
     let outcome = if !args.json && std::io::stderr().is_terminal() {
         let follow = progress::follow(

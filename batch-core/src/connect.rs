@@ -36,10 +36,20 @@ pub struct ConnectOverrides {
     pub namespace: Option<String>,
     /// Reported to the server as this client's identity (shown in workflow histories).
     pub identity: Option<String>,
+    /// Where the client's RPC metrics (`temporal_request*`) go; none without one.
+    pub metrics_meter: Option<temporalio_common::telemetry::metrics::TemporalMeter>,
+}
+
+/// A connected client, and where it is connected.
+pub struct Connected {
+    pub client: Client,
+    /// `host:port` of the server, after the environment configuration and the overrides.
+    pub address: String,
+    pub namespace: String,
 }
 
 /// Connects a client, failing within [`CONNECT_TIMEOUT`] with the address in the message.
-pub async fn connect(overrides: &ConnectOverrides) -> Result<Client, ConnectError> {
+pub async fn connect(overrides: &ConnectOverrides) -> Result<Connected, ConnectError> {
     let (mut conn_opts, mut client_opts) =
         ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
             .map_err(|e| ConnectError::Config(e.to_string()))?;
@@ -51,6 +61,9 @@ pub async fn connect(overrides: &ConnectOverrides) -> Result<Client, ConnectErro
     }
     if let Some(identity) = &overrides.identity {
         conn_opts.identity = identity.clone();
+    }
+    if let Some(meter) = &overrides.metrics_meter {
+        conn_opts.metrics_meter = Some(meter.clone());
     }
     conn_opts.connect_timeout = Some(CONNECT_TIMEOUT);
     let address = display_address(&conn_opts.target);
@@ -65,7 +78,13 @@ pub async fn connect(overrides: &ConnectOverrides) -> Result<Client, ConnectErro
         .await
         .map_err(|_| unreachable("timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
-    Client::new(connection, client_opts).map_err(|e| ConnectError::Config(e.to_string()))
+    let client =
+        Client::new(connection, client_opts).map_err(|e| ConnectError::Config(e.to_string()))?;
+    Ok(Connected {
+        client,
+        address,
+        namespace,
+    })
 }
 
 /// `host:port` as users type it (the SDK wants a URL).
@@ -81,7 +100,13 @@ fn parse_address(address: &str, tls: bool) -> Result<Url, ConnectError> {
         address: address.to_owned(),
         reason: e.to_string(),
     })?;
-    if url.host().is_none() || url.port_or_known_default().is_none() {
+    // Without a scheme, a port is required: "localhost" alone would silently mean port 80.
+    let port_missing = if address.contains("://") {
+        url.port_or_known_default().is_none()
+    } else {
+        url.port().is_none()
+    };
+    if url.host().is_none() || port_missing {
         return Err(ConnectError::Address {
             address: address.to_owned(),
             reason: "expected host:port, for example localhost:7233".into(),
@@ -117,6 +142,10 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:1/"
         );
+        let err = parse_address("localhost", false)
+            .expect_err("no port")
+            .to_string();
+        assert!(err.contains("expected host:port"), "{err}");
         let err = parse_address("no spaces:x", false)
             .expect_err("invalid")
             .to_string();

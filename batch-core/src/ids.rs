@@ -34,9 +34,26 @@ pub fn child_workflow_id(parent_id: &str, index: usize) -> String {
     format!("{parent_id}-c{index}")
 }
 
+/// The task queue on which the workers that hold plugin `plugin` serve it. Work goes to the
+/// batch's own queue first (any worker, eager dispatch); an item that lands on a worker without
+/// the pinned version is sent here, where only workers holding the plugin poll.
+pub fn plugin_task_queue(task_queue: &str, plugin: &str) -> String {
+    format!("{task_queue}/plugin/{plugin}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_plugin_has_its_own_queue_under_the_batch_queue() {
+        assert_eq!(
+            plugin_task_queue("batch-processing-task-queue", "cube"),
+            "batch-processing-task-queue/plugin/cube"
+        );
+        assert_ne!(plugin_task_queue("q", "a"), plugin_task_queue("q", "b"));
+        assert_ne!(plugin_task_queue("q1", "a"), plugin_task_queue("q2", "a"));
+    }
 
     #[test]
     fn default_plugin_uses_the_demo_ids() {

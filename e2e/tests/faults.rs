@@ -38,8 +38,18 @@ fn assert_exact_2000(server: &DevServer, run: &Run) {
     );
 }
 
-/// The identities that started activities in the first `leaves` leaf workflows of the tree.
-fn activity_identities(server: &DevServer, leaves: usize) -> std::collections::BTreeSet<String> {
+/// One activity of a leaf, as its history records it.
+#[derive(Debug)]
+struct ActivityRecord {
+    /// The task queue it was scheduled on.
+    queue: String,
+    /// The worker that completed or failed it.
+    identity: String,
+    completed: bool,
+}
+
+/// The activities of the first `leaves` leaf workflows of the n=2000 tree.
+fn leaf_activities(server: &DevServer, leaves: usize) -> Vec<ActivityRecord> {
     let mut ids = Vec::new();
     'outer: for a in 0..5 {
         for b in 0..5 {
@@ -53,18 +63,38 @@ fn activity_identities(server: &DevServer, leaves: usize) -> std::collections::B
             }
         }
     }
-    let mut identities = std::collections::BTreeSet::new();
+    let mut records = Vec::new();
     for id in ids {
         let out = server.cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"]);
         let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history");
-        for event in history["events"].as_array().into_iter().flatten() {
-            if let Some(identity) = event["activityTaskStartedEventAttributes"]["identity"].as_str()
-            {
-                identities.insert(identity.to_owned());
+        let events = history["events"].as_array().cloned().unwrap_or_default();
+        let queue_of = |scheduled: &serde_json::Value| {
+            events
+                .iter()
+                .find(|e| e["eventId"] == *scheduled)
+                .and_then(|e| {
+                    e["activityTaskScheduledEventAttributes"]["taskQueue"]["name"].as_str()
+                })
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for event in &events {
+            for (key, completed) in [
+                ("activityTaskCompletedEventAttributes", true),
+                ("activityTaskFailedEventAttributes", false),
+            ] {
+                let attributes = &event[key];
+                if let Some(identity) = attributes["identity"].as_str() {
+                    records.push(ActivityRecord {
+                        queue: queue_of(&attributes["scheduledEventId"]),
+                        identity: identity.to_owned(),
+                        completed,
+                    });
+                }
             }
         }
     }
-    identities
+    records
 }
 
 /// SIGKILL the worker three times during one n=2000 batch, restarting it each time: the batch
@@ -101,10 +131,89 @@ fn two_workers_on_one_queue_share_a_batch_exactly() {
     let _b = Worker::start_as(&server, queue, plugins.path(), Some("worker-b"));
     let run = starter(&server, queue, &[]);
     assert_exact_2000(&server, &run);
-    let identities = activity_identities(&server, 100);
+    let identities: std::collections::BTreeSet<String> = leaf_activities(&server, 100)
+        .into_iter()
+        .filter(|a| a.completed)
+        .map(|a| a.identity)
+        .collect();
     assert!(
         identities.contains("worker-a") && identities.contains("worker-b"),
         "activities ran on {identities:?}"
+    );
+}
+
+/// Three workers whose plugin directories differ, as during a rolling upgrade: only worker-a
+/// holds `square_number`, worker-a and worker-b hold `cube`. Work that lands on a worker
+/// without the plugin goes on to the plugin's own queue, where only holders poll; both
+/// batches complete exactly, and every item was computed by a holder.
+#[test]
+fn three_workers_with_different_plugin_dirs_complete_batches_exactly() {
+    let server = DevServer::start();
+    let queue = "mixed-plugins";
+    let dirs: Vec<tempfile::TempDir> = [&["square_number", "cube"][..], &["cube"], &[]]
+        .iter()
+        .map(|plugins| {
+            let dir = tempfile::tempdir().expect("plugins dir");
+            for name in *plugins {
+                install_plugin(dir.path(), name, name);
+            }
+            dir
+        })
+        .collect();
+    let _workers: Vec<Worker> = ["worker-a", "worker-b", "worker-c"]
+        .iter()
+        .zip(&dirs)
+        .map(|(identity, dir)| Worker::start_as(&server, queue, dir.path(), Some(identity)))
+        .collect();
+    // A plugin's holders must be polling its queue before work can be sent there.
+    for (plugin, holders) in [("square_number", 1), ("cube", 2)] {
+        let plugin_queue = format!("{queue}/plugin/{plugin}");
+        wait_for(
+            "the plugin queues' pollers",
+            Duration::from_secs(30),
+            || {
+                let out = server.cli(&[
+                    "task-queue",
+                    "describe",
+                    "--task-queue",
+                    &plugin_queue,
+                    "--task-queue-type",
+                    "activity",
+                ]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (text.matches("worker-").count() == holders).then_some(())
+            },
+        );
+    }
+
+    let run = starter(&server, queue, &[]);
+    assert_exact_2000(&server, &run);
+    let activities = leaf_activities(&server, 200);
+    let computed_by: std::collections::BTreeSet<&str> = activities
+        .iter()
+        .filter(|a| a.completed)
+        .map(|a| a.identity.as_str())
+        .collect();
+    assert_eq!(
+        computed_by,
+        ["worker-a"].into(),
+        "only the holder computes items"
+    );
+    let routed = activities
+        .iter()
+        .filter(|a| a.completed && a.queue == format!("{queue}/plugin/square_number"))
+        .count();
+    let bounced = activities.iter().filter(|a| !a.completed).count();
+    // Each item that reached worker-b or worker-c failed there once, without retries, and
+    // was then computed from the plugin's queue.
+    assert!(routed > 0, "nothing was routed: {activities:?}");
+    assert_eq!(bounced, routed, "{activities:?}");
+
+    let cube = starter(&server, queue, &["300", "--plugin", "cube"]);
+    assert!(cube.success, "{}\n{}", cube.stdout, cube.stderr);
+    assert_eq!(
+        cube.field("Sum of all outputs"),
+        (300u128 * 301 / 2).pow(2).to_string()
     );
 }
 

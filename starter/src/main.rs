@@ -3,6 +3,7 @@
 //! and prints the demo's summary block. A failed batch prints the reason and exits non-zero.
 
 mod progress;
+mod web_ui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -80,6 +81,21 @@ struct Args {
     /// Temporal namespace. Default: TEMPORAL_NAMESPACE or the profile's, else "default".
     #[arg(long)]
     namespace: Option<String>,
+    /// Base address of the Temporal Web UI, for the link to the batch. Default: found for a
+    /// local dev server (its port + 1000, when it answers) and for Temporal Cloud.
+    #[arg(long, env = "TEMPORAL_UI_URL", value_name = "URL", value_parser = parse_ui_url)]
+    ui_url: Option<String>,
+}
+
+fn parse_ui_url(text: &str) -> Result<String, String> {
+    match temporalio_client::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(text.to_owned()),
+        Ok(url) => Err(format!(
+            "expected an http(s) address, got scheme {:?}",
+            url.scheme()
+        )),
+        Err(e) => Err(format!("{text:?} is not an address: {e}")),
+    }
 }
 
 /// Whole numbers only; the range checks (with their reasons) happen in `NodeInput::validate`.
@@ -111,15 +127,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return list_plugins(&args).await;
     }
     if let Some(workflow_id) = &args.attach {
-        let client = connect_from(&args).await?;
+        let connected = connect_from(&args).await?;
+        let client = connected.client;
         let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.clone());
         eprintln!("Waiting for batch {workflow_id}");
+        let web_ui =
+            web_ui_page(&args, &connected.address, &connected.namespace, workflow_id).await;
+        if let Some(page) = &web_ui {
+            eprintln!("Web UI: {page}");
+        }
         let progress = Progress {
             client: &client,
             total_workflows: None,
             items: 0,
         };
-        return wait_and_report(&args, workflow_id, handle, progress, Instant::now()).await;
+        return wait_and_report(&args, workflow_id, handle, progress, Instant::now(), web_ui).await;
     }
     batch_core::config::validate_n(args.n)?;
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
@@ -136,7 +158,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     });
 
-    let client = connect_from(&args).await?;
+    let connected = connect_from(&args).await?;
+    let client = connected.client;
+    let web_ui = web_ui_page(
+        &args,
+        &connected.address,
+        &connected.namespace,
+        &workflow_id,
+    )
+    .await;
 
     let started_at = Instant::now();
     let options = WorkflowStartOptions::new(args.task_queue.clone(), workflow_id.clone())
@@ -156,6 +186,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.plugin,
         args.mode
     );
+    if let Some(page) = &web_ui {
+        eprintln!("Web UI: {page}");
+    }
 
     if args.no_wait {
         println!("{workflow_id}");
@@ -171,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         total_workflows: Some(TreeShape::of(args.n, args.batch_size, args.max_children).workflows),
         items: args.n,
     };
-    wait_and_report(&args, &workflow_id, handle, progress, started_at).await
+    wait_and_report(&args, &workflow_id, handle, progress, started_at, web_ui).await
 }
 
 /// What the progress bar needs to follow a batch.
@@ -188,6 +221,7 @@ async fn wait_and_report(
     handle: temporalio_client::WorkflowHandle<temporalio_client::Client, BatchWorkflowRef>,
     progress: Progress<'_>,
     started_at: Instant,
+    web_ui: Option<String>,
 ) -> anyhow::Result<()> {
     // The batch lives on the server, not in this process: if the connection breaks (a server
     // restart, a network blip), wait again for the same workflow instead of giving up.
@@ -233,6 +267,7 @@ async fn wait_and_report(
         let report = serde_json::json!({
             "workflow_id": workflow_id,
             "wall_seconds": wall,
+            "web_ui": web_ui,
             "result": result,
         });
         println!("{report}");
@@ -243,11 +278,22 @@ async fn wait_and_report(
     Ok(())
 }
 
-async fn connect_from(args: &Args) -> anyhow::Result<temporalio_client::Client> {
+/// The root workflow's page in the Web UI, when there is a UI (see [`web_ui`]).
+async fn web_ui_page(
+    args: &Args,
+    address: &str,
+    namespace: &str,
+    workflow_id: &str,
+) -> Option<String> {
+    let ui = web_ui::find(args.ui_url.as_deref(), address).await?;
+    Some(web_ui::workflow_page(&ui, namespace, workflow_id))
+}
+
+async fn connect_from(args: &Args) -> anyhow::Result<batch_core::connect::Connected> {
     Ok(connect(&ConnectOverrides {
         address: args.address.clone(),
         namespace: args.namespace.clone(),
-        identity: None,
+        ..ConnectOverrides::default()
     })
     .await?)
 }
@@ -255,7 +301,7 @@ async fn connect_from(args: &Args) -> anyhow::Result<temporalio_client::Client> 
 /// Asks a worker on the task queue for its plugins: a short workflow whose one activity lists
 /// the plugins directory of whichever worker picks it up.
 async fn list_plugins(args: &Args) -> anyhow::Result<()> {
-    let client = connect_from(args).await?;
+    let client = connect_from(args).await?.client;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

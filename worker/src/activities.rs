@@ -5,7 +5,16 @@
 //! plugin cannot stall polling, heartbeats or other activities.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use batch_core::ids::plugin_task_queue;
+use temporalio_client::grpc::WorkflowService;
+use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{Client, NamespacedClient};
+use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
+use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use batch_core::{Outputs, PluginInfo, PluginRef};
 use serde::{Deserialize, Serialize};
@@ -13,6 +22,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::metrics::PluginMetrics;
 use crate::plugins::{PluginError, PluginRegistry};
 
 /// A leaf's whole range for one pinned plugin (`batch` mode).
@@ -41,13 +51,88 @@ pub struct ItemTask {
     pub item: u64,
 }
 
+/// The activities of one worker process. Cheap to clone: the plugin queues' workers
+/// ([`crate::plugin_queues`]) register clones that share the registry and the call limit.
+#[derive(Clone)]
 pub struct PluginActivities {
     registry: Arc<PluginRegistry>,
+    metrics: PluginMetrics,
+    /// Plugin calls running at once, across all of this process's task queues: bounds the
+    /// sandbox's instance slots however many queues deliver work.
+    calls: Arc<Semaphore>,
+    /// The batch task queue; work arriving on a plugin queue has been routed already.
+    home_queue: String,
+    /// To ask the server which workers serve a plugin this worker lacks.
+    client: Option<Client>,
 }
 
 impl PluginActivities {
-    pub fn new(registry: Arc<PluginRegistry>) -> Self {
-        Self { registry }
+    pub fn new(
+        registry: Arc<PluginRegistry>,
+        metrics: PluginMetrics,
+        max_concurrent_calls: usize,
+        home_queue: &str,
+        client: Option<Client>,
+    ) -> Self {
+        Self {
+            registry,
+            metrics,
+            calls: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
+            home_queue: home_queue.to_owned(),
+            client,
+        }
+    }
+
+    /// A failure as Temporal should see it. Work that reached this worker on the batch queue
+    /// without the pinned version fails for good *here*, so the workflow re-sends it to the
+    /// plugin's queue at once; on the plugin's queue another holder may still have it, so
+    /// there it is retried.
+    fn failure(&self, ctx: &ActivityContext, e: PluginError) -> ActivityError {
+        let routed = ctx.info().task_queue != self.home_queue;
+        to_activity_error(e, routed)
+    }
+
+    async fn call_permit(&self) -> Result<OwnedSemaphorePermit, ActivityError> {
+        // The semaphore is never closed.
+        self.calls.clone().acquire_owned().await.map_err(|e| {
+            ActivityError::application(ApplicationFailure::new(anyhow::anyhow!(
+                "plugin call limit unavailable: {e}"
+            )))
+        })
+    }
+
+    /// Which workers poll plugin `name`'s queue (seen in the last minute), comma-separated.
+    async fn holders_of(&self, name: &str) -> Option<String> {
+        let client = self.client.as_ref()?;
+        let queue = plugin_task_queue(&self.home_queue, name);
+        let request = DescribeTaskQueueRequest {
+            namespace: client.namespace(),
+            task_queue: Some(TaskQueue::from(queue)),
+            task_queue_type: TaskQueueType::Activity as i32,
+            ..Default::default()
+        };
+        let response =
+            WorkflowService::describe_task_queue(&mut client.clone(), request.into_request())
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!(plugin = name, "cannot describe the plugin's queue: {e}")
+                })
+                .ok()?
+                .into_inner();
+        let recent = SystemTime::now() - Duration::from_secs(60);
+        let mut workers: Vec<String> = response
+            .pollers
+            .into_iter()
+            .filter(|p| {
+                p.last_access_time
+                    .and_then(|t| SystemTime::try_from(t).ok())
+                    .is_some_and(|t| t >= recent)
+            })
+            .map(|p| p.identity)
+            .collect();
+        workers.sort();
+        workers.dedup();
+        (!workers.is_empty()).then(|| workers.join(", "))
     }
 }
 
@@ -57,11 +142,36 @@ impl PluginActivities {
     #[activity(name = "resolve_plugin")]
     pub async fn resolve_plugin(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         name: String,
     ) -> Result<PluginRef, ActivityError> {
         let registry = self.registry.clone();
-        let plugin = on_blocking_pool(move || registry.resolve(&name)).await?;
+        let wanted = name.clone();
+        let plugin = match on_blocking_pool(move || registry.resolve(&wanted)).await {
+            Ok(plugin) => plugin,
+            Err(PluginError::NotFound {
+                name,
+                dir,
+                available,
+            }) => {
+                let routed = ctx.info().task_queue != self.home_queue;
+                let error = match self.holders_of(&name).await {
+                    Some(workers) if !routed => PluginError::HeldElsewhere {
+                        queue: plugin_task_queue(&self.home_queue, &name),
+                        name,
+                        dir,
+                        workers,
+                    },
+                    _ => PluginError::NotFound {
+                        name,
+                        dir,
+                        available,
+                    },
+                };
+                return Err(self.failure(&ctx, error));
+            }
+            Err(e) => return Err(self.failure(&ctx, e)),
+        };
         Ok(PluginRef {
             name: plugin.name().to_owned(),
             digest: Some(plugin.digest().to_owned()),
@@ -72,10 +182,12 @@ impl PluginActivities {
     #[activity(name = "list_plugins")]
     pub async fn list_plugins(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
     ) -> Result<Vec<PluginInfo>, ActivityError> {
         let registry = self.registry.clone();
-        on_blocking_pool(move || registry.list()).await
+        on_blocking_pool(move || registry.list())
+            .await
+            .map_err(|e| self.failure(&ctx, e))
     }
 
     /// The statistics of the plugin's outputs over a leaf's whole range (`batch` mode).
@@ -85,18 +197,34 @@ impl PluginActivities {
         ctx: ActivityContext,
         task: RangeTask,
     ) -> Result<Outputs, ActivityError> {
-        self.run_range(&ctx, task).await
+        let _permit = self.call_permit().await?;
+        self.run_range(&ctx, task).await.map_err(|e| match e {
+            RangeError::Plugin(e) => self.failure(&ctx, e),
+            RangeError::Activity(e) => e,
+        })
     }
 
     /// The plugin's output for one item.
     #[activity(name = "process_item")]
     pub async fn process_item(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         task: ItemTask,
     ) -> Result<u64, ActivityError> {
+        let _permit = self.call_permit().await?;
         let registry = self.registry.clone();
-        on_blocking_pool(move || registry.get(&task.plugin)?.call(task.item)).await
+        let metrics = self.metrics.clone();
+        on_blocking_pool(move || {
+            let started = Instant::now();
+            let output = registry
+                .get(&task.plugin)
+                .and_then(|plugin| plugin.call(task.item));
+            let outcome = output.as_ref().map(|_| ());
+            metrics.call(&task.plugin.name, started.elapsed(), outcome);
+            output
+        })
+        .await
+        .map_err(|e| self.failure(&ctx, e))
     }
 }
 
@@ -107,7 +235,7 @@ impl PluginActivities {
         &self,
         ctx: &ActivityContext,
         task: RangeTask,
-    ) -> Result<Outputs, ActivityError> {
+    ) -> Result<Outputs, RangeError> {
         let resumed: Option<RangeProgress> = ctx.heartbeat_details().deserialize().ok().flatten();
         let (mut next, mut outputs) = match resumed {
             Some(p) if (task.first..=task.last.saturating_add(1)).contains(&p.next) => {
@@ -128,15 +256,25 @@ impl PluginActivities {
         while next <= task.last {
             let plugin = plugin.clone();
             let last = task.last;
+            let metrics = self.metrics.clone();
             let (after, out, kept) = on_blocking_pool(move || {
                 let started = Instant::now();
                 let mut session = match session {
                     Some(s) => s,
                     None => plugin.session()?,
                 };
+                let from = next;
                 loop {
-                    outputs.push(session.call(next)?);
+                    match session.call(next) {
+                        Ok(output) => outputs.push(output),
+                        Err(e) => {
+                            metrics.items(plugin.name(), next - from);
+                            metrics.failure(plugin.name(), &e);
+                            return Err(e);
+                        }
+                    }
                     if next == last || started.elapsed() >= HEARTBEAT_EVERY {
+                        metrics.items(plugin.name(), next - from + 1);
                         return Ok((next + 1, outputs, session));
                     }
                     next += 1;
@@ -155,7 +293,7 @@ impl PluginActivities {
                     tracing::warn!("cannot record a heartbeat: {e}");
                 }
                 if ctx.is_cancelled() {
-                    return Err(ActivityError::cancelled());
+                    return Err(RangeError::Activity(ActivityError::cancelled()));
                 }
             }
         }
@@ -163,25 +301,42 @@ impl PluginActivities {
     }
 }
 
+/// Why a batch-mode leaf stopped: its plugin failed, or the activity was cancelled.
+enum RangeError {
+    Plugin(PluginError),
+    Activity(ActivityError),
+}
+
+impl From<PluginError> for RangeError {
+    fn from(e: PluginError) -> Self {
+        RangeError::Plugin(e)
+    }
+}
+
+/// Runs plugin work on tokio's blocking pool. A panic there is a bug of the host, not of the
+/// plugin (plugin faults are traps): it surfaces as a retryable failure.
 async fn on_blocking_pool<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
-) -> Result<T, ActivityError> {
+) -> Result<T, PluginError> {
     match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(to_activity_error(e)),
-        // A panic in the host is our bug, not the plugin's: let Temporal retry it.
-        Err(e) => Err(ActivityError::application(ApplicationFailure::new(
-            anyhow::anyhow!("plugin host panicked: {e}"),
-        ))),
+        Ok(result) => result,
+        Err(e) => Err(PluginError::HostPanic {
+            reason: e.to_string(),
+        }),
     }
 }
 
 /// Plugin errors become application failures typed by kind (visible in the Web UI and in
 /// `temporal workflow show`); only the ones a retry can cure stay retryable.
-fn to_activity_error(e: PluginError) -> ActivityError {
-    let retryable = e.is_retryable();
+fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
+    let retryable = e.is_retryable() && (routed || !e.is_routable());
     let kind = e.kind();
-    tracing::warn!(kind, retryable, "{e}");
+    if e.is_routable() && !routed {
+        // Expected whenever workers' plugin directories differ: the workflow re-routes it.
+        tracing::debug!(kind, "{e}");
+    } else {
+        tracing::warn!(kind, retryable, "{e}");
+    }
     ActivityError::application(
         ApplicationFailure::builder(e)
             .type_name(kind.to_owned())

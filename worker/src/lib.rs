@@ -2,8 +2,12 @@
 //!
 //! - [`workflow`]: the tree workflow (plan the node, fan out, merge).
 //! - [`activities`]: resolve a plugin version; run the plugin on one item.
+//! - [`metrics`]: the worker's own Prometheus metrics (plugin calls, failures, latency).
+//! - [`plugin_queues`]: one task queue per plugin held, for work a worker without it received.
 //! - [`plugins`]: the wasmtime host (registry, sandbox, loading and calling).
 
 pub mod activities;
+pub mod metrics;
+pub mod plugin_queues;
 pub mod plugins;
 pub mod workflow;

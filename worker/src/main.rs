@@ -2,7 +2,10 @@
 //! until Ctrl-C or SIGTERM, then shuts down gracefully (in-flight tasks finish or go back to
 //! the server).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +13,18 @@ use anyhow::Context;
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::summary::render_plugin_list;
 use batch_worker::activities::PluginActivities;
+use batch_worker::metrics::{CALL_LATENCY, CALL_LATENCY_BUCKETS, PluginMetrics};
+use batch_worker::plugin_queues::{PluginQueueSettings, PluginQueues};
 use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
 use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
 use clap::Parser;
+use temporalio_common::telemetry::metrics::{CoreMeter, TemporalMeter};
+use temporalio_common::telemetry::{
+    HistogramBucketOverrides, PrometheusExporterOptions, TelemetryOptions,
+    start_prometheus_metric_exporter, telemetry_init,
+};
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -74,13 +85,28 @@ struct Args {
     #[arg(long, env = "BATCH_PLUGIN_MEMORY_MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     plugin_memory_mib: u64,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464), at /metrics: the SDK's
+    /// worker, poller and RPC metrics (`temporal_*`) and the plugin metrics (`batch_plugin_*`).
+    #[arg(long, env = "BATCH_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// How long in-flight activities get to finish after a shutdown signal.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line, like the starter; no backtrace for bad input.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,14 +139,22 @@ async fn main() -> anyhow::Result<()> {
     }
     log_plugins(&registry);
 
-    let client = connect(&ConnectOverrides {
+    let telemetry = Telemetry::start(args.metrics_addr)?;
+    let connected = connect(&ConnectOverrides {
         address: args.address.clone(),
         namespace: args.namespace.clone(),
         identity: args.identity.clone(),
+        metrics_meter: telemetry.sdk_meter.clone(),
     })
     .await?;
+    let client = connected.client;
 
-    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder()
+            .telemetry_options(telemetry.options())
+            .build()
+            .map_err(anyhow::Error::msg)?,
+    )?;
     let tuner = TunerHolder::builder()
         .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
             args.max_concurrent_workflow_tasks as usize,
@@ -133,27 +167,48 @@ async fn main() -> anyhow::Result<()> {
         ))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .build();
+    let activities = PluginActivities::new(
+        registry.clone(),
+        telemetry.plugin_metrics(),
+        args.max_concurrent_activities as usize,
+        &args.task_queue,
+        Some(client.clone()),
+    );
     let options = WorkerOptions::new(&args.task_queue)
         .register_workflow::<BatchProcessingWorkflow>()?
         .register_workflow::<ListPluginsWorkflow>()?
-        .register_activities(PluginActivities::new(registry.clone()))
+        .register_activities(activities.clone())
         .tuner(tuner)
         .max_cached_workflows(args.max_cached_workflows as usize)
         .max_eager_activity_reservations_per_workflow_task(args.max_eager_activities as usize)
         .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
         .build();
-    let mut worker = Worker::new(&runtime, client, options)?;
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let mut plugin_queues = PluginQueues::new(
+        &runtime,
+        client,
+        activities,
+        registry.clone(),
+        PluginQueueSettings {
+            home_queue: args.task_queue.clone(),
+            slots: args.max_concurrent_activities as usize,
+            graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
+        },
+    );
+    plugin_queues.serve_new_plugins();
 
     let shutdown = worker.shutdown_handle();
+    let stop_plugin_queues = plugin_queues.stop_handle();
     tokio::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!("shutdown requested: finishing in-flight tasks");
         shutdown();
+        stop_plugin_queues();
     });
 
     tracing::info!(
-        address = args.address.as_deref().unwrap_or("(from Temporal's environment configuration)"),
-        namespace = args.namespace.as_deref().unwrap_or("(from Temporal's environment configuration)"),
+        address = %connected.address,
+        namespace = %connected.namespace,
         identity = args.identity.as_deref().unwrap_or("(pid@hostname)"),
         task_queue = %args.task_queue,
         plugins_dir = %registry.dir().display(),
@@ -163,9 +218,72 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks,
         "worker started"
     );
-    worker.run().await?;
+    plugin_queues.run_beside(worker.run()).await?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Metrics: without `--metrics-addr` nothing is recorded; with it, one Prometheus endpoint
+/// serves the SDK's metrics (prefixed `temporal_`) and the worker's own (`batch_plugin_*`).
+struct Telemetry {
+    core_meter: Option<Arc<dyn CoreMeter>>,
+    /// Prefixed `temporal_`, with a `service_name` label: for the SDK's client.
+    sdk_meter: Option<TemporalMeter>,
+    /// Unprefixed: for our metrics.
+    own_meter: Option<TemporalMeter>,
+}
+
+impl Telemetry {
+    fn start(address: Option<SocketAddr>) -> anyhow::Result<Self> {
+        let Some(address) = address else {
+            return Ok(Self {
+                core_meter: None,
+                sdk_meter: None,
+                own_meter: None,
+            });
+        };
+        let exporter = PrometheusExporterOptions::builder()
+            .socket_addr(address)
+            // Prometheus conventions: seconds, `_seconds` and `_total` suffixes.
+            .use_seconds_for_durations(true)
+            .unit_suffix(true)
+            .counters_total_suffix(true)
+            .histogram_bucket_overrides(HistogramBucketOverrides {
+                overrides: HashMap::from([(
+                    CALL_LATENCY.to_owned(),
+                    CALL_LATENCY_BUCKETS.to_vec(),
+                )]),
+            })
+            .build();
+        // Binds at once, so a port in use is reported here rather than lost in a task.
+        let server = start_prometheus_metric_exporter(exporter)
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!("serving metrics on http://{}/metrics", server.bound_addr);
+        let core_meter: Arc<dyn CoreMeter> = server.meter;
+        let instance = telemetry_init(
+            TelemetryOptions::builder()
+                .metrics(core_meter.clone())
+                .build(),
+        )?;
+        Ok(Self {
+            sdk_meter: instance.get_temporal_metric_meter(),
+            own_meter: instance.get_metric_meter(),
+            core_meter: Some(core_meter),
+        })
+    }
+
+    /// For the SDK runtime (its workers' metrics).
+    fn options(&self) -> TelemetryOptions {
+        TelemetryOptions::builder()
+            .maybe_metrics(self.core_meter.clone())
+            .build()
+    }
+
+    fn plugin_metrics(&self) -> PluginMetrics {
+        self.own_meter
+            .clone()
+            .map_or_else(PluginMetrics::disabled, PluginMetrics::new)
+    }
 }
 
 /// Lists (and so pre-compiles) the plugins present at start; bad files are reported, not fatal:

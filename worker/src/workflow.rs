@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use batch_core::ids::child_workflow_id;
+use batch_core::ids::{child_workflow_id, plugin_task_queue};
 use batch_core::plan::{ItemRange, NodePlan, plan_node};
 use batch_core::workflow_ref::BatchWorkflowRef;
 use batch_core::{LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -20,6 +21,7 @@ use temporalio_sdk::{
 };
 
 use crate::activities::{ItemTask, PluginActivities, RangeTask};
+use crate::plugins::error::{HELD_ELSEWHERE, VERSION_UNAVAILABLE};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
 fn local_activity_options() -> LocalActivityOptions {
@@ -36,6 +38,14 @@ fn range_activity_options() -> ActivityOptions {
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(retry_policy())
         .build()
+}
+
+/// `options` for work re-sent to the plugin's own queue, which only holders of the plugin
+/// poll. No schedule-to-start limit: like any activity, it waits there until such a worker is
+/// free (or comes back), and the pending activity shows where it waits.
+fn routed_options(mut options: ActivityOptions, queue: &str) -> ActivityOptions {
+    options.task_queue = Some(queue.to_owned());
+    options
 }
 
 fn retry_policy() -> RetryPolicy {
@@ -74,20 +84,35 @@ impl BatchProcessingWorkflow {
         if node.config.plugin.digest.is_none() {
             // Pin the batch to the plugin's current version: every leaf runs this digest.
             let name = node.config.plugin.name.clone();
-            node.config.plugin = ctx
+            let here = ctx
                 .execute_activity(
                     PluginActivities::resolve_plugin,
-                    name,
+                    name.clone(),
                     item_activity_options(),
                 )
-                .await
-                .map_err(|e| {
-                    fail(format!(
-                        "cannot use plugin {:?}: {}",
-                        node.config.plugin.name,
-                        deepest_message(e.failure(), &e)
-                    ))
-                })?;
+                .await;
+            let resolved = match here {
+                // This worker lacks the plugin but others serve it: ask one of them. If they
+                // all went away meanwhile, say so within a minute rather than wait forever.
+                Err(e) if failure_kind(e.failure()) == Some(HELD_ELSEWHERE) => {
+                    let options =
+                        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                            .task_queue(plugin_task_queue(ctx.task_queue(), &name))
+                            .schedule_to_start_timeout(Duration::from_secs(60))
+                            .retry_policy(retry_policy())
+                            .build();
+                    ctx.execute_activity(PluginActivities::resolve_plugin, name, options)
+                        .await
+                }
+                other => other,
+            };
+            node.config.plugin = resolved.map_err(|e| {
+                fail(format!(
+                    "cannot use plugin {:?}: {}",
+                    node.config.plugin.name,
+                    deepest_message(e.failure(), &e)
+                ))
+            })?;
         }
         match plan_node(
             node.range(),
@@ -112,6 +137,7 @@ async fn run_items(
 ) -> WorkflowResult<NodeResult> {
     let plugin = &node.config.plugin;
     let mode = node.config.mode;
+    let plugin_queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let items: Vec<u64> = range.items().collect();
     let mut results = Vec::with_capacity(items.len());
     for wave in items.chunks(window(node)) {
@@ -120,12 +146,13 @@ async fn run_items(
                 plugin: plugin.clone(),
                 item,
             };
+            let plugin_queue = &plugin_queue;
             async move {
-                match mode {
+                let here = match mode {
                     LeafMode::Local => {
                         ctx.execute_local_activity(
                             PluginActivities::process_item,
-                            task,
+                            task.clone(),
                             local_activity_options(),
                         )
                         .await
@@ -133,11 +160,22 @@ async fn run_items(
                     LeafMode::Item | LeafMode::Batch => {
                         ctx.execute_activity(
                             PluginActivities::process_item,
-                            task,
+                            task.clone(),
                             item_activity_options(),
                         )
                         .await
                     }
+                };
+                match here {
+                    Err(e) if failure_kind(e.failure()) == Some(VERSION_UNAVAILABLE) => {
+                        ctx.execute_activity(
+                            PluginActivities::process_item,
+                            task,
+                            routed_options(item_activity_options(), plugin_queue),
+                        )
+                        .await
+                    }
+                    other => other,
                 }
             }
         });
@@ -181,14 +219,26 @@ async fn run_range(
         first: range.first,
         last: range.last,
     };
-    let outputs = ctx
+    let here = ctx
         .execute_activity(
             PluginActivities::process_range,
-            task,
+            task.clone(),
             range_activity_options(),
         )
-        .await
-        .map_err(|e| range_failed(range, e.failure(), &e))?;
+        .await;
+    let outputs = match here {
+        Err(e) if failure_kind(e.failure()) == Some(VERSION_UNAVAILABLE) => {
+            let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
+            ctx.execute_activity(
+                PluginActivities::process_range,
+                task,
+                routed_options(range_activity_options(), &queue),
+            )
+            .await
+        }
+        other => other,
+    }
+    .map_err(|e| range_failed(range, e.failure(), &e))?;
     Ok(NodeResult::leaf(
         range,
         node.depth,
@@ -308,6 +358,18 @@ fn range_failed(
         range.last,
         deepest_message(failure, error)
     ))
+}
+
+/// The type of the application failure in `failure`'s cause chain, if any (the kind a plugin
+/// activity gave its failure).
+fn failure_kind(failure: Option<&Failure>) -> Option<&str> {
+    let mut failure = failure?;
+    loop {
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &failure.failure_info {
+            return Some(info.r#type.as_str());
+        }
+        failure = failure.cause.as_deref()?;
+    }
 }
 
 /// The innermost cause's message: what the plugin or the failing descendant said, without

@@ -352,7 +352,10 @@ impl Worker {
         let worker = Self { log, process };
         wait_for("the worker to start", Duration::from_secs(60), || {
             let text = worker.log_text();
-            assert!(!text.contains("Error:"), "worker failed to start:\n{text}");
+            assert!(
+                !text.lines().any(|l| l.starts_with("error: ")),
+                "worker failed to start:\n{text}"
+            );
             text.contains("worker started").then_some(())
         });
         worker

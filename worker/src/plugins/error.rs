@@ -23,6 +23,16 @@ pub enum PluginError {
         dir: PathBuf,
         found: String,
     },
+    #[error(
+        "plugin {name:?} is not in this worker's {dir}, but worker(s) {workers} serve it on \
+         task queue {queue}"
+    )]
+    HeldElsewhere {
+        name: String,
+        dir: PathBuf,
+        queue: String,
+        workers: String,
+    },
     #[error("cannot read plugins directory {dir}: {reason}")]
     Directory { dir: PathBuf, reason: String },
     #[error("cannot read plugin {name:?} from {path}: {reason}")]
@@ -49,6 +59,8 @@ pub enum PluginError {
         item: u64,
         limit_ms: u128,
     },
+    #[error("the plugin host panicked (a bug in the worker, not in the plugin): {reason}")]
+    HostPanic { reason: String },
     #[error("plugin {plugin} trapped on item {item}: {reason}")]
     Trap {
         plugin: String,
@@ -57,12 +69,31 @@ pub enum PluginError {
     },
 }
 
+/// The kind of a [`PluginError::DigestUnavailable`] failure: the workflow sends the work on to
+/// the plugin's own task queue ([`batch_core::ids::plugin_task_queue`]).
+pub const VERSION_UNAVAILABLE: &str = "PluginVersionUnavailable";
+/// The kind of a [`PluginError::HeldElsewhere`] failure: the workflow asks again on the
+/// plugin's own task queue.
+pub const HELD_ELSEWHERE: &str = "PluginHeldElsewhere";
+
 impl PluginError {
-    /// Whether another attempt (here or on another worker) could succeed. Only a missing
-    /// pinned version can be cured by retrying: everything else is a property of the plugin
-    /// or its input, and retrying would only repeat it.
+    /// Whether another attempt (here or on another worker) could succeed: a missing pinned
+    /// version, or a bug of the host. Everything else is a property of the plugin or its
+    /// input, and retrying would only repeat it.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PluginError::DigestUnavailable { .. })
+        matches!(
+            self,
+            PluginError::DigestUnavailable { .. } | PluginError::HostPanic { .. }
+        )
+    }
+
+    /// Whether the work should go to the plugin's own task queue, where only the workers that
+    /// hold the plugin poll, instead of being retried on the batch queue.
+    pub fn is_routable(&self) -> bool {
+        matches!(
+            self,
+            PluginError::DigestUnavailable { .. } | PluginError::HeldElsewhere { .. }
+        )
     }
 
     /// A stable name for the failure's type in Temporal.
@@ -70,13 +101,15 @@ impl PluginError {
         match self {
             PluginError::InvalidName(_) => "PluginInvalidName",
             PluginError::NotFound { .. } => "PluginNotFound",
-            PluginError::DigestUnavailable { .. } => "PluginVersionUnavailable",
+            PluginError::DigestUnavailable { .. } => VERSION_UNAVAILABLE,
+            PluginError::HeldElsewhere { .. } => HELD_ELSEWHERE,
             PluginError::Directory { .. } => "PluginDirectoryUnreadable",
             PluginError::Read { .. } => "PluginUnreadable",
             PluginError::Invalid { .. } => "PluginInvalid",
             PluginError::Refused { .. } => "PluginRefusedItem",
             PluginError::Deadline { .. } => "PluginDeadlineExceeded",
             PluginError::Trap { .. } => "PluginTrapped",
+            PluginError::HostPanic { .. } => "PluginHostPanicked",
         }
     }
 }

@@ -23,6 +23,7 @@ use batch_core::{PluginInfo, PluginRef};
 
 use super::cache::ArtifactCache;
 use super::module::{LoadedPlugin, sha256_hex};
+use super::sandbox::MAX_PLUGIN_FILE_BYTES;
 use super::{INTERFACE, PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
 
 pub struct PluginRegistry {
@@ -131,18 +132,23 @@ impl PluginRegistry {
                 return Ok(plugin.clone());
             }
         }
-        let bytes = fs::read(&path).map_err(|e| read_error(e.to_string()))?;
-        let digest = sha256_hex(&bytes);
-        let known = self.lock().by_digest.get(&digest).cloned();
-        let loaded = match known {
-            Some(plugin) => Ok(plugin),
-            // Compile outside the lock: it takes milliseconds and other lookups must not wait.
-            None => LoadedPlugin::load(&self.engine, self.cache.as_ref(), name, &path, &bytes)
-                .map(Arc::new),
+        let loaded = if stamp.len > MAX_PLUGIN_FILE_BYTES {
+            Err(PluginError::Invalid {
+                name: name.to_owned(),
+                path: path.clone(),
+                reason: format!(
+                    "the file is {} bytes, over the {} MiB limit for a plugin",
+                    stamp.len,
+                    MAX_PLUGIN_FILE_BYTES >> 20
+                ),
+            })
+        } else {
+            self.load_file(name, &path)
         };
         let mut state = self.lock();
         match loaded {
             Ok(plugin) => {
+                let digest = plugin.digest().to_owned();
                 let plugin = state
                     .by_digest
                     .entry(digest.clone())
@@ -178,6 +184,21 @@ impl PluginRegistry {
                 }
             }
         }
+    }
+
+    /// Reads, hashes and (unless this version is known) compiles the file of plugin `name`.
+    fn load_file(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let bytes = fs::read(path).map_err(|e| PluginError::Read {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let digest = sha256_hex(&bytes);
+        if let Some(known) = self.lock().by_digest.get(&digest) {
+            return Ok(known.clone());
+        }
+        // Compiled outside the lock: it takes milliseconds and other lookups must not wait.
+        LoadedPlugin::load(&self.engine, self.cache.as_ref(), name, path, &bytes).map(Arc::new)
     }
 
     /// The exact version a batch is pinned to. Without a digest, the current version.

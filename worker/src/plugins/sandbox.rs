@@ -18,6 +18,11 @@ use wasmtime::{
 /// Granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Largest plugin file the registry reads. Real plugins are kilobytes to a few MiB; the cap
+/// keeps a stray multi-gigabyte file in the plugins directory from being read, hashed and
+/// compiled (checked with a `stat`, before reading).
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 16 << 20;
+
 /// Resource limits of one plugin call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxLimits {

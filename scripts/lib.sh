@@ -39,7 +39,8 @@ start_dev_server() {
 
 # start_worker ARGS...: the release worker, tracked, once it polls (log: $run_dir/worker.log).
 start_worker() {
-  NO_COLOR=1 ./target/release/worker "$@" >"$run_dir/worker.log" 2>&1 &
+  # WORKER_BIN: another worker binary (e.g. a previous build, for a comparison).
+  NO_COLOR=1 "${WORKER_BIN:-./target/release/worker}" "$@" >"$run_dir/worker.log" 2>&1 &
   track $!
   wait_until 60 "the worker" grep -q "worker started" "$run_dir/worker.log" || {
     cat "$run_dir/worker.log" >&2

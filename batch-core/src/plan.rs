@@ -77,6 +77,35 @@ fn chunk_size(len: u64, max_children: u64) -> u64 {
     len.div_ceil(max_children.max(1))
 }
 
+/// How a node with a budget of `budget` leaves running at once runs its children: `at_once`
+/// children at a time, each with a budget of `per_child`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafBudget {
+    pub at_once: usize,
+    pub per_child: u64,
+}
+
+/// Shares a node's leaf budget among its `children`: all of them at once when the budget
+/// allows, each with an equal share; otherwise `budget` of them at a time with one leaf each
+/// (those subtrees then run their leaves one by one). `at_once × per_child <= budget`, so by
+/// induction a subtree never runs more leaves at once than its budget, and `at_once >= 1`, so
+/// every node makes progress.
+pub fn share_leaf_budget(budget: u64, children: usize) -> LeafBudget {
+    let budget = budget.max(1);
+    let count = u64::try_from(children.max(1)).unwrap_or(u64::MAX);
+    if budget >= count {
+        LeafBudget {
+            at_once: children.max(1),
+            per_child: budget / count,
+        }
+    } else {
+        LeafBudget {
+            at_once: usize::try_from(budget).unwrap_or(usize::MAX),
+            per_child: 1,
+        }
+    }
+}
+
 /// The whole tree's shape for a batch, computed without building the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeShape {
@@ -131,6 +160,63 @@ impl TreeShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The most leaves a subtree runs at once when each node runs its children in waves of
+    /// `share_leaf_budget(..).at_once` (a wave's subtrees all run together).
+    fn peak_leaves(range: ItemRange, batch: u64, children: u64, budget: u64) -> u64 {
+        match plan_node(range, batch, children) {
+            NodePlan::Leaf(_) => 1,
+            NodePlan::Split(chunks) => {
+                let share = share_leaf_budget(budget, chunks.len());
+                chunks
+                    .chunks(share.at_once)
+                    .map(|wave| {
+                        wave.iter()
+                            .map(|&c| peak_leaves(c, batch, children, share.per_child))
+                            .sum::<u64>()
+                    })
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_never_runs_more_leaves_at_once_than_its_budget() {
+        for n in [1, 2, 9, 10, 11, 50, 99, 100, 101, 257, 1000, 2000, 4321] {
+            for (batch, children) in [(1, 2), (3, 2), (10, 5), (7, 3), (10, 10), (1, 1000)] {
+                for budget in [1, 2, 3, 5, 7, 10, 100, 1000] {
+                    let range = ItemRange::new(1, n);
+                    let peak = peak_leaves(range, batch, children, budget);
+                    assert!(
+                        peak >= 1 && peak <= budget,
+                        "n={n} b={batch} c={children} budget={budget}: {peak}"
+                    );
+                }
+            }
+        }
+        // And the budget is used: the demo's 2,000 items in 500 leaves, 100 at a time, or
+        // all at once with a budget above that.
+        let leaves = TreeShape::of(2000, 10, 5).leaves;
+        assert_eq!(leaves, 500);
+        assert_eq!(peak_leaves(ItemRange::new(1, 2000), 10, 5, 100), 100);
+        assert_eq!(peak_leaves(ItemRange::new(1, 2000), 10, 5, 1000), leaves);
+    }
+
+    #[test]
+    fn sharing_a_budget_always_makes_progress() {
+        for budget in 0..50 {
+            for children in 0..50 {
+                let share = share_leaf_budget(budget, children);
+                assert!(share.at_once >= 1 && share.per_child >= 1);
+                assert!(
+                    (share.at_once as u64) * share.per_child <= budget.max(1),
+                    "{budget} {children}: {share:?}"
+                );
+                assert!(share.at_once <= children.max(1));
+            }
+        }
+    }
 
     /// Builds the tree node by node, as the workflows do: the reference for `TreeShape::of`.
     fn walk(range: ItemRange, depth: u32, b: u64, c: u64, shape: &mut TreeShape) {

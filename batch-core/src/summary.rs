@@ -59,6 +59,7 @@ mod tests {
             plugin,
             mode: crate::LeafMode::Item,
             max_in_flight: 1000,
+            max_leaves_in_flight: 200,
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),

@@ -72,6 +72,10 @@ fn the_starter_refuses_bad_arguments_before_contacting_anything() {
         ),
         (&["10", "10", "5", "7"][..], "unexpected argument '7'"),
         (
+            &["10", "10", "0"][..],
+            "max_children must be between 2 and 1000 (got 0)",
+        ),
+        (
             &["10", "--max-in-flight", "0"][..],
             "max_in_flight must be between 1 and 1000 (got 0)",
         ),

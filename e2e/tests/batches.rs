@@ -467,3 +467,126 @@ fn a_terminal_gets_a_progress_bar_that_clears_itself() {
         "{text}"
     );
 }
+
+/// Starting a batch whose id is already running attaches to it: one run on the server, one
+/// result, printed by both starters. The root and its children say what they cover.
+#[test]
+fn starting_a_running_batch_again_attaches_to_it() {
+    let id = "batch-processing-1000-b10-c5";
+    let first = run(&["1000", "--no-wait"]);
+    assert_succeeded(&first);
+    let second = run(&["1000"]);
+    assert_succeeded(&second);
+    assert_eq!(
+        second.field("Sum of all squares"),
+        sum_of_squares(1000).to_string()
+    );
+    assert_eq!(env().server.count(&format!("WorkflowId = '{id}'")), Some(1));
+
+    // The summaries shown by the Web UI and `temporal workflow describe`.
+    let describe = |workflow_id: &str| {
+        let out = env().server.cli(&[
+            "workflow",
+            "describe",
+            "--workflow-id",
+            workflow_id,
+            "--output",
+            "json",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let root = describe(id);
+    assert!(
+        root.contains(
+            "items 1..=1000 (depth 0, item mode, plugin square_number, batch size 10, max children 5)"
+        ),
+        "{root}"
+    );
+    let child = describe(&format!("{id}-c1"));
+    assert!(
+        child.contains("items 201..=400 (depth 1, item mode, plugin square_number"),
+        "{child}"
+    );
+}
+
+/// A batch-wide cap on running leaves: never more than 3 leaves open at once (read back from
+/// the leaves' start and close times on the server), and the exact result.
+#[test]
+fn a_leaf_budget_caps_the_leaves_running_at_once() {
+    let (n, budget) = (400u64, 3usize);
+    let run = run(&[
+        "400",
+        "--max-leaves-in-flight",
+        "3",
+        "--workflow-id",
+        "leaf-budget-400",
+    ]);
+    assert_succeeded(&run);
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(n.into()).to_string()
+    );
+    let shape = TreeShape::of(n, 10, 5);
+    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+
+    // Every workflow of the tree, with its start and close time.
+    let out = env().server.cli(&[
+        "workflow",
+        "list",
+        "--query",
+        "WorkflowId STARTS_WITH 'leaf-budget-400-'",
+        "--limit",
+        "10000",
+        "--output",
+        "json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json list");
+    let mut events: Vec<(String, i32)> = Vec::new();
+    let mut leaves = 0;
+    for workflow in listed.as_array().expect("a list") {
+        let id = workflow["execution"]["workflowId"]
+            .as_str()
+            .unwrap_or_default();
+        // A leaf is a workflow with no children: no other id extends it.
+        let is_leaf = !listed.as_array().into_iter().flatten().any(|other| {
+            other["execution"]["workflowId"]
+                .as_str()
+                .is_some_and(|o| o.starts_with(&format!("{id}-")))
+        });
+        if is_leaf {
+            leaves += 1;
+            let time = |key: &str| sortable_time(workflow[key].as_str().expect("a timestamp"));
+            events.push((time("startTime"), 1));
+            events.push((time("closeTime"), -1));
+        }
+    }
+    assert_eq!(leaves, shape.leaves);
+    // A close sorts before a start at the same instant.
+    events.sort();
+    let mut open = 0;
+    let mut peak = 0;
+    for (_, delta) in events {
+        open += delta;
+        peak = peak.max(open);
+    }
+    assert!(
+        peak >= 1 && peak <= budget as i32,
+        "peak {peak} leaves at once"
+    );
+
+    let bad = self::run(&["300", "--max-leaves-in-flight", "0"]);
+    assert!(
+        bad.stderr
+            .contains("max_leaves_in_flight must be between 1 and 100000 (got 0)"),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// An RFC 3339 UTC time (`2026-11-26T14:50:00.123Z`, 0 to 9 fractional digits) as a string
+/// that sorts chronologically: the fraction padded to 9 digits.
+fn sortable_time(time: &str) -> String {
+    let time = time.trim_end_matches('Z');
+    let (whole, fraction) = time.split_once('.').unwrap_or((time, ""));
+    format!("{whole}.{fraction:0<9}")
+}

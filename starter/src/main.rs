@@ -54,6 +54,10 @@ struct Args {
     /// At most this many children or activities of one workflow run at once (1..=1000).
     #[arg(long, default_value_t = batch_core::config::MAX_IN_FLIGHT, value_parser = parse_count, allow_negative_numbers = true)]
     max_in_flight: u64,
+    /// At most this many leaves of the whole batch run at once (1..=100000): bounds the
+    /// workflows open at once, hence the server's load and the workers' cache, at any n.
+    #[arg(long, default_value_t = batch_core::config::DEFAULT_MAX_LEAVES_IN_FLIGHT, value_parser = parse_count, allow_negative_numbers = true)]
+    max_leaves_in_flight: u64,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -147,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
     input.config.mode = args.mode;
     input.config.max_in_flight = args.max_in_flight;
+    input.config.max_leaves_in_flight = args.max_leaves_in_flight;
     input.validate()?;
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         root_workflow_id(
@@ -173,6 +178,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The id names the batch: starting a batch that is already running attaches to it
         // instead of failing or running it twice.
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        // Shown by the Web UI and `temporal workflow describe`, like each child's.
+        .static_summary(format!(
+            "items 1..={} (depth 0, {} mode, plugin {}, batch size {}, max children {})",
+            args.n, args.mode, args.plugin, args.batch_size, args.max_children
+        ))
         .build();
     let handle = client
         .start_workflow(BatchWorkflowRef, input, options)

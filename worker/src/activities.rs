@@ -154,9 +154,15 @@ impl PluginActivities {
                 dir,
                 available,
             }) => {
+                // On the plugin's own queue, this worker was the one asked: no further hop.
                 let routed = ctx.info().task_queue != self.home_queue;
-                let error = match self.holders_of(&name).await {
-                    Some(workers) if !routed => PluginError::HeldElsewhere {
+                let holders = if routed {
+                    None
+                } else {
+                    self.holders_of(&name).await
+                };
+                let error = match holders {
+                    Some(workers) => PluginError::HeldElsewhere {
                         queue: plugin_task_queue(&self.home_queue, &name),
                         name,
                         dir,

@@ -13,6 +13,7 @@ use anyhow::Context;
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::summary::render_plugin_list;
 use batch_worker::activities::PluginActivities;
+use batch_worker::memory;
 use batch_worker::metrics::{CALL_LATENCY, CALL_LATENCY_BUCKETS, PluginMetrics};
 use batch_worker::plugin_queues::{PluginQueueSettings, PluginQueues};
 use batch_worker::plugins::cache::ArtifactCache;
@@ -94,8 +95,23 @@ struct Args {
     shutdown_grace_secs: u64,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists (see `memory`).
+    memory::limit_arenas();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main())
+}
+
+async fn async_main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -139,6 +155,7 @@ async fn run() -> anyhow::Result<()> {
     }
     log_plugins(&registry);
 
+    memory::start_trimming();
     let telemetry = Telemetry::start(args.metrics_addr)?;
     let connected = connect(&ConnectOverrides {
         address: args.address.clone(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use batch_core::ids::{child_workflow_id, plugin_task_queue};
-use batch_core::plan::{ItemRange, NodePlan, plan_node};
+use batch_core::plan::{ItemRange, NodePlan, plan_node, share_leaf_budget};
 use batch_core::workflow_ref::BatchWorkflowRef;
 use batch_core::{LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
@@ -261,14 +261,17 @@ async fn run_children(
     let parent_id = ctx.workflow_id().to_owned();
     let indexed: Vec<(usize, ItemRange)> = children.iter().copied().enumerate().collect();
     let mut merged = Vec::with_capacity(children.len());
-    // At most `max_in_flight` children run at once: start a wave, wait for it, start the next.
-    for wave in indexed.chunks(window(node)) {
+    // The batch-wide leaf budget and the node's own window both cap the children running at
+    // once: start a wave, wait for it, start the next.
+    let share = share_leaf_budget(node.leaf_budget(), children.len());
+    for wave in indexed.chunks(window(node).min(share.at_once)) {
         let starts = wave.iter().map(|&(index, range)| {
             let input = NodeInput {
                 first: range.first,
                 last: range.last,
                 depth: node.depth + 1,
                 config: node.config.clone(),
+                leaf_budget: Some(share.per_child),
             };
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(child_workflow_id(&parent_id, index))

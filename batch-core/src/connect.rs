@@ -101,10 +101,13 @@ fn parse_address(address: &str, tls: bool) -> Result<Url, ConnectError> {
         reason: e.to_string(),
     })?;
     // Without a scheme, a port is required: "localhost" alone would silently mean port 80.
+    // (Read from the text: the URL forgets a port equal to its scheme's default, 443 or 80.)
     let port_missing = if address.contains("://") {
         url.port_or_known_default().is_none()
     } else {
-        url.port().is_none()
+        !address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        })
     };
     if url.host().is_none() || port_missing {
         return Err(ConnectError::Address {
@@ -142,6 +145,15 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:1/"
         );
+        // A port equal to the scheme's default is still a port the user gave.
+        assert_eq!(
+            parse_address("temporal.example:443", true)
+                .expect("valid")
+                .port_or_known_default(),
+            Some(443)
+        );
+        assert!(parse_address("proxy.example:80", false).is_ok());
+        assert!(parse_address("[::1]:7233", false).is_ok());
         let err = parse_address("localhost", false)
             .expect_err("no port")
             .to_string();

@@ -472,15 +472,25 @@ fn a_terminal_gets_a_progress_bar_that_clears_itself() {
 /// result, printed by both starters. The root and its children say what they cover.
 #[test]
 fn starting_a_running_batch_again_attaches_to_it() {
-    let id = "batch-processing-1000-b10-c5";
-    let first = run(&["1000", "--no-wait"]);
+    let id = "attach-again-1000";
+    // n=1000 takes seconds; the second start follows the first within milliseconds.
+    let first = run(&["1000", "--no-wait", "--workflow-id", id]);
     assert_succeeded(&first);
-    let second = run(&["1000"]);
+    let second = run(&["1000", "--workflow-id", id]);
     assert_succeeded(&second);
     assert_eq!(
         second.field("Sum of all squares"),
         sum_of_squares(1000).to_string()
     );
+    // The same run: both starters print its run id.
+    let run_id = |text: &str| {
+        text.split("(run ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no run id in: {text}"))
+    };
+    assert_eq!(run_id(&first.stderr), run_id(&second.stderr));
     assert_eq!(env().server.count(&format!("WorkflowId = '{id}'")), Some(1));
 
     // The summaries shown by the Web UI and `temporal workflow describe`.
@@ -529,18 +539,27 @@ fn a_leaf_budget_caps_the_leaves_running_at_once() {
     let shape = TreeShape::of(n, 10, 5);
     assert_eq!(run.field("Workflows"), shape.workflows.to_string());
 
-    // Every workflow of the tree, with its start and close time.
-    let out = env().server.cli(&[
-        "workflow",
-        "list",
-        "--query",
-        "WorkflowId STARTS_WITH 'leaf-budget-400-'",
-        "--limit",
-        "10000",
-        "--output",
-        "json",
-    ]);
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json list");
+    // Every workflow of the tree below the root, with its start and close time, once the
+    // server's visibility (updated asynchronously) has them all closed.
+    let below_root = shape.workflows as usize - 1;
+    let listed = wait_for(
+        "every workflow closed in visibility",
+        Duration::from_secs(30),
+        || {
+            let out = env().server.cli(&[
+                "workflow",
+                "list",
+                "--query",
+                "WorkflowId STARTS_WITH 'leaf-budget-400-' AND ExecutionStatus = 'Completed'",
+                "--limit",
+                "10000",
+                "--output",
+                "json",
+            ]);
+            let listed: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (listed.as_array()?.len() == below_root).then_some(listed)
+        },
+    );
     let mut events: Vec<(String, i32)> = Vec::new();
     let mut leaves = 0;
     for workflow in listed.as_array().expect("a list") {

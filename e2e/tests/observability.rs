@@ -130,6 +130,13 @@ fn the_starter_links_the_batch_in_the_web_ui_when_the_server_has_one() {
     let plugins = tempfile::tempdir().expect("plugins dir");
     install_plugin(plugins.path(), "square_number", "square_number");
     let _worker = Worker::start(&server, "web-ui", plugins.path());
+    // The UI may come up a little after the server's gRPC port.
+    wait_for("the Web UI", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", ui_port))
+            .ok()
+            .map(|_| http_get(ui_port, "/").0)
+            .filter(|status| status.contains("200"))
+    });
 
     let run = starter(&server, "web-ui", &["20"]);
     assert!(run.success, "{}", run.stderr);

@@ -101,6 +101,29 @@ impl PluginActivities {
         })
     }
 
+    /// A call permit for a batch-mode leaf, heartbeating while it waits: the leaf's heartbeat
+    /// timeout (30 s) must not expire just because other leaves hold every permit.
+    async fn range_permit(
+        &self,
+        ctx: &ActivityContext,
+    ) -> Result<OwnedSemaphorePermit, ActivityError> {
+        let acquire = self.call_permit();
+        let mut acquire = std::pin::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return permit,
+                () = tokio::time::sleep(HEARTBEAT_EVERY) => {
+                    // The last progress, unchanged, so a retry still resumes from it.
+                    let progress: Option<RangeProgress> =
+                        ctx.heartbeat_details().deserialize().ok().flatten();
+                    if let Err(e) = ctx.record_heartbeat(progress).await {
+                        tracing::warn!("cannot record a heartbeat: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Which workers poll plugin `name`'s queue (seen in the last minute), comma-separated.
     async fn holders_of(&self, name: &str) -> Option<String> {
         let client = self.client.as_ref()?;
@@ -203,7 +226,7 @@ impl PluginActivities {
         ctx: ActivityContext,
         task: RangeTask,
     ) -> Result<Outputs, ActivityError> {
-        let _permit = self.call_permit().await?;
+        let _permit = self.range_permit(&ctx).await?;
         self.run_range(&ctx, task).await.map_err(|e| match e {
             RangeError::Plugin(e) => self.failure(&ctx, e),
             RangeError::Activity(e) => e,
@@ -257,7 +280,9 @@ impl PluginActivities {
         };
         let registry = self.registry.clone();
         let plugin_ref = task.plugin.clone();
-        let plugin = on_blocking_pool(move || registry.get(&plugin_ref)).await?;
+        let plugin = on_blocking_pool(move || registry.get(&plugin_ref))
+            .await
+            .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
         let mut session = None;
         while next <= task.last {
             let plugin = plugin.clone();
@@ -326,8 +351,13 @@ async fn on_blocking_pool<T: Send + 'static>(
 ) -> Result<T, PluginError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
+        // Cancelled only when the runtime shuts down: retryable, like a panic, but named.
         Err(e) => Err(PluginError::HostPanic {
-            reason: e.to_string(),
+            reason: if e.is_panic() {
+                e.to_string()
+            } else {
+                "the worker is shutting down".to_owned()
+            },
         }),
     }
 }

@@ -187,7 +187,8 @@ async fn run() -> anyhow::Result<()> {
     let activities = PluginActivities::new(
         registry.clone(),
         telemetry.plugin_metrics(),
-        args.max_concurrent_activities as usize,
+        // As many calls as the sandbox has instance slots (activities plus local activities).
+        limits.pool_slots as usize,
         &args.task_queue,
         Some(client.clone()),
     );
@@ -208,11 +209,13 @@ async fn run() -> anyhow::Result<()> {
         registry.clone(),
         PluginQueueSettings {
             home_queue: args.task_queue.clone(),
-            slots: args.max_concurrent_activities as usize,
+            // Routed work is the exception: a few slots, so a busy worker does not take more
+            // than it can run while other holders are idle.
+            slots: (args.max_concurrent_activities as usize / 4).max(1),
             graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
         },
     );
-    plugin_queues.serve_new_plugins();
+    plugin_queues.serve_new_plugins().await;
 
     let shutdown = worker.shutdown_handle();
     let stop_plugin_queues = plugin_queues.stop_handle();

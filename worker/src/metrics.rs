@@ -4,11 +4,13 @@
 //! - `batch_plugin_calls_total{plugin}`: items a plugin computed (a batch-mode leaf adds its
 //!   slice's items at once);
 //! - `batch_plugin_failures_total{plugin,kind}`: items that failed, by [`PluginError::kind`]
-//!   (a refusal, a trap, the deadline, a version this worker lacks ...);
+//!   (a refusal, a trap, the deadline ...); an item re-sent to a worker holding its plugin
+//!   version is not a failure;
 //! - `batch_plugin_call_latency_seconds{plugin}`: wall time of one isolated call (item and
 //!   local modes: finding the version, a fresh instance, the call).
 //!
-//! Labels stay bounded: plugin names are the files in one directory, kinds a fixed list.
+//! Labels stay bounded: plugin names are the files in one directory (an unknown name is
+//! counted as `(unknown)`), kinds a fixed list.
 
 use std::time::Duration;
 
@@ -88,6 +90,16 @@ impl PluginMetrics {
     }
 
     pub fn failure(&self, plugin: &str, error: &PluginError) {
+        if error.is_routable() {
+            // Not a failure of the plugin: the item goes on to a worker that has it.
+            return;
+        }
+        // A name no file answers to comes from the workflow's input, not from the directory:
+        // it must not become a label value (any client could mint new ones).
+        let plugin = match error {
+            PluginError::NotFound { .. } | PluginError::InvalidName(_) => "(unknown)",
+            _ => plugin,
+        };
         let attributes = self.attributes([
             MetricKeyValue::new("plugin", plugin.to_owned()),
             MetricKeyValue::new("kind", error.kind()),

@@ -26,7 +26,7 @@ use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::PluginActivities;
-use crate::plugins::PluginRegistry;
+use crate::plugins::{PluginError, PluginRegistry};
 
 /// How often the plugins directory is scanned for plugins without a queue yet.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
@@ -40,7 +40,7 @@ pub struct PluginQueueSettings {
     /// The batch task queue.
     pub home_queue: String,
     /// Activity slots of each plugin queue's worker. Plugin calls across all queues are
-    /// bounded by [`PluginActivities`]' own limit anyway.
+    /// bounded by [`PluginActivities`]' own limit (the sandbox's instance slots) anyway.
     pub slots: usize,
     pub graceful_shutdown: Duration,
 }
@@ -81,12 +81,22 @@ impl<'r> PluginQueues<'r> {
         }
     }
 
-    /// Starts a queue for every usable plugin in the directory that has none yet.
-    pub fn serve_new_plugins(&mut self) {
+    /// Starts a queue for every usable plugin in the directory that has none yet. The scan
+    /// (a `stat` per file, a compile per new file) runs on the blocking pool: this task also
+    /// drives the workflows.
+    pub async fn serve_new_plugins(&mut self) {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let plugins = match self.registry.list() {
+        let registry = self.registry.clone();
+        let listed = tokio::task::spawn_blocking(move || registry.list())
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::HostPanic {
+                    reason: e.to_string(),
+                })
+            });
+        let plugins = match listed {
             Ok(plugins) => plugins,
             Err(e) => {
                 tracing::warn!("cannot scan the plugins directory: {e}");
@@ -173,7 +183,7 @@ impl<'r> PluginQueues<'r> {
                         self.serving.remove(&name);
                     }
                 }
-                _ = rescan.tick() => self.serve_new_plugins(),
+                _ = rescan.tick() => self.serve_new_plugins().await,
             }
         };
         self.stop_handle()();

@@ -59,7 +59,7 @@ pub enum PluginError {
         item: u64,
         limit_ms: u128,
     },
-    #[error("the plugin host panicked (a bug in the worker, not in the plugin): {reason}")]
+    #[error("the plugin host failed (not the plugin): {reason}")]
     HostPanic { reason: String },
     #[error("plugin {plugin} trapped on item {item}: {reason}")]
     Trap {

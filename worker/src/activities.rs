@@ -88,8 +88,12 @@ impl PluginActivities {
     /// plugin's queue at once; on the plugin's queue another holder may still have it, so
     /// there it is retried.
     fn failure(&self, ctx: &ActivityContext, e: PluginError) -> ActivityError {
-        let routed = ctx.info().task_queue != self.home_queue;
-        to_activity_error(e, routed)
+        to_activity_error(e, self.routed(ctx))
+    }
+
+    /// Whether this task came through a plugin's own queue (the workflow re-sent it there).
+    fn routed(&self, ctx: &ActivityContext) -> bool {
+        ctx.info().task_queue != self.home_queue
     }
 
     async fn call_permit(&self) -> Result<OwnedSemaphorePermit, ActivityError> {
@@ -178,8 +182,7 @@ impl PluginActivities {
                 available,
             }) => {
                 // On the plugin's own queue, this worker was the one asked: no further hop.
-                let routed = ctx.info().task_queue != self.home_queue;
-                let holders = if routed {
+                let holders = if self.routed(&ctx) {
                     None
                 } else {
                     self.holders_of(&name).await

@@ -142,6 +142,35 @@ fn two_workers_on_one_queue_share_a_batch_exactly() {
     );
 }
 
+/// A worker that renews its SDK worker every 400 activity tasks (see `worker/src/renewal.rs`)
+/// hands work from one generation to the next without losing or repeating any: an `item`
+/// batch and a `local` batch are exact, and the log shows the renewals.
+#[test]
+fn a_worker_renewing_its_sdk_worker_mid_batch_loses_and_doubles_nothing() {
+    let server = DevServer::start();
+    let plugins = square_number_only();
+    let queue = "renewing";
+    let worker = Worker::start_with(
+        &server,
+        queue,
+        plugins.path(),
+        &["--renew-after-activities", "400"],
+    );
+    let run = starter(&server, queue, &[]);
+    assert_exact_2000(&server, &run);
+    let local = starter(&server, queue, &["700", "--mode", "local"]);
+    assert!(local.success, "{}\n{}", local.stdout, local.stderr);
+    assert_eq!(
+        local.field("Sum of all squares"),
+        sum_of_squares(700).to_string()
+    );
+    let log = worker.log_text();
+    let renewals = log.matches("renewed the SDK worker").count();
+    // 2,701 activity tasks (one resolve per batch), checked every second: at least one
+    // renewal per 400-task stretch the worker noticed, and far more than none.
+    assert!(renewals >= 4, "{renewals} renewals:\n{log}");
+}
+
 /// Three workers whose plugin directories differ, as during a rolling upgrade: only worker-a
 /// holds `square_number`, worker-a and worker-b hold `cube`. Work that lands on a worker
 /// without the plugin goes on to the plugin's own queue, where only holders poll; both

@@ -24,6 +24,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::metrics::PluginMetrics;
 use crate::plugins::{PluginError, PluginRegistry};
+use crate::renewal::{RunningTask, TaskCounter};
 
 /// A leaf's whole range for one pinned plugin (`batch` mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,9 @@ pub struct PluginActivities {
     home_queue: String,
     /// To ask the server which workers serve a plugin this worker lacks.
     client: Option<Client>,
+    /// Activity tasks started by the SDK worker these activities are registered with (see
+    /// [`crate::renewal`]).
+    tasks_started: TaskCounter,
 }
 
 impl PluginActivities {
@@ -80,7 +84,25 @@ impl PluginActivities {
             calls: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
             home_queue: home_queue.to_owned(),
             client,
+            tasks_started: TaskCounter::default(),
         }
+    }
+
+    /// These activities for a new SDK worker: same registry, limits and metrics, and a fresh
+    /// count of activity tasks (returned), by which [`crate::renewal`] knows when to renew it.
+    pub fn for_new_generation(&self, client: Option<Client>) -> (Self, TaskCounter) {
+        let tasks_started = TaskCounter::default();
+        let activities = Self {
+            client: client.or_else(|| self.client.clone()),
+            tasks_started: tasks_started.clone(),
+            ..self.clone()
+        };
+        (activities, tasks_started)
+    }
+
+    /// Counts an activity task for renewal; it runs until the returned guard drops.
+    fn count_task(&self) -> RunningTask {
+        self.tasks_started.start()
     }
 
     /// A failure as Temporal should see it. Work that reached this worker on the batch queue
@@ -172,6 +194,7 @@ impl PluginActivities {
         ctx: ActivityContext,
         name: String,
     ) -> Result<PluginRef, ActivityError> {
+        let _running = self.count_task();
         let registry = self.registry.clone();
         let wanted = name.clone();
         let plugin = match on_blocking_pool(move || registry.resolve(&wanted)).await {
@@ -216,6 +239,7 @@ impl PluginActivities {
         self: Arc<Self>,
         ctx: ActivityContext,
     ) -> Result<Vec<PluginInfo>, ActivityError> {
+        let _running = self.count_task();
         let registry = self.registry.clone();
         on_blocking_pool(move || registry.list())
             .await
@@ -229,6 +253,7 @@ impl PluginActivities {
         ctx: ActivityContext,
         task: RangeTask,
     ) -> Result<Outputs, ActivityError> {
+        let _running = self.count_task();
         let _permit = self.range_permit(&ctx).await?;
         self.run_range(&ctx, task).await.map_err(|e| match e {
             RangeError::Plugin(e) => self.failure(&ctx, e),
@@ -243,6 +268,7 @@ impl PluginActivities {
         ctx: ActivityContext,
         task: ItemTask,
     ) -> Result<u64, ActivityError> {
+        let _running = self.count_task();
         let _permit = self.call_permit().await?;
         let registry = self.registry.clone();
         let metrics = self.metrics.clone();

@@ -6,10 +6,12 @@
 //! - [`metrics`]: the worker's own Prometheus metrics (plugin calls, failures, latency).
 //! - [`plugin_queues`]: one task queue per plugin held, for work a worker without it received.
 //! - [`plugins`]: the wasmtime host (registry, sandbox, loading and calling).
+//! - [`renewal`]: replacing the SDK worker every so many activities (an SDK leak).
 
 pub mod activities;
 pub mod memory;
 pub mod metrics;
 pub mod plugin_queues;
 pub mod plugins;
+pub mod renewal;
 pub mod workflow;

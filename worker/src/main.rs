@@ -2,6 +2,7 @@
 //! until Ctrl-C or SIGTERM, then shuts down gracefully (in-flight tasks finish or go back to
 //! the server).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use batch_worker::metrics::{CALL_LATENCY, CALL_LATENCY_BUCKETS, PluginMetrics};
 use batch_worker::plugin_queues::{PluginQueueSettings, PluginQueues};
 use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+use batch_worker::renewal::{DEFAULT_RENEW_AFTER, Generation, StopSignal, run_renewing};
 use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
 use clap::Parser;
 use temporalio_common::telemetry::metrics::{CoreMeter, TemporalMeter};
@@ -90,6 +92,13 @@ struct Args {
     /// worker, poller and RPC metrics (`temporal_*`) and the plugin metrics (`batch_plugin_*`).
     #[arg(long, env = "BATCH_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Activity tasks one SDK worker runs before the worker replaces it with a fresh one
+    /// (in-flight tasks finish on the old one; cached workflows are replayed by the new one).
+    /// Keeps memory bounded despite an SDK leak of ~300 bytes per activity task; each renewal
+    /// delays a running batch by ~10 s.
+    #[arg(long, env = "BATCH_RENEW_AFTER_ACTIVITIES", default_value_t = DEFAULT_RENEW_AFTER,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    renew_after_activities: u64,
     /// How long in-flight activities get to finish after a shutdown signal.
     #[arg(long, default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -157,14 +166,14 @@ async fn run() -> anyhow::Result<()> {
 
     memory::start_trimming();
     let telemetry = Telemetry::start(args.metrics_addr)?;
-    let connected = connect(&ConnectOverrides {
+    let overrides = ConnectOverrides {
         address: args.address.clone(),
         namespace: args.namespace.clone(),
         identity: args.identity.clone(),
         metrics_meter: telemetry.sdk_meter.clone(),
-    })
-    .await?;
-    let client = connected.client;
+    };
+    let connected = connect(&overrides).await?;
+    let client = connected.client.clone();
 
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder()
@@ -172,18 +181,6 @@ async fn run() -> anyhow::Result<()> {
             .build()
             .map_err(anyhow::Error::msg)?,
     )?;
-    let tuner = TunerHolder::builder()
-        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
-            args.max_concurrent_workflow_tasks as usize,
-        ))
-        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(
-            args.max_concurrent_activities as usize,
-        ))
-        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
-            args.max_concurrent_activities as usize,
-        ))
-        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-        .build();
     let activities = PluginActivities::new(
         registry.clone(),
         telemetry.plugin_metrics(),
@@ -192,20 +189,10 @@ async fn run() -> anyhow::Result<()> {
         &args.task_queue,
         Some(client.clone()),
     );
-    let options = WorkerOptions::new(&args.task_queue)
-        .register_workflow::<BatchProcessingWorkflow>()?
-        .register_workflow::<ListPluginsWorkflow>()?
-        .register_activities(activities.clone())
-        .tuner(tuner)
-        .max_cached_workflows(args.max_cached_workflows as usize)
-        .max_eager_activity_reservations_per_workflow_task(args.max_eager_activities as usize)
-        .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
-        .build();
-    let mut worker = Worker::new(&runtime, client.clone(), options)?;
     let mut plugin_queues = PluginQueues::new(
         &runtime,
-        client,
-        activities,
+        client.clone(),
+        activities.clone(),
         registry.clone(),
         PluginQueueSettings {
             home_queue: args.task_queue.clone(),
@@ -213,16 +200,39 @@ async fn run() -> anyhow::Result<()> {
             // than it can run while other holders are idle.
             slots: (args.max_concurrent_activities as usize / 4).max(1),
             graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
+            overrides: overrides.clone(),
+            renew_after: args.renew_after_activities,
         },
     );
     plugin_queues.serve_new_plugins().await;
 
-    let shutdown = worker.shutdown_handle();
+    // The first generation uses the connection made above; later ones connect anew.
+    let first_client = Cell::new(Some(client));
+    let build = |_generation: u64| {
+        let (args, runtime, overrides, activities) = (&args, &runtime, &overrides, &activities);
+        let first = first_client.take();
+        async move {
+            let client = match first {
+                Some(client) => client,
+                None => connect(overrides).await?.client,
+            };
+            let (activities, activity_tasks) = activities.for_new_generation(Some(client.clone()));
+            let mut worker = Worker::new(runtime, client, batch_worker_options(args, activities)?)?;
+            Ok(Generation {
+                stop: Box::new(worker.shutdown_handle()),
+                activity_tasks,
+                run: Box::pin(async move { worker.run().await.map_err(anyhow::Error::from) }),
+            })
+        }
+    };
+
+    let stop_worker = StopSignal::default();
     let stop_plugin_queues = plugin_queues.stop_handle();
+    let stop = stop_worker.clone();
     tokio::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!("shutdown requested: finishing in-flight tasks");
-        shutdown();
+        stop.stop();
         stop_plugin_queues();
     });
 
@@ -238,9 +248,44 @@ async fn run() -> anyhow::Result<()> {
         max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks,
         "worker started"
     );
-    plugin_queues.run_beside(worker.run()).await?;
+    plugin_queues
+        .run_beside(run_renewing(
+            "batch",
+            build,
+            args.renew_after_activities,
+            stop_worker,
+        ))
+        .await?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The batch queue's worker: the workflows and the activities, with the limits of `args`.
+fn batch_worker_options(
+    args: &Args,
+    activities: PluginActivities,
+) -> anyhow::Result<WorkerOptions> {
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_workflow_tasks as usize,
+        ))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_activities as usize,
+        ))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            args.max_concurrent_activities as usize,
+        ))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build();
+    Ok(WorkerOptions::new(&args.task_queue)
+        .register_workflow::<BatchProcessingWorkflow>()?
+        .register_workflow::<ListPluginsWorkflow>()?
+        .register_activities(activities)
+        .tuner(tuner)
+        .max_cached_workflows(args.max_cached_workflows as usize)
+        .max_eager_activity_reservations_per_workflow_task(args.max_eager_activities as usize)
+        .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
+        .build())
 }
 
 /// Metrics: without `--metrics-addr` nothing is recorded; with it, one Prometheus endpoint

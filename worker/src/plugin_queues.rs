@@ -13,10 +13,12 @@
 //! ([`RESCAN_EVERY`]). A queue is never dropped: a removed file's versions stay servable from
 //! the registry's cache.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::plugin_task_queue;
 use futures::future::LocalBoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -27,6 +29,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::PluginActivities;
 use crate::plugins::{PluginError, PluginRegistry};
+use crate::renewal::{Generation, StopSignal, run_renewing};
 
 /// How often the plugins directory is scanned for plugins without a queue yet.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
@@ -43,9 +46,11 @@ pub struct PluginQueueSettings {
     /// bounded by [`PluginActivities`]' own limit (the sandbox's instance slots) anyway.
     pub slots: usize,
     pub graceful_shutdown: Duration,
+    /// To connect each renewed worker (see [`crate::renewal`]).
+    pub overrides: ConnectOverrides,
+    /// Activity tasks a plugin queue's SDK worker runs before it is renewed.
+    pub renew_after: u64,
 }
-
-type Stops = Arc<Mutex<Vec<Box<dyn Fn() + Send>>>>;
 
 /// The activity-only workers of this process, one per plugin held.
 pub struct PluginQueues<'r> {
@@ -55,9 +60,8 @@ pub struct PluginQueues<'r> {
     registry: Arc<PluginRegistry>,
     settings: PluginQueueSettings,
     serving: BTreeSet<String>,
-    running: FuturesUnordered<LocalBoxFuture<'static, (String, anyhow::Result<()>)>>,
-    stops: Stops,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+    running: FuturesUnordered<LocalBoxFuture<'r, (String, anyhow::Result<()>)>>,
+    stop: StopSignal,
 }
 
 impl<'r> PluginQueues<'r> {
@@ -76,8 +80,7 @@ impl<'r> PluginQueues<'r> {
             settings,
             serving: BTreeSet::new(),
             running: FuturesUnordered::new(),
-            stops: Arc::default(),
-            stopping: Arc::default(),
+            stop: StopSignal::default(),
         }
     }
 
@@ -85,7 +88,7 @@ impl<'r> PluginQueues<'r> {
     /// (a `stat` per file, a compile per new file) runs on the blocking pool: this task also
     /// drives the workflows.
     pub async fn serve_new_plugins(&mut self) {
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stop.is_stopped() {
             return;
         }
         let registry = self.registry.clone();
@@ -120,33 +123,48 @@ impl<'r> PluginQueues<'r> {
 
     fn start(&mut self, name: &str) -> anyhow::Result<()> {
         let queue = plugin_task_queue(&self.settings.home_queue, name);
-        let slots = self.settings.slots.max(1);
-        let tuner = TunerHolder::builder()
-            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(2))
-            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
-            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-            .build();
-        let options = WorkerOptions::new(&queue)
-            .register_activities(self.activities.clone())
-            .tuner(tuner)
-            .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(POLLERS_PER_PLUGIN))
-            .graceful_shutdown_period(self.settings.graceful_shutdown)
-            .build();
-        let mut worker = Worker::new(self.runtime, self.client.clone(), options)?;
-        let stop = worker.shutdown_handle();
-        {
-            let mut stops = self.stops.lock().unwrap_or_else(PoisonError::into_inner);
-            // A shutdown that began while this worker was being built must stop it too.
-            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                stop();
-            }
-            stops.push(Box::new(stop));
-        }
         tracing::info!(plugin = name, %queue, "serving the plugin's queue");
-        let name = name.to_owned();
+        let (runtime, settings) = (self.runtime, &self.settings);
+        let (slots, graceful_shutdown) = (settings.slots.max(1), settings.graceful_shutdown);
+        let (overrides, activities) = (settings.overrides.clone(), self.activities.clone());
+        // The first generation shares the worker's connection; later ones connect anew.
+        let first_client = Cell::new(Some(self.client.clone()));
+        let build_queue = queue.clone();
+        let build = move |_generation: u64| {
+            let (queue, overrides, activities) =
+                (build_queue.clone(), overrides.clone(), activities.clone());
+            let first = first_client.take();
+            async move {
+                let client = match first {
+                    Some(client) => client,
+                    None => connect(&overrides).await?.client,
+                };
+                let (activities, activity_tasks) = activities.for_new_generation(None);
+                let tuner = TunerHolder::builder()
+                    .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(2))
+                    .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
+                    .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+                    .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+                    .build();
+                let options = WorkerOptions::new(&queue)
+                    .register_activities(activities)
+                    .tuner(tuner)
+                    .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(
+                        POLLERS_PER_PLUGIN,
+                    ))
+                    .graceful_shutdown_period(graceful_shutdown)
+                    .build();
+                let mut worker = Worker::new(runtime, client, options)?;
+                Ok(Generation {
+                    stop: Box::new(worker.shutdown_handle()),
+                    activity_tasks,
+                    run: Box::pin(async move { worker.run().await.map_err(anyhow::Error::from) }),
+                })
+            }
+        };
+        let (name, renew_after, stop) = (name.to_owned(), settings.renew_after, self.stop.clone());
         self.running.push(Box::pin(async move {
-            let result = worker.run().await.map_err(anyhow::Error::from);
+            let result = run_renewing(&queue, build, renew_after, stop).await;
             (name, result)
         }));
         Ok(())
@@ -155,14 +173,8 @@ impl<'r> PluginQueues<'r> {
     /// Stops every plugin queue's worker (gracefully) and keeps new ones from starting; for
     /// the signal handler.
     pub fn stop_handle(&self) -> impl Fn() + Send + Sync + 'static {
-        let stops = self.stops.clone();
-        let stopping = self.stopping.clone();
-        move || {
-            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-            for stop in stops.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-                stop();
-            }
-        }
+        let stop = self.stop.clone();
+        move || stop.stop()
     }
 
     /// Runs the plugin queues' workers until `main` (the batch queue's worker) ends, scanning

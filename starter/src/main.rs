@@ -56,8 +56,10 @@ struct Args {
     max_in_flight: u64,
     /// At most this many leaves of the whole batch run at once (1..=100000): bounds the
     /// workflows open at once, hence the server's load and the workers' cache, at any n.
-    #[arg(long, default_value_t = batch_core::config::DEFAULT_MAX_LEAVES_IN_FLIGHT, value_parser = parse_count, allow_negative_numbers = true)]
-    max_leaves_in_flight: u64,
+    /// Default: 2000 / batch_size in `item` and `local` modes (200 leaves of 10 items), 200 in
+    /// `batch` mode.
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    max_leaves_in_flight: Option<u64>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -151,7 +153,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
     input.config.mode = args.mode;
     input.config.max_in_flight = args.max_in_flight;
-    input.config.max_leaves_in_flight = args.max_leaves_in_flight;
+    input.config.max_leaves_in_flight = args
+        .max_leaves_in_flight
+        .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
     input.validate()?;
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         root_workflow_id(

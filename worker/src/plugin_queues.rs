@@ -110,18 +110,14 @@ impl<'r> PluginQueues<'r> {
             if self.serving.contains(&plugin.name) {
                 continue;
             }
-            match self.start(&plugin.name) {
-                Ok(()) => {
-                    self.serving.insert(plugin.name);
-                }
-                Err(e) => {
-                    tracing::error!(plugin = %plugin.name, "cannot serve the plugin's queue: {e:#}")
-                }
-            }
+            self.start(&plugin.name);
+            self.serving.insert(plugin.name);
         }
     }
 
-    fn start(&mut self, name: &str) -> anyhow::Result<()> {
+    /// Serves `name`'s queue with a renewing SDK worker; a worker that cannot be built or fails
+    /// ends the loop with the error, and the next scan starts it again (see [`Self::run_beside`]).
+    fn start(&mut self, name: &str) {
         let queue = plugin_task_queue(&self.settings.home_queue, name);
         tracing::info!(plugin = name, %queue, "serving the plugin's queue");
         let (runtime, settings) = (self.runtime, &self.settings);
@@ -167,7 +163,6 @@ impl<'r> PluginQueues<'r> {
             let result = run_renewing(&queue, build, renew_after, stop).await;
             (name, result)
         }));
-        Ok(())
     }
 
     /// Stops every plugin queue's worker (gracefully) and keeps new ones from starting; for

@@ -217,12 +217,8 @@ async fn run() -> anyhow::Result<()> {
                 None => connect(overrides).await?.client,
             };
             let (activities, activity_tasks) = activities.for_new_generation(Some(client.clone()));
-            let mut worker = Worker::new(runtime, client, batch_worker_options(args, activities)?)?;
-            Ok(Generation {
-                stop: Box::new(worker.shutdown_handle()),
-                activity_tasks,
-                run: Box::pin(async move { worker.run().await.map_err(anyhow::Error::from) }),
-            })
+            let worker = Worker::new(runtime, client, batch_worker_options(args, activities)?)?;
+            Ok(Generation::of(worker, activity_tasks))
         }
     };
 

@@ -150,12 +150,8 @@ impl<'r> PluginQueues<'r> {
                     ))
                     .graceful_shutdown_period(graceful_shutdown)
                     .build();
-                let mut worker = Worker::new(runtime, client, options)?;
-                Ok(Generation {
-                    stop: Box::new(worker.shutdown_handle()),
-                    activity_tasks,
-                    run: Box::pin(async move { worker.run().await.map_err(anyhow::Error::from) }),
-                })
+                let worker = Worker::new(runtime, client, options)?;
+                Ok(Generation::of(worker, activity_tasks))
             }
         };
         let (name, renew_after, stop) = (name.to_owned(), settings.renew_after, self.stop.clone());

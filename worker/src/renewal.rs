@@ -92,6 +92,17 @@ pub struct Generation {
     pub activity_tasks: TaskCounter,
 }
 
+impl Generation {
+    /// `worker`, about to run, whose activities count their tasks in `activity_tasks`.
+    pub fn of(mut worker: temporalio_sdk::Worker, activity_tasks: TaskCounter) -> Self {
+        Self {
+            stop: Box::new(worker.shutdown_handle()),
+            activity_tasks,
+            run: Box::pin(async move { worker.run().await.map_err(anyhow::Error::from) }),
+        }
+    }
+}
+
 /// Asks a [`run_renewing`] loop to stop its generations (gracefully) and start no more.
 #[derive(Clone)]
 pub struct StopSignal(Arc<watch::Sender<bool>>);

@@ -31,6 +31,14 @@ pub const MAX_IN_FLIGHT: u64 = 1_000;
 pub const DEFAULT_MAX_LEAVES_IN_FLIGHT: u64 = 200;
 /// Upper bound of that cap.
 pub const MAX_LEAVES_IN_FLIGHT: u64 = 100_000;
+/// Most activities a batch may ask to have pending at once (leaves in flight times each
+/// leaf's own window; one per leaf in `batch` mode): bounds the load any Temporal client can
+/// put on the server and the workers with one workflow input. The defaults a client gets by
+/// omitting the fields (200 leaves x a window of 1,000) are exactly at it.
+pub const MAX_ACTIVITIES_IN_FLIGHT: u64 = 200_000;
+/// Deepest nesting a node may claim. Every split at least halves a range (max_children >= 2),
+/// so no batch of at most [`MAX_ITEMS`] (< 2^60) items is deeper than 60.
+pub const MAX_DEPTH: u32 = 64;
 /// Items of an `item` or `local` batch pending at once under the starter's default leaf budget
 /// (200 leaves of 10 items). Counting leaves alone would let large leaves flood the server:
 /// measured at n=10^5, batch 100, 10 children: 200 leaves (20,000 items pending) took 349 s and
@@ -243,6 +251,10 @@ impl NodeInput {
             });
         }
         validate_max_children(self.config.max_children)?;
+        validate_activities_in_flight(&self.config)?;
+        if self.depth > MAX_DEPTH {
+            return Err(ConfigError::Depth(self.depth));
+        }
         validate_plugin_name(&self.config.plugin.name)?;
         if let Some(digest) = &self.config.plugin.digest {
             validate_digest(digest)?;
@@ -270,6 +282,18 @@ pub enum ConfigError {
     MaxLeavesInFlight(u64),
     #[error("leaf_budget must be between 1 and the batch's max_leaves_in_flight {max} (got {got})")]
     LeafBudget { got: u64, max: u64 },
+    #[error(
+        "the batch asks for up to {got} activities in flight (max_leaves_in_flight {leaves} x \
+         {per_leaf} per leaf), over the limit of {MAX_ACTIVITIES_IN_FLIGHT}: lower \
+         max_leaves_in_flight or max_in_flight"
+    )]
+    ActivitiesInFlight {
+        got: u64,
+        leaves: u64,
+        per_leaf: u64,
+    },
+    #[error("depth must be at most {MAX_DEPTH} (got {0}): no batch nests deeper")]
+    Depth(u32),
     #[error(
         "max_children must be between 2 and {MAX_CHILDREN} (got {0}): a node with fewer than 2 \
          children would never shrink its range"
@@ -318,6 +342,30 @@ pub fn validate_max_leaves_in_flight(max: u64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::MaxLeavesInFlight(max))
+    }
+}
+
+/// Activities one leaf may have pending at once: its window over its items, or the one
+/// activity of a `batch`-mode leaf.
+pub fn activities_per_leaf(config: &BatchConfig) -> u64 {
+    match config.mode {
+        LeafMode::Item | LeafMode::Local => config.batch_size.min(config.max_in_flight),
+        LeafMode::Batch => 1,
+    }
+}
+
+/// See [`MAX_ACTIVITIES_IN_FLIGHT`].
+pub fn validate_activities_in_flight(config: &BatchConfig) -> Result<(), ConfigError> {
+    let per_leaf = activities_per_leaf(config);
+    let got = config.max_leaves_in_flight.saturating_mul(per_leaf);
+    if got <= MAX_ACTIVITIES_IN_FLIGHT {
+        Ok(())
+    } else {
+        Err(ConfigError::ActivitiesInFlight {
+            got,
+            leaves: config.max_leaves_in_flight,
+            per_leaf,
+        })
     }
 }
 
@@ -440,6 +488,36 @@ mod tests {
             let message = input.validate().expect_err("must be rejected").to_string();
             assert!(message.starts_with(expected), "{message:?} vs {expected:?}");
         }
+    }
+
+    #[test]
+    fn activities_in_flight_and_depth_are_bounded_for_any_client() {
+        let mut input = root(MAX_ITEMS, MAX_BATCH_SIZE, 5, "x");
+        assert_eq!(input.validate(), Ok(()), "the defaults are at the bound");
+        input.config.max_leaves_in_flight = 201;
+        assert_eq!(
+            input.validate().expect_err("over").to_string(),
+            "the batch asks for up to 201000 activities in flight (max_leaves_in_flight 201 x \
+             1000 per leaf), over the limit of 200000: lower max_leaves_in_flight or max_in_flight"
+        );
+        // The window, not the leaf size, is what a leaf keeps pending.
+        input.config.max_in_flight = 10;
+        assert_eq!(input.validate(), Ok(()));
+        input.config.max_leaves_in_flight = MAX_LEAVES_IN_FLIGHT;
+        input.config.max_in_flight = 3;
+        assert!(input.validate().is_err(), "100,000 leaves x 3");
+        // In batch mode a leaf is one activity.
+        input.config.mode = LeafMode::Batch;
+        assert_eq!(input.validate(), Ok(()));
+
+        let mut deep = root(2000, 10, 5, "x");
+        deep.depth = MAX_DEPTH;
+        assert_eq!(deep.validate(), Ok(()));
+        deep.depth = u32::MAX;
+        assert_eq!(
+            deep.validate().expect_err("too deep").to_string(),
+            "depth must be at most 64 (got 4294967295): no batch nests deeper"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure logic shared by the worker and the starter: what a batch is ([`config`]), how a tree
 //! node splits its range ([`plan`]), what a node returns and how results merge ([`result`]),
-//! the workflow ids ([`ids`]) and the human summary ([`summary`]).
+//! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
+//! ([`text`]).
 //!
 //! Nothing here does I/O or knows about Temporal or wasmtime (except the optional, feature-gated
 //! [`workflow_ref`] and [`connect`], shared by the two Temporal clients), so all of it is
@@ -13,6 +14,7 @@ pub mod ids;
 pub mod plan;
 pub mod result;
 pub mod summary;
+pub mod text;
 #[cfg(feature = "temporal")]
 pub mod workflow_ref;
 

@@ -92,6 +92,14 @@ fn the_worker_refuses_a_bad_setup_with_the_reason() {
     let a_file = scratch.path().join("plugins.txt");
     std::fs::write(&a_file, "not a directory").expect("write");
     let missing = scratch.path().join("missing");
+    // A cache anyone may write into: its compiled code would run as native code.
+    let open_cache = scratch.path().join("open-cache");
+    std::fs::create_dir(&open_cache).expect("mkdir");
+    std::fs::set_permissions(
+        &open_cache,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     let quick = Duration::from_secs(10);
     for (args, message) in [
         (
@@ -115,6 +123,18 @@ fn the_worker_refuses_a_bad_setup_with_the_reason() {
         (
             vec!["--plugin-deadline-ms", "0"],
             "invalid value '0' for '--plugin-deadline-ms <PLUGIN_DEADLINE_MS>'".to_owned(),
+        ),
+        // A call must end within the activity timeouts it runs under.
+        (
+            vec!["--plugin-deadline-ms", "20001"],
+            "invalid value '20001' for '--plugin-deadline-ms <PLUGIN_DEADLINE_MS>': 20001 is not in 1..=20000".to_owned(),
+        ),
+        (
+            vec!["--cache-dir", open_cache.to_str().expect("utf-8")],
+            format!(
+                "refusing plugin cache directory {}: it is writable by group or others (mode 777)",
+                open_cache.display()
+            ),
         ),
     ] {
         assert_refused("worker", &args, &message, quick);
@@ -176,9 +196,9 @@ fn a_plugins_dir_with_stray_and_broken_files_keeps_serving_the_good_ones() {
     std::fs::create_dir(dir_path.join("folder.wasm")).expect("mkdir");
     std::fs::write(dir_path.join("empty.wasm"), b"").expect("write");
     std::fs::write(dir_path.join("corrupt.wasm"), b"\0asm\x01\0\0\0garbage").expect("write");
-    // Sparse: 17 MiB long, next to nothing on disk; refused from its size, never read.
+    // Sparse: 65 MiB long, next to nothing on disk; refused from its size, never read.
     std::fs::File::create(dir_path.join("huge.wasm"))
-        .and_then(|f| f.set_len(17 << 20))
+        .and_then(|f| f.set_len(65 << 20))
         .expect("huge file");
 
     let worker = Worker::start(&server, "bad-files", dir_path);
@@ -188,7 +208,7 @@ fn a_plugins_dir_with_stray_and_broken_files_keeps_serving_the_good_ones() {
         ("corrupt", "is not a valid plugin"),
         (
             "huge",
-            "the file is 17825792 bytes, over the 16 MiB limit for a plugin",
+            "the file is 68157440 bytes, over the 64 MiB limit for a plugin",
         ),
     ] {
         assert!(
@@ -211,7 +231,7 @@ fn a_plugins_dir_with_stray_and_broken_files_keeps_serving_the_good_ones() {
     );
 
     for (name, reason) in [
-        ("huge", "over the 16 MiB limit for a plugin"),
+        ("huge", "over the 64 MiB limit for a plugin"),
         ("corrupt", "is not a valid plugin"),
         ("folder", "not a regular file"),
     ] {

@@ -180,6 +180,17 @@ fn a_workflow_started_with_bad_input_fails_fast_with_the_reason() {
             r#""hello""#,
             "batch input is not a valid node input",
         ),
+        // Bounds any client must respect, not only the starter's defaults.
+        (
+            "direct-flood",
+            r#"{"first":1,"last":50,"config":{"batch_size":1000,"max_children":5,"max_leaves_in_flight":100000,"plugin":{"name":"cube"}}}"#,
+            "invalid batch input: the batch asks for up to 100000000 activities in flight",
+        ),
+        (
+            "direct-too-deep",
+            r#"{"first":1,"last":50,"depth":4294967295,"config":{"batch_size":10,"max_children":5,"plugin":{"name":"cube"}}}"#,
+            "invalid batch input: depth must be at most 64 (got 4294967295)",
+        ),
     ] {
         let started = Instant::now();
         let out = server.cli(&[

@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
     let (path, bytes) = square_number_wasm();
     let engine = SandboxedEngine::new(SandboxLimits::default()).expect("engine");
     let cache_dir = tempfile::tempdir().expect("cache dir");
-    let cache = ArtifactCache::new(cache_dir.path(), engine.engine());
+    let cache = ArtifactCache::open(cache_dir.path(), engine.engine()).expect("cache");
     // Fill the cache once so `load/cached` measures the restart path.
     LoadedPlugin::load(&engine, Some(&cache), "square_number", &path, &bytes).expect("load");
 
@@ -64,7 +64,9 @@ fn benches(c: &mut Criterion) {
     let plugin = std::sync::Arc::new(
         LoadedPlugin::load(&engine, None, "square_number", &path, &bytes).expect("load"),
     );
-    let mut session = plugin.session().expect("session");
+    let mut session = plugin
+        .session(engine.call_slot_blocking())
+        .expect("session");
     let mut call = c.benchmark_group("call");
     let mut item = 0u64;
     call.bench_function("native", |b| {
@@ -73,10 +75,13 @@ fn benches(c: &mut Criterion) {
             native_square(black_box(item))
         })
     });
+    // What an item activity does: take a call slot, run the item in a fresh store, give the
+    // slot back.
     call.bench_function("fresh_store", |b| {
         b.iter(|| {
             item = item.wrapping_add(1) & 0xffff;
-            plugin.call(black_box(item))
+            let mut slot = engine.call_slot_blocking();
+            plugin.call_with(&mut slot, black_box(item))
         })
     });
     call.bench_function("session", |b| {

@@ -2,7 +2,10 @@
 //! run the plugin on one item (once per item, in the leaves).
 //!
 //! Wasm runs on tokio's blocking pool, never on the async runtime's worker threads, so a slow
-//! plugin cannot stall polling, heartbeats or other activities.
+//! plugin cannot stall polling, heartbeats or other activities. A call first waits for one of
+//! the sandbox's call slots (heartbeating meanwhile, so a long wait behind other batches' calls
+//! is never taken for a lost worker); the slot moves into the blocking work and is released
+//! only when the wasm has stopped running, even if the activity was cancelled meanwhile.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +17,6 @@ use temporalio_client::{Client, NamespacedClient};
 use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use batch_core::{Outputs, PluginInfo, PluginRef};
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,8 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::metrics::PluginMetrics;
-use crate::plugins::{PluginError, PluginRegistry};
+use crate::plugins::sandbox::CallSlot;
+use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 
 /// A leaf's whole range for one pinned plugin (`batch` mode).
@@ -58,9 +61,6 @@ pub struct ItemTask {
 pub struct PluginActivities {
     registry: Arc<PluginRegistry>,
     metrics: PluginMetrics,
-    /// Plugin calls running at once, across all of this process's task queues: bounds the
-    /// sandbox's instance slots however many queues deliver work.
-    calls: Arc<Semaphore>,
     /// The batch task queue; work arriving on a plugin queue has been routed already.
     home_queue: String,
     /// To ask the server which workers serve a plugin this worker lacks.
@@ -74,14 +74,12 @@ impl PluginActivities {
     pub fn new(
         registry: Arc<PluginRegistry>,
         metrics: PluginMetrics,
-        max_concurrent_calls: usize,
         home_queue: &str,
         client: Option<Client>,
     ) -> Self {
         Self {
             registry,
             metrics,
-            calls: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
             home_queue: home_queue.to_owned(),
             client,
             tasks_started: TaskCounter::default(),
@@ -118,36 +116,24 @@ impl PluginActivities {
         ctx.info().task_queue != self.home_queue
     }
 
-    async fn call_permit(&self) -> Result<OwnedSemaphorePermit, ActivityError> {
-        // The semaphore is never closed.
-        self.calls.clone().acquire_owned().await.map_err(|e| {
-            ActivityError::application(ApplicationFailure::new(anyhow::anyhow!(
-                "plugin call limit unavailable: {e}"
-            )))
-        })
-    }
-
-    /// A call permit for a batch-mode leaf, heartbeating while it waits: the leaf's heartbeat
-    /// timeout (30 s) must not expire just because other leaves hold every permit.
-    async fn range_permit(
+    /// A call slot of the sandbox (shared by every task queue of this process), heartbeating
+    /// while it waits (see [`heartbeating`]).
+    async fn call_slot<P: Serialize + Clone + 'static>(
         &self,
         ctx: &ActivityContext,
-    ) -> Result<OwnedSemaphorePermit, ActivityError> {
-        let acquire = self.call_permit();
-        let mut acquire = std::pin::pin!(acquire);
-        loop {
-            tokio::select! {
-                permit = &mut acquire => return permit,
-                () = tokio::time::sleep(HEARTBEAT_EVERY) => {
-                    // The last progress, unchanged, so a retry still resumes from it.
-                    let progress: Option<RangeProgress> =
-                        ctx.heartbeat_details().deserialize().ok().flatten();
-                    if let Err(e) = ctx.record_heartbeat(progress).await {
-                        tracing::warn!("cannot record a heartbeat: {e}");
-                    }
-                }
-            }
+        progress: &P,
+    ) -> CallSlot {
+        heartbeating(ctx, progress, self.registry.engine().call_slot()).await
+    }
+
+    /// The pinned plugin: from memory when this process has it (no blocking), else from the
+    /// registry on the blocking pool (it may read and compile a file).
+    async fn plugin(&self, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, PluginError> {
+        if let Some(loaded) = self.registry.loaded(plugin) {
+            return Ok(loaded);
         }
+        let (registry, plugin) = (self.registry.clone(), plugin.clone());
+        on_blocking_pool(move || registry.get(&plugin)).await
     }
 
     /// Which workers poll plugin `name`'s queue (seen in the last minute), comma-separated.
@@ -197,7 +183,9 @@ impl PluginActivities {
         let _running = self.count_task();
         let registry = self.registry.clone();
         let wanted = name.clone();
-        let plugin = match on_blocking_pool(move || registry.resolve(&wanted)).await {
+        let resolving = on_blocking_pool(move || registry.resolve(&wanted));
+        // Resolving may compile a new plugin (seconds for a large one).
+        let plugin = match heartbeating(&ctx, &(), resolving).await {
             Ok(plugin) => plugin,
             Err(PluginError::NotFound {
                 name,
@@ -254,7 +242,7 @@ impl PluginActivities {
         task: RangeTask,
     ) -> Result<Outputs, ActivityError> {
         let _running = self.count_task();
-        let _permit = self.range_permit(&ctx).await?;
+        validate_range(&task).map_err(|e| invalid_task(&e))?;
         self.run_range(&ctx, task).await.map_err(|e| match e {
             RangeError::Plugin(e) => self.failure(&ctx, e),
             RangeError::Activity(e) => e,
@@ -269,14 +257,17 @@ impl PluginActivities {
         task: ItemTask,
     ) -> Result<u64, ActivityError> {
         let _running = self.count_task();
-        let _permit = self.call_permit().await?;
-        let registry = self.registry.clone();
+        validate_item(task.item).map_err(|e| invalid_task(&e))?;
+        let plugin = heartbeating(&ctx, &(), self.plugin(&task.plugin))
+            .await
+            .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))
+            .map_err(|e| self.failure(&ctx, e))?;
+        let mut slot = self.call_slot(&ctx, &()).await;
         let metrics = self.metrics.clone();
         on_blocking_pool(move || {
             let started = Instant::now();
-            let output = registry
-                .get(&task.plugin)
-                .and_then(|plugin| plugin.call(task.item));
+            let output = plugin.call_with(&mut slot, task.item);
+            drop(slot);
             let outcome = output.as_ref().map(|_| ());
             metrics.call(&task.plugin.name, started.elapsed(), outcome);
             output
@@ -287,69 +278,30 @@ impl PluginActivities {
 }
 
 impl PluginActivities {
-    /// Runs the plugin over `task`'s range in one instance, a slice at a time on the blocking
-    /// pool, heartbeating progress between slices (and stopping if the activity is cancelled).
+    /// Runs the plugin over `task`'s range a slice at a time: each slice takes a call slot,
+    /// runs one instance for up to [`HEARTBEAT_EVERY`] on the blocking pool and gives the slot
+    /// back, so a long leaf shares the cores with other batches' calls. Progress is heartbeated
+    /// between slices (a retry resumes from it), and a cancelled activity stops there.
     async fn run_range(
         &self,
         ctx: &ActivityContext,
         task: RangeTask,
     ) -> Result<Outputs, RangeError> {
-        let resumed: Option<RangeProgress> = ctx.heartbeat_details().deserialize().ok().flatten();
-        let (mut next, mut outputs) = match resumed {
-            Some(p) if (task.first..=task.last.saturating_add(1)).contains(&p.next) => {
-                tracing::info!(
-                    first = task.first,
-                    last = task.last,
-                    next = p.next,
-                    "resuming a batch leaf"
-                );
-                (p.next, p.outputs)
-            }
-            _ => (task.first, Outputs::default()),
-        };
-        let registry = self.registry.clone();
-        let plugin_ref = task.plugin.clone();
-        let plugin = on_blocking_pool(move || registry.get(&plugin_ref))
+        let mut progress = resume_point(ctx, &task);
+        let plugin = heartbeating(ctx, &progress, self.plugin(&task.plugin))
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
-        let mut session = None;
-        while next <= task.last {
-            let plugin = plugin.clone();
-            let last = task.last;
-            let metrics = self.metrics.clone();
-            let (after, out, kept) = on_blocking_pool(move || {
-                let started = Instant::now();
-                let mut session = match session {
-                    Some(s) => s,
-                    None => plugin.session()?,
-                };
-                let from = next;
-                loop {
-                    match session.call(next) {
-                        Ok(output) => outputs.push(output),
-                        Err(e) => {
-                            metrics.items(plugin.name(), next - from);
-                            metrics.failure(plugin.name(), &e);
-                            return Err(e);
-                        }
-                    }
-                    if next == last || started.elapsed() >= HEARTBEAT_EVERY {
-                        metrics.items(plugin.name(), next - from + 1);
-                        return Ok((next + 1, outputs, session));
-                    }
-                    next += 1;
-                }
-            })
-            .await?;
-            next = after;
-            outputs = out;
-            session = Some(kept);
-            if next <= task.last {
-                let progress = RangeProgress {
-                    next,
-                    outputs: outputs.clone(),
-                };
-                if let Err(e) = ctx.record_heartbeat(progress).await {
+        while progress.next <= task.last {
+            let slot = self.call_slot(ctx, &progress).await;
+            let slice = RangeSlice {
+                plugin: plugin.clone(),
+                last: task.last,
+                metrics: self.metrics.clone(),
+                progress,
+            };
+            progress = on_blocking_pool(move || slice.run(slot)).await?;
+            if progress.next <= task.last {
+                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
                     tracing::warn!("cannot record a heartbeat: {e}");
                 }
                 if ctx.is_cancelled() {
@@ -357,7 +309,85 @@ impl PluginActivities {
                 }
             }
         }
-        Ok(outputs)
+        Ok(progress.outputs)
+    }
+}
+
+/// Runs `work`, heartbeating `progress` every [`HEARTBEAT_EVERY`] until it is done: waiting for
+/// a call slot behind other batches' calls, or loading a plugin, is not a lost worker. (The
+/// SDK throttles heartbeats to the server; a task that ends within its heartbeat timeout
+/// sends none.)
+async fn heartbeating<T, P: Serialize + Clone + 'static>(
+    ctx: &ActivityContext,
+    progress: &P,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(HEARTBEAT_EVERY) => {
+                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
+                    tracing::warn!("cannot record a heartbeat: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Where a `batch`-mode leaf starts: the progress of its last heartbeat (a retry after a crash
+/// or a timeout), if it is within the task's range, else the beginning.
+fn resume_point(ctx: &ActivityContext, task: &RangeTask) -> RangeProgress {
+    let resumed: Option<RangeProgress> = ctx.heartbeat_details().deserialize().ok().flatten();
+    match resumed {
+        Some(p) if (task.first..=task.last + 1).contains(&p.next) => {
+            tracing::info!(
+                first = task.first,
+                last = task.last,
+                next = p.next,
+                "resuming a batch leaf"
+            );
+            p
+        }
+        _ => RangeProgress {
+            next: task.first,
+            outputs: Outputs::default(),
+        },
+    }
+}
+
+/// One slice of a `batch`-mode leaf: what the blocking pool needs to run it.
+struct RangeSlice {
+    plugin: Arc<LoadedPlugin>,
+    last: u64,
+    metrics: PluginMetrics,
+    progress: RangeProgress,
+}
+
+impl RangeSlice {
+    /// Runs items from `progress.next` in one instance until `last` or until the slice's time
+    /// is up; the instance, and with it `slot`, is dropped at the end.
+    fn run(mut self, slot: CallSlot) -> Result<RangeProgress, PluginError> {
+        let started = Instant::now();
+        let name = self.plugin.name().to_owned();
+        let mut session = self.plugin.session(slot)?;
+        let from = self.progress.next;
+        loop {
+            let item = self.progress.next;
+            match session.call(item) {
+                Ok(output) => self.progress.outputs.push(output),
+                Err(e) => {
+                    self.metrics.items(&name, item - from);
+                    self.metrics.failure(&name, &e);
+                    return Err(e);
+                }
+            }
+            self.progress.next = item + 1;
+            if item == self.last || started.elapsed() >= HEARTBEAT_EVERY {
+                self.metrics.items(&name, self.progress.next - from);
+                return Ok(self.progress);
+            }
+        }
     }
 }
 
@@ -380,15 +410,50 @@ async fn on_blocking_pool<T: Send + 'static>(
 ) -> Result<T, PluginError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        // Cancelled only when the runtime shuts down: retryable, like a panic, but named.
-        Err(e) => Err(PluginError::HostPanic {
-            reason: if e.is_panic() {
-                e.to_string()
-            } else {
-                "the worker is shutting down".to_owned()
-            },
+        Err(e) if e.is_panic() => Err(PluginError::HostPanic {
+            reason: e.to_string(),
         }),
+        // Cancelled only when the runtime shuts down: retryable, like a panic, but named.
+        Err(_) => Err(PluginError::ShuttingDown),
     }
+}
+
+/// Checks an item task from any Temporal client: items are numbered from 1 to
+/// [`batch_core::config::MAX_ITEMS`], as in a batch.
+fn validate_item(item: u64) -> Result<(), String> {
+    if (1..=batch_core::config::MAX_ITEMS).contains(&item) {
+        Ok(())
+    } else {
+        Err(format!(
+            "item {item} is out of range: items are 1..={}",
+            batch_core::config::MAX_ITEMS
+        ))
+    }
+}
+
+/// Checks a range task from any Temporal client before any work: a range must be non-empty
+/// and within the items a batch may have, so `last + 1` (the end of the loop) never wraps.
+fn validate_range(task: &RangeTask) -> Result<(), String> {
+    validate_item(task.first)?;
+    validate_item(task.last)?;
+    if task.last < task.first {
+        return Err(format!(
+            "the range {}..={} is empty: last must be at least first",
+            task.first, task.last
+        ));
+    }
+    Ok(())
+}
+
+/// A task input that no retry can fix: fails the activity for good, with the reason.
+fn invalid_task(reason: &str) -> ActivityError {
+    tracing::warn!("invalid task input: {reason}");
+    ActivityError::application(
+        ApplicationFailure::builder(anyhow::anyhow!("invalid task input: {reason}"))
+            .type_name("InvalidTaskInput".to_owned())
+            .non_retryable(true)
+            .build(),
+    )
 }
 
 /// Plugin errors become application failures typed by kind (visible in the Web UI and in

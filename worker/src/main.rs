@@ -17,7 +17,10 @@ use batch_worker::activities::PluginActivities;
 use batch_worker::memory;
 use batch_worker::metrics::{CALL_LATENCY, CALL_LATENCY_BUCKETS, PluginMetrics};
 use batch_worker::plugin_queues::{PluginQueueSettings, PluginQueues};
-use batch_worker::plugins::cache::ArtifactCache;
+use batch_worker::plugins::cache::{self, ArtifactCache};
+use batch_worker::plugins::sandbox::{
+    DEFAULT_COMPILE_TIMEOUT, MAX_CPU_DEADLINE, default_calls_at_once,
+};
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
 use batch_worker::renewal::{DEFAULT_RENEW_AFTER, Generation, StopSignal, run_renewing};
 use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
@@ -44,8 +47,9 @@ struct Args {
     #[arg(long, env = "BATCH_PLUGINS_DIR", default_value = "target/plugins")]
     plugins_dir: PathBuf,
     /// Where plugin versions (bytes and compiled code) are kept by digest, so pinned batches
-    /// survive file replacements and restarts, and restarts skip compilation.
-    /// Default: `<plugins-dir>/.cache`.
+    /// survive file replacements and restarts, and restarts skip compilation. It must be
+    /// private to this user (created 0700; refused if group/world-writable or another user's).
+    /// Default: `$XDG_CACHE_HOME/batch-worker/plugins`, else `~/.cache/batch-worker/plugins`.
     #[arg(long, env = "BATCH_PLUGIN_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Keep plugin versions in memory only.
@@ -80,11 +84,21 @@ struct Args {
     /// at any n; an evicted workflow is replayed from its (short) history when it next runs.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     max_cached_workflows: u32,
-    /// Wall-clock budget of one plugin call, in milliseconds; a call past it fails its item.
+    /// Budget of one plugin call from the moment it starts executing (waiting for a call slot
+    /// does not count), in milliseconds; a call past it fails its item. At most 20,000, so a
+    /// call always ends within the activity timeouts it runs under.
     #[arg(long, env = "BATCH_PLUGIN_DEADLINE_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CPU_DEADLINE.as_millis() as u64))]
     plugin_deadline_ms: u64,
-    /// Linear-memory cap of one plugin call, in MiB.
+    /// Plugin calls executing at once in this process, across all batches and task queues
+    /// (other calls wait their turn, first come first served). Default: the number of cores.
+    #[arg(long, env = "BATCH_PLUGIN_CALLS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    plugin_calls: Option<u32>,
+    /// Longest a new plugin may take to compile before it is rejected, in seconds.
+    #[arg(long, env = "BATCH_PLUGIN_COMPILE_TIMEOUT_SECS", default_value_t = DEFAULT_COMPILE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    plugin_compile_timeout_secs: u64,
+    /// Cap on the sum of one plugin call's linear memories, in MiB.
     #[arg(long, env = "BATCH_PLUGIN_MEMORY_MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     plugin_memory_mib: u64,
@@ -142,21 +156,9 @@ async fn run() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
-    let limits = SandboxLimits {
-        cpu_deadline: Duration::from_millis(args.plugin_deadline_ms),
-        memory_bytes: usize::try_from(args.plugin_memory_mib << 20)
-            .context("--plugin-memory-mib is too large for this machine")?,
-        // Every activity slot may run one plugin call; plus room for instances being torn down.
-        pool_slots: args.max_concurrent_activities.saturating_mul(2).max(16),
-    };
+    let limits = sandbox_limits(&args)?;
     let engine = SandboxedEngine::new(limits)?;
-    let cache = (!args.no_cache).then(|| {
-        let dir = args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| args.plugins_dir.join(".cache"));
-        ArtifactCache::new(dir, engine.engine())
-    });
+    let cache = open_cache(&args, engine.engine())?;
     let registry = Arc::new(PluginRegistry::open(&args.plugins_dir, engine, cache)?);
     if args.list_plugins {
         print!("{}", render_plugin_list(&registry.list()?));
@@ -184,8 +186,6 @@ async fn run() -> anyhow::Result<()> {
     let activities = PluginActivities::new(
         registry.clone(),
         telemetry.plugin_metrics(),
-        // As many calls as the sandbox has instance slots (activities plus local activities).
-        limits.pool_slots as usize,
         &args.task_queue,
         Some(client.clone()),
     );
@@ -240,6 +240,9 @@ async fn run() -> anyhow::Result<()> {
         plugins_dir = %registry.dir().display(),
         plugin_deadline_ms = args.plugin_deadline_ms,
         plugin_memory_mib = args.plugin_memory_mib,
+        plugin_calls = limits.calls_at_once,
+        plugin_memory_bound_mib = limits.memory_bound() >> 20,
+        plugin_cache = %registry.cache_dir().map_or("(none)".into(), |d| d.display().to_string()),
         max_concurrent_activities = args.max_concurrent_activities,
         max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks,
         "worker started"
@@ -254,6 +257,30 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The sandbox's limits, from the flags.
+fn sandbox_limits(args: &Args) -> anyhow::Result<SandboxLimits> {
+    Ok(SandboxLimits {
+        cpu_deadline: Duration::from_millis(args.plugin_deadline_ms),
+        memory_bytes: usize::try_from(args.plugin_memory_mib << 20)
+            .context("--plugin-memory-mib is too large for this machine")?,
+        calls_at_once: args.plugin_calls.unwrap_or_else(default_calls_at_once),
+        compile_timeout: Duration::from_secs(args.plugin_compile_timeout_secs),
+    })
+}
+
+/// The compiled-plugin cache: `--cache-dir`, else the user's cache directory; none with
+/// `--no-cache` or when no home directory is known. An unsafe directory stops the worker.
+fn open_cache(args: &Args, engine: &wasmtime::Engine) -> anyhow::Result<Option<ArtifactCache>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
+        tracing::warn!("no plugin cache: neither XDG_CACHE_HOME nor HOME is set (use --cache-dir)");
+        return Ok(None);
+    };
+    Ok(Some(ArtifactCache::open(dir, engine)?))
 }
 
 /// The batch queue's worker: the workflows and the activities, with the limits of `args`.

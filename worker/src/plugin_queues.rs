@@ -27,9 +27,31 @@ use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
+use batch_core::PluginInfo;
+use tokio::task::JoinHandle;
+
 use crate::activities::PluginActivities;
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::renewal::{Generation, StopSignal, run_renewing};
+
+/// Lists the plugins directory on the blocking pool (it may compile new files).
+async fn scan(registry: Arc<PluginRegistry>) -> Result<Vec<PluginInfo>, PluginError> {
+    tokio::task::spawn_blocking(move || registry.list())
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::HostPanic {
+                reason: e.to_string(),
+            })
+        })
+}
+
+/// The result of the scan in progress; never ready when there is none.
+async fn finished<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How often the plugins directory is scanned for plugins without a queue yet.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(5);
@@ -84,21 +106,18 @@ impl<'r> PluginQueues<'r> {
         }
     }
 
-    /// Starts a queue for every usable plugin in the directory that has none yet. The scan
-    /// (a `stat` per file, a compile per new file) runs on the blocking pool: this task also
-    /// drives the workflows.
+    /// Starts a queue for every usable plugin in the directory that has none yet (at start,
+    /// before any workflow runs; later scans go through [`Self::run_beside`]).
     pub async fn serve_new_plugins(&mut self) {
+        let listed = scan(self.registry.clone()).await;
+        self.serve(listed);
+    }
+
+    /// Starts a queue for each usable plugin of a scan's result that has none yet.
+    fn serve(&mut self, listed: Result<Vec<PluginInfo>, PluginError>) {
         if self.stop.is_stopped() {
             return;
         }
-        let registry = self.registry.clone();
-        let listed = tokio::task::spawn_blocking(move || registry.list())
-            .await
-            .unwrap_or_else(|e| {
-                Err(PluginError::HostPanic {
-                    reason: e.to_string(),
-                })
-            });
         let plugins = match listed {
             Ok(plugins) => plugins,
             Err(e) => {
@@ -176,6 +195,10 @@ impl<'r> PluginQueues<'r> {
     ) -> Result<(), E> {
         let mut main = std::pin::pin!(main);
         let mut rescan = tokio::time::interval(RESCAN_EVERY);
+        // The scan (a `stat` per file, a compile per new file: seconds for a large plugin)
+        // runs as a task of its own: this future also drives the batch worker's workflows,
+        // which must not wait for it.
+        let mut scanning: Option<JoinHandle<Result<Vec<PluginInfo>, PluginError>>> = None;
         let result = loop {
             tokio::select! {
                 result = &mut main => break result,
@@ -186,7 +209,16 @@ impl<'r> PluginQueues<'r> {
                         self.serving.remove(&name);
                     }
                 }
-                _ = rescan.tick() => self.serve_new_plugins().await,
+                _ = rescan.tick(), if scanning.is_none() => {
+                    let registry = self.registry.clone();
+                    scanning = Some(tokio::task::spawn_blocking(move || registry.list()));
+                }
+                listed = finished(&mut scanning) => {
+                    scanning = None;
+                    self.serve(listed.unwrap_or_else(|e| Err(PluginError::HostPanic {
+                        reason: e.to_string(),
+                    })));
+                }
             }
         };
         self.stop_handle()();

@@ -24,9 +24,11 @@ use crate::activities::{ItemTask, PluginActivities, RangeTask};
 use crate::plugins::error::{HELD_ELSEWHERE, VERSION_UNAVAILABLE};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
+/// The timeout covers a wait for a call slot behind other batches' calls; a lost worker is
+/// noticed by the workflow task's own timeout, not by this one.
 fn local_activity_options() -> LocalActivityOptions {
     LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(30))
+        .start_to_close_timeout(ITEM_START_TO_CLOSE)
         .retry_policy(retry_policy())
         .build()
 }
@@ -57,10 +59,20 @@ fn retry_policy() -> RetryPolicy {
         .build()
 }
 
-/// The demo's activity settings: only a start-to-close timeout, so activities wait in the
-/// queue as long as workers are busy, and a bounded exponential retry.
+/// How long an item may take once a worker has it, including its wait for one of the
+/// worker's call slots (the plugin's own deadline is at most 20 s).
+const ITEM_START_TO_CLOSE: Duration = Duration::from_secs(600);
+
+/// Liveness of an item task: a worker that took it and died is noticed within this (as the
+/// demo's 30 s start-to-close did); a live worker heartbeats while the item waits its turn.
+const ITEM_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The demo's activity settings: activities wait in the queue as long as workers are busy,
+/// and a bounded exponential retry. A worker that holds an item but is busy with other
+/// batches' calls heartbeats, so an honest item never fails because of load.
 fn item_activity_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+    ActivityOptions::with_start_to_close_timeout(ITEM_START_TO_CLOSE)
+        .heartbeat_timeout(ITEM_HEARTBEAT)
         .retry_policy(retry_policy())
         .build()
 }

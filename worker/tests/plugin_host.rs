@@ -31,7 +31,8 @@ fn built_plugin(dir: &str, name: &str) -> PathBuf {
 const LIMITS: SandboxLimits = SandboxLimits {
     cpu_deadline: Duration::from_millis(200),
     memory_bytes: 16 << 20,
-    pool_slots: 16,
+    calls_at_once: 2,
+    compile_timeout: Duration::from_secs(120),
 };
 
 /// A scratch plugins directory holding copies of the named built plugins.
@@ -41,13 +42,17 @@ struct Scratch {
 }
 
 fn scratch(plugins: &[(&str, &str)]) -> Scratch {
+    scratch_with(LIMITS, plugins)
+}
+
+fn scratch_with(limits: SandboxLimits, plugins: &[(&str, &str)]) -> Scratch {
     let dir = tempfile::tempdir().expect("temp dir");
     for (from, name) in plugins {
         let built = built_plugin(from, name);
         let file = built.file_name().expect("file name").to_owned();
         std::fs::copy(built, dir.path().join(file)).expect("copy plugin");
     }
-    let engine = SandboxedEngine::new(LIMITS).expect("engine");
+    let engine = SandboxedEngine::new(limits).expect("engine");
     let registry = PluginRegistry::open(dir.path(), engine, None).expect("registry");
     Scratch { dir, registry }
 }
@@ -409,7 +414,7 @@ fn the_cache_survives_restarts_and_replacements() {
     std::fs::copy(built_plugin("plugins", "square_number"), &path).expect("copy");
     let open = || {
         let engine = SandboxedEngine::new(LIMITS).expect("engine");
-        let cache = ArtifactCache::new(cache_dir.path(), engine.engine());
+        let cache = ArtifactCache::open(cache_dir.path(), engine.engine()).expect("cache");
         PluginRegistry::open(plugins.path(), engine, Some(cache)).expect("registry")
     };
 

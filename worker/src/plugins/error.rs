@@ -61,6 +61,15 @@ pub enum PluginError {
     },
     #[error("the plugin host failed (not the plugin): {reason}")]
     HostPanic { reason: String },
+    #[error("the worker is shutting down; another attempt will run the item")]
+    ShuttingDown,
+    #[error(
+        "the plugin host is out of a shared resource (not the plugin's fault): {reason}; \
+         another attempt will run the item"
+    )]
+    HostBusy { reason: String },
+    #[error("plugin {plugin} could not be instantiated: {reason}")]
+    Instantiate { plugin: String, reason: String },
     #[error("plugin {plugin} trapped on item {item}: {reason}")]
     Trap {
         plugin: String,
@@ -83,7 +92,10 @@ impl PluginError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            PluginError::DigestUnavailable { .. } | PluginError::HostPanic { .. }
+            PluginError::DigestUnavailable { .. }
+                | PluginError::HostPanic { .. }
+                | PluginError::ShuttingDown
+                | PluginError::HostBusy { .. }
         )
     }
 
@@ -110,6 +122,9 @@ impl PluginError {
             PluginError::Deadline { .. } => "PluginDeadlineExceeded",
             PluginError::Trap { .. } => "PluginTrapped",
             PluginError::HostPanic { .. } => "PluginHostPanicked",
+            PluginError::ShuttingDown => "WorkerShuttingDown",
+            PluginError::HostBusy { .. } => "PluginHostBusy",
+            PluginError::Instantiate { .. } => "PluginInstantiationFailed",
         }
     }
 }

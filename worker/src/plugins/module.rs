@@ -8,14 +8,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use batch_core::text::bounded_message;
 
 use sha2::{Digest, Sha256};
-use wasmtime::Trap;
 use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Trap};
 
 use super::cache::ArtifactCache;
 use super::error::PluginError;
-use super::sandbox::{SandboxedEngine, StoreState};
+use super::sandbox::{CallSlot, SandboxedEngine, StoreState};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -64,11 +68,7 @@ impl LoadedPlugin {
         let cached = cache.and_then(|c| c.compiled(&digest, engine.engine()));
         let component = match cached {
             Some(component) => component,
-            None => {
-                let component_bytes = to_component_bytes(bytes).map_err(invalid)?;
-                Component::new(engine.engine(), &component_bytes)
-                    .map_err(|e| invalid(format!("does not compile: {e:#}")))?
-            }
+            None => compile(engine, bytes).map_err(invalid)?,
         };
         reject_imports(&component, engine).map_err(invalid)?;
         let linker: Linker<StoreState> = Linker::new(engine.engine());
@@ -103,14 +103,19 @@ impl LoadedPlugin {
         self.size
     }
 
-    /// Runs the plugin on one item in a fresh store. Blocking (it runs wasm): call it from a
-    /// blocking thread, never directly on the async runtime.
+    /// Runs the plugin on one item in a fresh store, after waiting for a call slot. Blocking:
+    /// for tools and tests; the worker's activities use [`Self::call_with`].
     pub fn call(&self, item: u64) -> Result<u64, PluginError> {
-        let mut store = self.engine.new_store();
-        let outcome = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|plugin| plugin.batch_plugin_compute().call_process(&mut store, item));
+        let mut slot = self.engine.call_slot_blocking();
+        self.call_with(&mut slot, item)
+    }
+
+    /// Runs the plugin on one item in a fresh store, in the caller's call slot. Blocking (it
+    /// runs wasm): call it from a blocking thread, never directly on the async runtime.
+    pub fn call_with(&self, slot: &mut CallSlot, item: u64) -> Result<u64, PluginError> {
+        let mut store = self.engine.new_store(slot);
+        let plugin = self.instantiate(&mut store)?;
+        let outcome = plugin.batch_plugin_compute().call_process(&mut store, item);
         self.outcome(item, outcome)
     }
 
@@ -118,20 +123,35 @@ impl LoadedPlugin {
     /// the CPU deadline (re-armed per call) and the memory cap (for the whole session). Calls
     /// share the instance's memory, so use it only for a run of items of one batch, where the
     /// plugin's per-call isolation is traded for speed (about 100x less overhead per call).
-    pub fn session(self: &Arc<Self>) -> Result<PluginSession, PluginError> {
-        let mut store = self.engine.new_store();
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::Trap {
-                plugin: self.label(),
-                item: 0,
-                reason: format!("instantiation failed: {e:#}"),
-            })?;
+    /// The session keeps `slot` until it is dropped.
+    pub fn session(self: &Arc<Self>, mut slot: CallSlot) -> Result<PluginSession, PluginError> {
+        let mut store = self.engine.new_store(&mut slot);
+        let instance = self.instantiate(&mut store)?;
         Ok(PluginSession {
             plugin: self.clone(),
             store,
             instance,
+            _slot: slot,
+        })
+    }
+
+    /// Instantiates the plugin in `store`. A full engine-wide pool is the host's condition
+    /// (retryable); anything else (a start function that traps, a component over the per-call
+    /// limits) is the plugin's.
+    fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<StoreState>,
+    ) -> Result<bindings::Plugin, PluginError> {
+        self.pre.instantiate(store).map_err(|e| {
+            let reason = bounded_message(&format!("{e:#}"));
+            if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+                PluginError::HostBusy { reason }
+            } else {
+                PluginError::Instantiate {
+                    plugin: self.label(),
+                    reason,
+                }
+            }
         })
     }
 
@@ -145,7 +165,7 @@ impl LoadedPlugin {
             Ok(Err(message)) => Err(PluginError::Refused {
                 plugin: self.label(),
                 item,
-                message,
+                message: bounded_message(&message),
             }),
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 Err(PluginError::Deadline {
@@ -157,7 +177,7 @@ impl LoadedPlugin {
             Err(e) => Err(PluginError::Trap {
                 plugin: self.label(),
                 item,
-                reason: format!("{e:#}"),
+                reason: bounded_message(&format!("{e:#}")),
             }),
         }
     }
@@ -171,8 +191,10 @@ impl LoadedPlugin {
 /// See [`LoadedPlugin::session`].
 pub struct PluginSession {
     plugin: Arc<LoadedPlugin>,
+    // Field order is drop order: the store (and its pool slots) goes before the call slot.
     store: wasmtime::Store<StoreState>,
     instance: bindings::Plugin,
+    _slot: CallSlot,
 }
 
 impl PluginSession {
@@ -185,6 +207,44 @@ impl PluginSession {
             .batch_plugin_compute()
             .call_process(&mut self.store, item);
         self.plugin.outcome(item, outcome)
+    }
+}
+
+/// Wraps and compiles `bytes` on a thread of its own, giving up after the sandbox's compile
+/// timeout. Cranelift cannot be interrupted: a compile that times out finishes in the
+/// background and its result is dropped (the file is remembered as rejected until it changes).
+fn compile(engine: &SandboxedEngine, bytes: &[u8]) -> Result<Component, String> {
+    let timeout = engine.limits().compile_timeout;
+    let (engine, bytes) = (engine.engine().clone(), bytes.to_vec());
+    let (done, result) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("plugin-compile".into())
+        .spawn(move || {
+            // The receiver may have given up: nothing to do then.
+            let _ = done.send(compile_now(&engine, &bytes));
+        })
+        .map_err(|e| format!("cannot start a compile thread: {e}"))?;
+    match result.recv_timeout(timeout) {
+        Ok(compiled) => compiled,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "compiling it took longer than the {} limit",
+            human_duration(timeout)
+        )),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err("the compile thread panicked".into()),
+    }
+}
+
+fn compile_now(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
+    let component_bytes = to_component_bytes(bytes)?;
+    Component::new(engine, &component_bytes)
+        .map_err(|e| bounded_message(&format!("does not compile: {e:#}")))
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 

@@ -6,8 +6,8 @@
 //! running that exact module after the file is replaced, even across worker restarts, while new
 //! batches resolve the name to the new file.
 //!
-//! Lookups by name cost one `stat`: the file is re-read and re-hashed only when its size or
-//! modification time changed, so a plugin dropped into the directory is picked up by the next
+//! Lookups by name cost one `open` and `fstat`: the file is re-read and re-hashed only when its
+//! size or modification time changed, so a plugin dropped into the directory is picked up by the next
 //! batch without a restart, and nothing polls. A file that fails to load is reported (name and
 //! reason) and never replaces a good version of the same name.
 
@@ -105,13 +105,11 @@ impl PluginRegistry {
             path: path.clone(),
             reason,
         };
-        let meta = match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => meta,
-            Ok(_) => return Err(read_error("not a regular file".into())),
+        let (file, stamp) = match open_plugin_file(&path) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(self.not_found(name)),
             Err(e) => return Err(read_error(e.to_string())),
         };
-        let stamp = FileStamp::of(&meta);
         {
             let state = self.lock();
             if let Some((rejected_stamp, reason)) = state.rejected.get(name)
@@ -133,6 +131,7 @@ impl PluginRegistry {
             }
         }
         let loaded = if stamp.len > MAX_PLUGIN_FILE_BYTES {
+            // Refused from its size, without reading it (a sparse file costs nothing to make).
             Err(PluginError::Invalid {
                 name: name.to_owned(),
                 path: path.clone(),
@@ -143,7 +142,8 @@ impl PluginRegistry {
                 ),
             })
         } else {
-            self.load_file(name, &path)
+            // Bounded whatever the size said (procfs files say 0).
+            self.read_and_load(name, &path, file)
         };
         let mut state = self.lock();
         match loaded {
@@ -186,19 +186,56 @@ impl PluginRegistry {
         }
     }
 
-    /// Reads, hashes and (unless this version is known) compiles the file of plugin `name`.
-    fn load_file(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = fs::read(path).map_err(|e| PluginError::Read {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    fn read_and_load(
+        &self,
+        name: &str,
+        path: &Path,
+        file: fs::File,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        match read_bounded(file, MAX_PLUGIN_FILE_BYTES) {
+            Ok(bytes) => self.load_bytes(name, path, bytes),
+            Err(e) if e.kind() == ErrorKind::FileTooLarge => Err(PluginError::Invalid {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(PluginError::Read {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Hashes and (unless this version is known) compiles the bytes of plugin `name`.
+    fn load_bytes(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let digest = sha256_hex(&bytes);
         if let Some(known) = self.lock().by_digest.get(&digest) {
             return Ok(known.clone());
         }
         // Compiled outside the lock: it takes milliseconds and other lookups must not wait.
         LoadedPlugin::load(&self.engine, self.cache.as_ref(), name, path, &bytes).map(Arc::new)
+    }
+
+    /// The version `plugin` is pinned to if this process has it in memory: no I/O, so it
+    /// may be called on the async runtime. `None` means "ask [`Self::get`]".
+    pub fn loaded(&self, plugin: &PluginRef) -> Option<Arc<LoadedPlugin>> {
+        let digest = plugin.digest.as_ref()?;
+        self.lock().by_digest.get(digest).cloned()
+    }
+
+    pub fn engine(&self) -> &SandboxedEngine {
+        &self.engine
+    }
+
+    /// Where compiled versions are kept, if anywhere.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_ref().map(ArtifactCache::dir)
     }
 
     /// The exact version a batch is pinned to. Without a digest, the current version.
@@ -318,6 +355,74 @@ impl PluginRegistry {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a cache of immutable entries: a panic elsewhere cannot leave it torn.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Opens a plugin file for reading, safely whatever is at `path`: only a regular file (or a
+/// symlink to one) is opened for real. A FIFO, device, socket or directory is refused after a
+/// `stat`, without opening it, and the opened handle is checked again with `fstat`, so the
+/// file read is the file checked even if the path changed in between. `O_NONBLOCK` keeps even
+/// that open from waiting on a FIFO swapped in at the last moment.
+fn open_plugin_file(path: &Path) -> std::io::Result<(fs::File, FileStamp)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    ensure_regular(&fs::metadata(path)?)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    ensure_regular(&meta)?;
+    Ok((file, FileStamp::of(&meta)))
+}
+
+fn ensure_regular(meta: &fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ty = meta.file_type();
+    let what = if ty.is_file() {
+        return Ok(());
+    } else if ty.is_dir() {
+        "a directory"
+    } else if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_socket() {
+        "a socket"
+    } else if ty.is_char_device() {
+        "a character device"
+    } else if ty.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(std::io::Error::new(
+        ErrorKind::InvalidInput,
+        format!("{what}, not a regular file: only regular files are read as plugins"),
+    ))
+}
+
+/// Reads at most `max` bytes: the size a file reports is not trusted (procfs files report 0
+/// and can stream gigabytes), so reading stops as soon as it passes `max`. Reads go in 64 KiB
+/// chunks (aligned reads, which some procfs files require).
+fn read_bounded(mut file: fs::File, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut bytes = Vec::new();
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes.len() as u64 > max {
+            return Err(std::io::Error::new(
+                ErrorKind::FileTooLarge,
+                format!(
+                    "the file is over the {} MiB limit for a plugin (read stopped there)",
+                    max >> 20
+                ),
+            ));
+        }
     }
 }
 

@@ -3,36 +3,88 @@
 //! - No ambient authority: plugins are components whose world imports nothing, and the linker
 //!   provides nothing, so a plugin cannot reach files, network, environment, clocks or
 //!   randomness. Components that import anything are rejected at load ([`super::module`]).
-//! - Isolation: every call runs in a fresh `Store`; no state survives from one item to the next.
+//! - Isolation: every call runs in a fresh `Store` (a `batch`-mode slice reuses one store for
+//!   the items of one slice of one batch); nothing survives the store.
+//! - Calls at once: a call needs a [`CallSlot`], and there are [`SandboxLimits::calls_at_once`]
+//!   of them (default: the machine's cores). Waiting for a slot is not part of a call's deadline.
 //! - CPU: epoch interruption. A ticker thread advances the engine's epoch every [`EPOCH_TICK`];
-//!   each store traps once its deadline (in ticks) has passed, so an infinite loop stops.
-//! - Memory: a per-store cap on linear memory and tables; growing past it traps.
+//!   each store traps once its deadline (in ticks) has passed, so an infinite loop stops. With
+//!   no more calls than cores, a call's wall-clock deadline is close to its CPU time.
+//! - Memory: [`CallLimiter`] caps the *sum* of a call's linear memories (a component may have
+//!   several) and the count of its instances, memories and tables ([`PER_CALL`]).
+//! - Shared pools: the pooling allocator is sized so that `calls_at_once` calls, each at its
+//!   per-call limits, always fit: no plugin can exhaust what another batch's call needs. If
+//!   the pool is nonetheless full, that is a host condition and retryable, never the item's
+//!   fault ([`super::PluginError::HostBusy`]).
+//!
+//! The worker's plugin memory is therefore bounded by [`SandboxLimits::memory_bound`]:
+//! `calls_at_once x (memory cap + table cap)`, plus one copy of what a call returns
+//! (at most its memory cap) while the call's result is read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
 };
 
 /// Granularity of the CPU deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Largest plugin file the registry reads. Real plugins are kilobytes to a few MiB; the cap
-/// keeps a stray multi-gigabyte file in the plugins directory from being read, hashed and
-/// compiled (checked with a `stat`, before reading).
-pub const MAX_PLUGIN_FILE_BYTES: u64 = 16 << 20;
+/// Largest plugin file the registry reads (the read itself is bounded, whatever the file
+/// claims its size is). Room for interpreters compiled to wasm (a Python plugin built with
+/// componentize-py is ~18 MB), while a stray multi-gigabyte file is never read whole.
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 64 << 20;
 
-/// Resource limits of one plugin call.
+/// Longest the worker waits for one plugin to compile before rejecting it (the file is not
+/// retried until it changes). Compilation runs off the workflow-driving task, so waiting never
+/// stalls workflows; the bound keeps a pathological file from holding a compile slot forever.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest `--plugin-deadline-ms` allowed: a call must end well within the activity
+/// timeouts it runs under (item activities heartbeat at 30 s, see `workflow.rs`), so a slow
+/// but honest call is never taken for a lost worker.
+pub const MAX_CPU_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What one call may create, whatever the plugin: enough for components built by mainstream
+/// toolchains (a wrapped module has ~3 core instances; interpreters a few more), and the unit
+/// by which the engine-wide pools are sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerCall {
+    pub core_instances: u32,
+    pub memories: u32,
+    pub tables: u32,
+    /// Elements of one table (8 bytes each).
+    pub table_elements: usize,
+}
+
+pub const PER_CALL: PerCall = PerCall {
+    core_instances: 16,
+    memories: 4,
+    tables: 16,
+    table_elements: 65_536,
+};
+
+impl PerCall {
+    /// Bytes all of a call's tables may use.
+    pub const fn table_bytes(&self) -> u64 {
+        self.tables as u64 * self.table_elements as u64 * 8
+    }
+}
+
+/// Resource limits of the plugin host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxLimits {
-    /// Wall-clock budget of one call (the epoch deadline), rounded up to [`EPOCH_TICK`].
+    /// Budget of one call from the moment it starts executing (the epoch deadline), rounded
+    /// up to [`EPOCH_TICK`].
     pub cpu_deadline: Duration,
-    /// Cap on a call's linear memory.
+    /// Cap on the sum of a call's linear memories.
     pub memory_bytes: usize,
-    /// Instances that can be alive at once (pooling allocator slots): at least the number of
-    /// plugin calls that can run concurrently.
-    pub pool_slots: u32,
+    /// Plugin calls executing at once in this process (each holds a [`CallSlot`]).
+    pub calls_at_once: u32,
+    /// Longest a plugin may take to compile before it is rejected.
+    pub compile_timeout: Duration,
 }
 
 impl Default for SandboxLimits {
@@ -40,9 +92,18 @@ impl Default for SandboxLimits {
         Self {
             cpu_deadline: Duration::from_secs(1),
             memory_bytes: 64 << 20,
-            pool_slots: 256,
+            calls_at_once: default_calls_at_once(),
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
         }
     }
+}
+
+/// One call per core: more would only share the cores, stretching every call's wall-clock
+/// deadline.
+pub fn default_calls_at_once() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(2)
 }
 
 impl SandboxLimits {
@@ -50,18 +111,121 @@ impl SandboxLimits {
         let ticks = self.cpu_deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
         u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
+
+    /// The most memory plugin instances can hold at once in this process: every call slot at
+    /// its memory and table caps, plus one returned value of at most the memory cap per call
+    /// being read back.
+    pub fn memory_bound(&self) -> u64 {
+        u64::from(self.calls_at_once) * (2 * self.memory_bytes as u64 + PER_CALL.table_bytes())
+    }
+
+    fn pool(&self) -> PoolingAllocationConfig {
+        let calls = self.calls_at_once.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Sized from the per-call limits: `calls` calls at their limits always fit.
+        pool.total_component_instances(calls)
+            .total_core_instances(calls * PER_CALL.core_instances)
+            .total_memories(calls * PER_CALL.memories)
+            .total_tables(calls * PER_CALL.tables)
+            .max_core_instances_per_component(PER_CALL.core_instances)
+            .max_memories_per_component(PER_CALL.memories)
+            .max_tables_per_component(PER_CALL.tables)
+            .table_elements(PER_CALL.table_elements)
+            .max_memory_size(self.memory_bytes);
+        pool
+    }
 }
 
-/// What each store carries: only its limits.
+/// The right to run one plugin call. Held for as long as the call's store lives, so the pools
+/// hold at most `calls_at_once` stores' worth of instances; drop it only after the store.
+pub struct CallSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Tracks one store's resources against the per-call limits.
+pub struct CallLimiter {
+    memory_cap: usize,
+    memory_total: usize,
+    /// The growth being attempted, undone if the allocation itself fails.
+    pending: usize,
+}
+
+impl CallLimiter {
+    fn new(memory_cap: usize) -> Self {
+        Self {
+            memory_cap,
+            memory_total: 0,
+            pending: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        let total = self.memory_total.saturating_add(growth);
+        if total > self.memory_cap {
+            // A trap, not -1: the guest's allocator would abort with a less useful message.
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit: the call's linear memories would use {total} bytes, over the \
+                 cap of {} bytes",
+                self.memory_cap
+            )));
+        }
+        self.memory_total = total;
+        self.pending = growth;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_total -= std::mem::take(&mut self.pending);
+        Err(error.context("memory limit: growing a linear memory failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > PER_CALL.table_elements {
+            return Err(wasmtime::Error::msg(format!(
+                "table limit: a table of {desired} elements is over the limit of {}",
+                PER_CALL.table_elements
+            )));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        PER_CALL.core_instances as usize
+    }
+
+    fn tables(&self) -> usize {
+        PER_CALL.tables as usize
+    }
+
+    fn memories(&self) -> usize {
+        PER_CALL.memories as usize
+    }
+}
+
+/// What each store carries: only its limiter.
 pub struct StoreState {
-    limits: StoreLimits,
+    limiter: CallLimiter,
 }
 
-/// A wasmtime engine configured for the sandbox, with its epoch ticker.
+/// A wasmtime engine configured for the sandbox, with its epoch ticker and call slots.
 #[derive(Clone)]
 pub struct SandboxedEngine {
     engine: Engine,
     limits: SandboxLimits,
+    slots: Arc<Semaphore>,
 }
 
 impl SandboxedEngine {
@@ -71,21 +235,20 @@ impl SandboxedEngine {
         config.wasm_component_model(true);
         // A deep recursion traps with "call stack exhausted" instead of overflowing the host.
         config.max_wasm_stack(512 << 10);
-        // Pre-reserved slots make a fresh instance per call cheap. Each slot's memory is capped
-        // at the sandbox's limit, so a plugin cannot outgrow it there either.
-        let slots = limits.pool_slots;
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 2)
-            .total_memories(slots * 2)
-            .total_tables(slots * 2)
-            .max_memory_size(limits.memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Compile on one thread: a large plugin dropped into a busy worker then takes one
+        // core, not all of them, from the batches being served.
+        config.parallel_compilation(false);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(limits.pool()));
         let engine = Engine::new(&config)?;
         // Without the ticker no deadline would ever fire: fail rather than run unguarded.
         spawn_epoch_ticker(&engine)
             .map_err(|e| anyhow::anyhow!("cannot start the wasm epoch ticker thread: {e}"))?;
-        Ok(Self { engine, limits })
+        let slots = Arc::new(Semaphore::new(limits.calls_at_once.max(1) as usize));
+        Ok(Self {
+            engine,
+            limits,
+            slots,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -96,19 +259,31 @@ impl SandboxedEngine {
         self.limits
     }
 
-    /// A fresh store for one call, with the memory cap and CPU deadline armed.
-    pub fn new_store(&self) -> Store<StoreState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .instances(8)
-            .tables(8)
-            .memories(2)
-            // Trap rather than let `memory.grow` return -1: the guest's allocator would
-            // abort with a less useful message.
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(&self.engine, StoreState { limits });
-        store.limiter(|state| &mut state.limits);
+    /// Waits (asynchronously, first come first served) for a call slot.
+    pub async fn call_slot(&self) -> CallSlot {
+        let permit = self.slots.clone().acquire_owned().await;
+        CallSlot {
+            // The semaphore is never closed.
+            _permit: permit.unwrap_or_else(|_| unreachable!("the call slots are never closed")),
+        }
+    }
+
+    /// [`Self::call_slot`] for callers outside the async runtime (tools, tests, benchmarks).
+    pub fn call_slot_blocking(&self) -> CallSlot {
+        futures::executor::block_on(self.call_slot())
+    }
+
+    /// Call slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// A fresh store for one call, with the memory cap and CPU deadline armed. The caller
+    /// holds a [`CallSlot`] for as long as the store lives.
+    pub fn new_store(&self, _slot: &mut CallSlot) -> Store<StoreState> {
+        let limiter = CallLimiter::new(self.limits.memory_bytes);
+        let mut store = Store::new(&self.engine, StoreState { limiter });
+        store.limiter(|state| &mut state.limiter);
         self.arm_deadline(&mut store);
         store
     }
@@ -144,12 +319,58 @@ mod tests {
         let at = |ms| SandboxLimits {
             cpu_deadline: Duration::from_millis(ms),
             memory_bytes: 0,
-            pool_slots: 1,
+            calls_at_once: 1,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
         };
         assert_eq!(at(0).deadline_ticks(), 1);
         assert_eq!(at(1).deadline_ticks(), 1);
         assert_eq!(at(10).deadline_ticks(), 1);
         assert_eq!(at(11).deadline_ticks(), 2);
         assert_eq!(at(1000).deadline_ticks(), 100);
+    }
+
+    #[test]
+    fn the_limiter_caps_the_sum_of_a_calls_memories() {
+        let mut limiter = CallLimiter::new(10 << 20);
+        assert!(
+            limiter
+                .memory_growing(0, 6 << 20, None)
+                .expect("first memory")
+        );
+        assert!(
+            limiter
+                .memory_growing(0, 4 << 20, None)
+                .expect("second memory")
+        );
+        let err = limiter
+            .memory_growing(4 << 20, 5 << 20, None)
+            .expect_err("over the sum");
+        assert!(
+            err.to_string().contains("over the cap of 10485760 bytes"),
+            "{err}"
+        );
+        // A growth the allocator then fails is given back.
+        let mut limiter = CallLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 8 << 20, None).expect("grow"));
+        let _ = limiter.memory_grow_failed(wasmtime::Error::msg("mmap failed"));
+        assert!(
+            limiter
+                .memory_growing(0, 9 << 20, None)
+                .expect("room again")
+        );
+    }
+
+    #[test]
+    fn the_memory_bound_counts_every_slot_at_its_caps() {
+        let limits = SandboxLimits {
+            cpu_deadline: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+            calls_at_once: 2,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+        };
+        assert_eq!(
+            limits.memory_bound(),
+            2 * (2 * (64 << 20) + 16 * 65_536 * 8)
+        );
     }
 }

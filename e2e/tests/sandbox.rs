@@ -1,0 +1,352 @@
+//! The sandbox against hostile plugins, end to end: a real dev server, the real worker and
+//! starter. What only a running worker can show: an honest batch beside hostile ones keeps
+//! exact results, a plugin's flood of words fails its batch promptly, and loading a large
+//! plugin never stalls the workflows being served.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use batch_core::ids::child_workflow_id;
+use support::{DevServer, Run, Worker, install_plugin, starter, starter_within, sum_of_squares};
+
+/// The tests of this file one at a time: each measures how a worker shares this machine's
+/// cores, which another test's load would distort.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(DevServer::start)
+}
+
+/// A worker of its own (queue `queue`, flags `args`) with the named built plugins and the
+/// given text-format plugins in a fresh plugins directory.
+struct Node {
+    queue: String,
+    plugins: tempfile::TempDir,
+    worker: Worker,
+}
+
+fn node(queue: &str, built: &[&str], wat: &[(&str, String)], args: &[&str]) -> Node {
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    for name in built {
+        install_plugin(plugins.path(), name, name);
+    }
+    for (name, text) in wat {
+        std::fs::write(plugins.path().join(format!("{name}.wat")), text).expect("write wat");
+    }
+    let worker = Worker::start_with(server(), queue, plugins.path(), args);
+    Node {
+        queue: queue.to_owned(),
+        plugins,
+        worker,
+    }
+}
+
+impl Node {
+    fn run(&self, args: &[&str]) -> Run {
+        starter(server(), &self.queue, args)
+    }
+
+    /// Runs `args` again and again in the background until the returned guard is dropped.
+    fn keep_running(&self, args: &'static [&'static str]) -> Background {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (queue, flag) = (self.queue.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut runs = 0;
+            let mut id = 0;
+            while !flag.load(Ordering::Relaxed) {
+                id += 1;
+                let workflow_id = format!("{queue}-noise-{id}");
+                let mut all = args.to_vec();
+                all.extend(["--workflow-id", &workflow_id]);
+                starter(server(), &queue, &all);
+                runs += 1;
+            }
+            runs
+        });
+        Background {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What went wrong, for a failed assertion: the batch's output and the worker's log tail.
+    fn explain(&self, run: &Run) -> String {
+        let log = self.worker.log_text();
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "stdout:\n{}\nstderr:\n{}\nworker log ({}), last lines:\n{tail}",
+            run.stdout,
+            run.stderr,
+            self.worker.log.display()
+        )
+    }
+}
+
+/// Hostile batches started over and over in the background, stopped on drop.
+struct Background {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl Background {
+    /// Stops and returns how many batches were started.
+    fn finish(mut self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("background thread"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A component whose `process` is `body`, in a module that also declares `extra`, after the
+/// component items `prelude`.
+fn wat_component(prelude: &str, extra: &str, body: &str) -> String {
+    format!(
+        r#"(component
+  {prelude}
+  (core module $m
+    (memory (export "memory") 1)
+    {extra}
+    (func (export "process") (param $item i64) (result i32) {body}))
+  (core instance $i (instantiate $m))
+  (func $process (param "item" u64) (result (result u64 (error string)))
+    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
+  (instance $c (export "process" (func $process)))
+  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
+    )
+}
+
+/// Loops on every item until the deadline stops it.
+fn spinner() -> String {
+    wat_component("", "", "(loop $spin (br $spin)) (unreachable)")
+}
+
+/// Creates eight core instances, each with a table, then loops.
+fn hog() -> String {
+    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
+    for _ in 1..8 {
+        prelude.push_str("  (core instance (instantiate $t))\n");
+    }
+    wat_component(
+        &prelude,
+        "(table 1 funcref)",
+        "(loop $spin (br $spin)) (unreachable)",
+    )
+}
+
+/// A valid plugin large enough to take many seconds to compile (on one core): `functions`
+/// functions of 500 arithmetic steps the optimizer cannot fold away, as a binary component
+/// (compact: about 10 bytes per step).
+fn large_plugin(functions: usize) -> Vec<u8> {
+    let mut extra = String::with_capacity(functions * 50_000);
+    for f in 0..functions {
+        extra.push_str(&format!("(func $f{f} (param $x i64) (result i64)\n"));
+        for k in 0..500 {
+            extra.push_str(&format!(
+                "(local.set $x (i64.xor (i64.mul (local.get $x) (i64.const {})) (i64.rotl (local.get $x) (i64.const {}))))\n",
+                2 * (f * 131 + k) + 1,
+                k % 63 + 1
+            ));
+        }
+        extra.push_str("(local.get $x))\n");
+    }
+    let text = wat_component(
+        "",
+        &extra,
+        "(drop (call $f0 (local.get $item))) (i32.const 0)",
+    );
+    wat::parse_str(&text).expect("a valid component")
+}
+
+/// Requirement 6: an honest plugin that needs ~1/10 of its deadline per item never fails
+/// because the worker is busy with a looping plugin's batches: calls run on at most one slot
+/// per core, first come first served, and the deadline counts only a call's own execution.
+#[test]
+fn an_honest_plugin_never_fails_because_of_load() {
+    let _alone = alone();
+    let node = node(
+        "fair",
+        &["busy"],
+        &[("spinner", spinner())],
+        &["--plugin-deadline-ms", "300"],
+    );
+    let noise = node.keep_running(&["200", "--plugin", "spinner"]);
+    let run = node.run(&["1000", "--plugin", "busy"]);
+    let noisy_batches = noise.finish();
+    assert!(run.success, "{}", node.explain(&run));
+    assert_eq!(run.field("Sum of all outputs"), "500500");
+    assert_eq!(run.field("Total numbers processed"), "1000");
+    assert!(noisy_batches >= 1, "the looping batches ran beside it");
+}
+
+/// Requirement 4: a plugin that instantiates many core instances and tables and then loops,
+/// run as a large batch, cannot make another plugin's batch fail: the pools hold every
+/// call slot at its per-call limits.
+#[test]
+fn a_hog_at_its_limits_never_fails_another_batch() {
+    let _alone = alone();
+    let node = node(
+        "pools",
+        &["square_number"],
+        &[("hog", hog())],
+        &["--plugin-deadline-ms", "200"],
+    );
+    let noise = node.keep_running(&["400", "100", "4", "--plugin", "hog"]);
+    let run = node.run(&["300"]);
+    noise.finish();
+    assert!(run.success, "{}", node.explain(&run));
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(300).to_string()
+    );
+}
+
+/// Requirement 3: a refusal of 6 MiB fails its batch promptly, with a bounded message that
+/// says how long the original was, in the batch's failure and in the worker's log.
+#[test]
+fn a_plugins_flood_of_words_fails_its_batch_promptly_and_bounded() {
+    let _alone = alone();
+    let node = node("words", &["chatty"], &[], &[]);
+    let started = Instant::now();
+    let run = starter_within(
+        server(),
+        &node.queue,
+        &["10", "--plugin", "chatty"],
+        Duration::from_secs(60),
+    );
+    let took = started.elapsed();
+    assert!(!run.success, "{}", node.explain(&run));
+    assert!(
+        run.stderr
+            .contains("refused item 7: item 7 is refused at great length: blah blah")
+            && run.stderr.contains("[truncated: 6291490 bytes in all]"),
+        "{}",
+        node.explain(&run)
+    );
+    assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let log = node.worker.log_text();
+    assert!(log.contains("[truncated: 6291490 bytes in all]"), "{log}");
+    assert!(
+        log.len() < 1 << 20,
+        "the worker's log is {} bytes",
+        log.len()
+    );
+}
+
+/// Requirement 7: a large plugin dropped into a running worker mid-batch is compiled off the
+/// task that drives the workflows: the batch's workflow tasks are not held up by it. Measured
+/// in the histories as each workflow task's time from started to completed (the worker's own
+/// processing; normally milliseconds), which a stalled driving task would stretch to the
+/// compile's length.
+#[test]
+fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
+    let _alone = alone();
+    let node = node("loading", &["square_number"], &[], &[]);
+    let large = large_plugin(1_500);
+    let queue = node.queue.clone();
+    let batch = std::thread::spawn(move || {
+        starter(server(), &queue, &["4000", "--workflow-id", "loading-4000"])
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let tmp = node.plugins.path().join(".large.tmp");
+    std::fs::write(&tmp, &large).expect("write");
+    std::fs::rename(&tmp, node.plugins.path().join("large.wasm")).expect("install");
+    let dropped = Instant::now();
+    let run = batch.join().expect("batch thread");
+    assert!(run.success, "{}", node.explain(&run));
+    assert_eq!(
+        run.field("Sum of all squares"),
+        sum_of_squares(4000).to_string()
+    );
+    let log = support::wait_for("the large plugin to load", Duration::from_secs(300), || {
+        let log = node.worker.log_text();
+        log.lines()
+            .any(|l| l.contains("plugin version loaded") && l.contains("large"))
+            .then_some(log)
+    });
+    println!(
+        "the large plugin loaded {:?} after it was dropped",
+        dropped.elapsed()
+    );
+    let root = "loading-4000".to_owned();
+    let children: Vec<String> = (0..5).map(|i| child_workflow_id(&root, i)).collect();
+    let grandchildren: Vec<String> = children
+        .iter()
+        .flat_map(|child| (0..5).map(|i| child_workflow_id(child, i)))
+        .collect();
+    let ids: Vec<String> = [vec![root], children, grandchildren].concat();
+    let slowest = ids
+        .iter()
+        .map(|id| slowest_workflow_task(server(), id))
+        .max()
+        .expect("some workflows");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a workflow task took {slowest:?} from started to completed; worker log:\n{log}"
+    );
+}
+
+/// The longest time any workflow task of `workflow_id` took from started to completed.
+fn slowest_workflow_task(server: &DevServer, workflow_id: &str) -> Duration {
+    let out = server.cli(&["workflow", "show", "-w", workflow_id, "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json history");
+    let events = history["events"].as_array().expect("events");
+    let time = |e: &serde_json::Value| parse_rfc3339(e["eventTime"].as_str().expect("time"));
+    let mut started = None;
+    let mut slowest = Duration::ZERO;
+    for event in events {
+        match event["eventType"].as_str().unwrap_or_default() {
+            "EVENT_TYPE_WORKFLOW_TASK_STARTED" => started = Some(time(event)),
+            "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" => {
+                if let Some(at) = started.take() {
+                    slowest = slowest.max(time(event).saturating_sub(at));
+                }
+            }
+            _ => {}
+        }
+    }
+    slowest
+}
+
+/// `2026-11-26T21:51:12.123456Z` as a duration since the start of that day's month (enough to
+/// subtract two times of one short test).
+fn parse_rfc3339(text: &str) -> Duration {
+    let (_, time) = text.split_once('T').expect("a date and a time");
+    let day: u64 = text[8..10].parse().expect("day");
+    let time = time.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let hours: u64 = parts.next().and_then(|h| h.parse().ok()).expect("hours");
+    let minutes: u64 = parts.next().and_then(|m| m.parse().ok()).expect("minutes");
+    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).expect("seconds");
+    Duration::from_secs(day * 86_400 + hours * 3_600 + minutes * 60)
+        + Duration::from_secs_f64(seconds)
+}

@@ -1,0 +1,89 @@
+//! Requirement 5 of the sandbox: the worker's plugin memory stays under the documented bound
+//! ([`SandboxLimits::memory_bound`]) however many calls are asked for at once. Its own test
+//! binary, so no other test's allocations count in the process's peak.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+
+/// A plugin that grows its memory to `pages` more pages and writes to every 4 KiB of it.
+fn filler(pages: u32) -> String {
+    format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "process") (param $item i64) (result i32) (local $p i32) (local $end i32)
+      (drop (memory.grow (i32.const {pages})))
+      (local.set $end (i32.mul (memory.size) (i32.const 65536)))
+      (local.set $p (i32.const 4096))
+      (block $done
+        (loop $touch
+          (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+          (i32.store8 (local.get $p) (i32.const 1))
+          (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+          (br $touch)))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $process (param "item" u64) (result (result u64 (error string)))
+    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
+  (instance $c (export "process" (func $process)))
+  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
+    )
+}
+
+#[test]
+fn plugin_memory_stays_under_the_documented_bound_with_many_calls_at_once() {
+    let limits = SandboxLimits {
+        cpu_deadline: Duration::from_secs(5),
+        memory_bytes: 32 << 20,
+        calls_at_once: 2,
+        compile_timeout: Duration::from_secs(60),
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let pages = (limits.memory_bytes / 65_536 - 1) as u32;
+    std::fs::write(dir.path().join("filler.wat"), filler(pages)).expect("write");
+    let engine = SandboxedEngine::new(limits).expect("engine");
+    let registry = Arc::new(PluginRegistry::open(dir.path(), engine, None).expect("registry"));
+    let filler = registry.resolve("filler").expect("filler");
+    filler.call(0).expect("one call fills its memory");
+    let before = peak_rss_kib();
+
+    // Eight callers at once, each filling the whole per-call cap, again and again.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let filler = filler.clone();
+            std::thread::spawn(move || {
+                for item in 0..6 {
+                    filler.call(item).expect("fits the cap");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let grown = (peak_rss_kib() - before) as u64 * 1024;
+    let bound = limits.memory_bound();
+    println!(
+        "peak RSS grew by {} MiB with 8 callers of a {} MiB plugin; bound {} MiB",
+        grown >> 20,
+        limits.memory_bytes >> 20,
+        bound >> 20
+    );
+    assert!(
+        grown <= bound,
+        "peak RSS grew by {grown} bytes, over the documented bound of {bound}"
+    );
+    // And the bound is tight enough to mean something: eight full calls would exceed it.
+    assert!(8 * limits.memory_bytes as u64 > bound);
+}
+
+fn peak_rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}

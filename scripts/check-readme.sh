@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs every command of README.md, so the README cannot drift from the code.
+# Runs every command of README.md and docs/*.md, so the documents cannot drift from the code.
 #
 # Every line of every ```bash block is a command (comments and blank lines aside). Each must
 # match a rule below, which runs it (literally where possible) against a dev server this script
-# starts, and checks what the README says it prints (`# Total: 656`, `# Sum of all outputs:
-# 10100`). A command no rule knows fails the check: a new README command needs a rule here.
+# starts, and checks what the document says it prints (`# Total: 656`, `# Sum of all outputs:
+# 10100`). A command no rule knows fails the check: a new command in a document needs a rule
+# here. The documents run in one go, README.md first, then docs/*.md in name order, and share
+# what they start: the worker of the README's three-terminal flow serves the batches of the
+# documents after it, and its batches are the ones the `temporal workflow` commands look at.
 # Expects a release build and the plugins (scripts/test.sh runs this last).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +18,14 @@ fail() {
   exit 1
 }
 
-# The README's bash lines, one per line: "<line number>\t<command>\t<expected output or empty>".
-readme_commands() {
-  python3 - <<'PY'
-import re
-lines = open("README.md", encoding="utf-8").read().split("\n")
+# The documents whose commands run, in order.
+documents=(README.md docs/*.md)
+
+# A document's bash lines, one per line: "<line number>\t<command>\t<expected output or empty>".
+document_commands() {
+  python3 - "$1" <<'PY'
+import re, sys
+lines = open(sys.argv[1], encoding="utf-8").read().split("\n")
 in_bash = False
 for number, line in enumerate(lines, 1):
     if line.startswith("```"):
@@ -34,29 +40,31 @@ for number, line in enumerate(lines, 1):
 PY
 }
 
-# The block of the given language that follows the line containing MARKER (the plugin example).
-readme_block_after() {
-  python3 - "$1" "$2" <<'PY'
+# The block of the given language that follows the line containing MARKER in DOCUMENT (the
+# plugin example): document_block_after DOCUMENT MARKER LANGUAGE.
+document_block_after() {
+  python3 - "$1" "$2" "$3" <<'PY'
 import sys
-marker, language = sys.argv[1], sys.argv[2]
-text = open("README.md", encoding="utf-8").read()
+document, marker, language = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(document, encoding="utf-8").read()
 rest = text[text.index(marker):]
 start = rest.index("```" + language + "\n") + len(language) + 4
 print(rest[start:rest.index("```", start)], end="")
 PY
 }
 
+# run WHERE COMMAND EXPECTED: WHERE is "<document>:<line>".
 run() {
-  local number=$1 command=$2 expected=$3 out
-  echo "check-readme: README.md:$number: $command"
+  local where=$1 command=$2 expected=$3 out
+  echo "check-readme: $where: $command"
   # A command that hangs (say, a starter with no worker) fails the check instead.
-  if ! out=$(timeout 900 bash -c "$command" 2>&1); then
+  if ! out=$(timeout 900 bash -c "$command" 2>&1 </dev/null); then
     echo "$out" >&2
-    fail "README.md:$number failed: $command"
+    fail "$where failed: $command"
   fi
   if [ -n "$expected" ] && ! grep -qF -- "$expected" <<<"$out"; then
     echo "$out" >&2
-    fail "README.md:$number: expected \"$expected\" in the output of: $command"
+    fail "$where: expected \"$expected\" in the output of: $command"
   fi
 }
 
@@ -79,52 +87,57 @@ cleanup_double() {
 trap 'cleanup_double; stop_tracked' EXIT
 
 checked=0
-while IFS=$'\t' read -r number command expected; do
-  case "$command" in
-    "scripts/test.sh")
-      echo "check-readme: README.md:$number: $command (what runs this check)" ;;
-    "scripts/demo.sh"*)
-      # The main job starts its own dev server when TEMPORAL_ADDRESS is not set.
-      if [ "$command" = "scripts/demo.sh" ]; then expected="Sum of all squares: 2668667000"; fi
-      run "$number" "env -u TEMPORAL_ADDRESS $command" "$expected" ;;
-    "temporal server start-dev")
-      echo "check-readme: README.md:$number: $command (running: on $TEMPORAL_ADDRESS)" ;;
-    "./target/release/worker")
-      echo "check-readme: README.md:$number: $command (in the background)"
-      start_worker ;;
-    "./target/release/worker --metrics-addr "*)
-      echo "check-readme: README.md:$number: $command (in the background)"
-      NO_COLOR=1 bash -c "$command" >"$run_dir/metrics-worker.log" 2>&1 &
-      track $!
-      wait_until 60 "the metrics worker" grep -q "worker started" "$run_dir/metrics-worker.log" ||
-        fail "README.md:$number: $(cat "$run_dir/metrics-worker.log")" ;;
-    "TEMPORAL_PROFILE=prod ./target/release/worker --plugins-dir /srv/batch-plugins")
-      # The profile points at this script's server; the plugins are this checkout's.
-      echo "check-readme: README.md:$number: $command (in the background, with target/plugins)"
-      TEMPORAL_CONFIG_FILE="$run_dir/temporal.toml" TEMPORAL_PROFILE=prod NO_COLOR=1 \
-        env -u TEMPORAL_ADDRESS ./target/release/worker --plugins-dir target/plugins \
-        >"$run_dir/prod-worker.log" 2>&1 &
-      track $!
-      wait_until 60 "the prod worker" grep -q 'worker started.*namespace=batch' \
-        "$run_dir/prod-worker.log" || fail "README.md:$number: $(cat "$run_dir/prod-worker.log")" ;;
-    "TEMPORAL_PROFILE=prod "*)
-      run "$number" "export TEMPORAL_CONFIG_FILE=$run_dir/temporal.toml; unset TEMPORAL_ADDRESS; $command" "$expected" ;;
-    "cargo new --lib plugins/double")
-      # The plugin example: the crate, then the README's own Cargo.toml and lib.rs for it.
-      [ ! -e plugins/double ] || fail "plugins/double exists already: remove it to run the check"
-      run "$number" "$command" ""
-      readme_block_after "plugins/double/Cargo.toml" toml >plugins/double/Cargo.toml
-      readme_block_after "plugins/double/src/lib.rs" rust >plugins/double/src/lib.rs ;;
-    "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
-    "scripts/build-plugins.sh" | \
-    "./target/release/starter"* | "./target/release/worker --list-plugins" | \
-    "temporal workflow "* | "temporal task-queue describe "* | "bench/run.sh "* | \
-    "curl -s http://127.0.0.1:9464/metrics"* | "cargo bench "*)
-      run "$number" "$command" "$expected" ;;
-    *)
-      fail "README.md:$number: no rule runs this command; add one to $0: $command" ;;
-  esac
-  checked=$((checked + 1))
-done < <(readme_commands)
-[ "$checked" -gt 0 ] || fail "found no commands in README.md"
-echo "check-readme: all $checked README commands ran as documented"
+for document in "${documents[@]}"; do
+  while IFS=$'\t' read -r number command expected; do
+    where="$document:$number"
+    case "$command" in
+      "scripts/test.sh")
+        echo "check-readme: $where: $command (what runs this check)" ;;
+      "scripts/demo.sh"*)
+        # The main job starts its own dev server when TEMPORAL_ADDRESS is not set.
+        if [ "$command" = "scripts/demo.sh" ]; then expected="Sum of all squares: 2668667000"; fi
+        run "$where" "env -u TEMPORAL_ADDRESS $command" "$expected" ;;
+      "temporal server start-dev")
+        echo "check-readme: $where: $command (running: on $TEMPORAL_ADDRESS)" ;;
+      "./target/release/worker")
+        echo "check-readme: $where: $command (in the background)"
+        start_worker ;;
+      "./target/release/worker --metrics-addr "*)
+        echo "check-readme: $where: $command (in the background)"
+        NO_COLOR=1 bash -c "$command" >"$run_dir/metrics-worker.log" 2>&1 &
+        track $!
+        wait_until 60 "the metrics worker" grep -q "worker started" "$run_dir/metrics-worker.log" ||
+          fail "$where: $(cat "$run_dir/metrics-worker.log")" ;;
+      "TEMPORAL_PROFILE=prod ./target/release/worker --plugins-dir /srv/batch-plugins")
+        # The profile points at this script's server; the plugins are this checkout's.
+        echo "check-readme: $where: $command (in the background, with target/plugins)"
+        TEMPORAL_CONFIG_FILE="$run_dir/temporal.toml" TEMPORAL_PROFILE=prod NO_COLOR=1 \
+          env -u TEMPORAL_ADDRESS ./target/release/worker --plugins-dir target/plugins \
+          >"$run_dir/prod-worker.log" 2>&1 &
+        track $!
+        wait_until 60 "the prod worker" grep -q 'worker started.*namespace=batch' \
+          "$run_dir/prod-worker.log" || fail "$where: $(cat "$run_dir/prod-worker.log")" ;;
+      "TEMPORAL_PROFILE=prod "*)
+        profile="export TEMPORAL_CONFIG_FILE=$run_dir/temporal.toml; unset TEMPORAL_ADDRESS"
+        run "$where" "$profile; $command" "$expected" ;;
+      "cargo new --lib plugins/double")
+        # The plugin example: the crate, then the document's own Cargo.toml and lib.rs for it.
+        [ ! -e plugins/double ] || fail "plugins/double exists already: remove it to run the check"
+        run "$where" "$command" ""
+        document_block_after "$document" "plugins/double/Cargo.toml" toml >plugins/double/Cargo.toml
+        document_block_after "$document" "plugins/double/src/lib.rs" rust \
+          >plugins/double/src/lib.rs ;;
+      "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
+      "scripts/build-plugins.sh" | \
+      "./target/release/starter"* | "./target/release/worker --list-plugins" | \
+      "temporal workflow "* | "temporal task-queue describe "* | "bench/run.sh "* | \
+      "curl -s http://127.0.0.1:9464/metrics"* | "cargo bench "*)
+        run "$where" "$command" "$expected" ;;
+      *)
+        fail "$where: no rule runs this command; add one to $0: $command" ;;
+    esac
+    checked=$((checked + 1))
+  done < <(document_commands "$document")
+done
+[ "$checked" -gt 0 ] || fail "found no commands in ${documents[*]}"
+echo "check-readme: all $checked commands of ${documents[*]} ran as documented"

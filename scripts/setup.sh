@@ -6,7 +6,7 @@ set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# protoc for the SDK's build; curl for the README's metrics example.
+# protoc for the SDK's build; curl for the metrics example (docs/operations.md).
 packages=()
 command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || packages+=(curl)

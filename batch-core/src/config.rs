@@ -27,7 +27,7 @@ pub const MAX_IN_FLIGHT: u64 = 1_000;
 /// 200 leaves of 10 items keep ~2,000 activities pending, twenty times a default worker's
 /// slots, and about 250 workflows open (siblings share their ancestors): within a default
 /// worker's sticky cache (1,000), so workflows are not evicted and replayed over and over
-/// however large n is. Measured: the worker's peak memory at n=10^4 went from 79 to 58 MB.
+/// however large n is (the worker's memory with and without it: `docs/benchmarks.md`).
 pub const DEFAULT_MAX_LEAVES_IN_FLIGHT: u64 = 200;
 /// Upper bound of that cap.
 pub const MAX_LEAVES_IN_FLIGHT: u64 = 100_000;
@@ -41,9 +41,8 @@ pub const MAX_ACTIVITIES_IN_FLIGHT: u64 = 200_000;
 pub const MAX_DEPTH: u32 = 64;
 /// Items of an `item` or `local` batch pending at once under the starter's default leaf budget
 /// (200 leaves of 10 items). Counting leaves alone would let large leaves flood the server:
-/// measured at n=10^5, batch 100, 10 children: 200 leaves (20,000 items pending) took 349 s and
-/// 279 MB of worker memory (sticky tasks timed out, workflows were replayed over and over);
-/// 20 leaves (2,000 items) took 267 s and 74 MB.
+/// sticky tasks time out and workflows are replayed over and over, which costs time and worker
+/// memory (figures at n=10^5 with leaves of 100: `docs/benchmarks.md`).
 pub const DEFAULT_ITEMS_IN_FLIGHT: u64 = 2_000;
 
 /// The starter's default `max_leaves_in_flight`: in `item` and `local` modes, enough leaves to

@@ -80,16 +80,7 @@ impl Node {
 
     /// What went wrong, for a failed assertion: the batch's output and the worker's log tail.
     fn explain(&self, run: &Run) -> String {
-        let log = self.worker.log_text();
-        let tail: String = log
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let tail = support::log_tail(&self.worker.log, 40);
         format!(
             "stdout:\n{}\nstderr:\n{}\nworker log ({}), last lines:\n{tail}",
             run.stdout,

@@ -28,6 +28,7 @@ use crate::metrics::PluginMetrics;
 use crate::plugins::sandbox::CallSlot;
 use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
+use crate::routing;
 
 /// A leaf's whole range for one pinned plugin (`batch` mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +109,7 @@ impl PluginActivities {
     /// plugin's queue at once; on the plugin's queue another holder may still have it, so
     /// there it is retried.
     fn failure(&self, ctx: &ActivityContext, e: PluginError) -> ActivityError {
-        to_activity_error(e, self.routed(ctx))
+        routing::to_activity_error(e, self.routed(ctx))
     }
 
     /// Whether this task came through a plugin's own queue (the workflow re-sent it there).
@@ -452,25 +453,6 @@ fn invalid_task(reason: &str) -> ActivityError {
         ApplicationFailure::builder(anyhow::anyhow!("invalid task input: {reason}"))
             .type_name("InvalidTaskInput".to_owned())
             .non_retryable(true)
-            .build(),
-    )
-}
-
-/// Plugin errors become application failures typed by kind (visible in the Web UI and in
-/// `temporal workflow show`); only the ones a retry can cure stay retryable.
-fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
-    let retryable = e.is_retryable() && (routed || !e.is_routable());
-    let kind = e.kind();
-    if e.is_routable() && !routed {
-        // Expected whenever workers' plugin directories differ: the workflow re-routes it.
-        tracing::debug!(kind, "{e}");
-    } else {
-        tracing::warn!(kind, retryable, "{e}");
-    }
-    ActivityError::application(
-        ApplicationFailure::builder(e)
-            .type_name(kind.to_owned())
-            .non_retryable(!retryable)
             .build(),
     )
 }

@@ -7,6 +7,7 @@
 //! - [`plugin_queues`]: one task queue per plugin held, for work a worker without it received.
 //! - [`plugins`]: the wasmtime host (registry, sandbox, loading and calling).
 //! - [`renewal`]: replacing the SDK worker every so many activities (an SDK leak).
+//! - [`routing`]: failure kinds, what is retried, and running work on a plugin's own queue.
 
 pub mod activities;
 pub mod memory;
@@ -14,4 +15,5 @@ pub mod metrics;
 pub mod plugin_queues;
 pub mod plugins;
 pub mod renewal;
+pub mod routing;
 pub mod workflow;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use batch_core::connect::{ConnectOverrides, connect};
+use batch_core::connect::{ConnectOverrides, Connected, connect};
 use batch_core::summary::render_plugin_list;
 use batch_worker::activities::PluginActivities;
 use batch_worker::memory;
@@ -146,27 +146,17 @@ async fn async_main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,temporalio_sdk_core=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let args = Args::parse();
-
     let limits = sandbox_limits(&args)?;
-    let engine = SandboxedEngine::new(limits)?;
-    let cache = open_cache(&args, engine.engine())?;
-    let registry = Arc::new(PluginRegistry::open(&args.plugins_dir, engine, cache)?);
+    let registry = open_registry(&args, limits)?;
     if args.list_plugins {
         print!("{}", render_plugin_list(&registry.list()?));
         return Ok(());
     }
     log_plugins(&registry);
-
     memory::start_trimming();
+
     let telemetry = Telemetry::start(args.metrics_addr)?;
     let overrides = ConnectOverrides {
         address: args.address.clone(),
@@ -175,8 +165,6 @@ async fn run() -> anyhow::Result<()> {
         metrics_meter: telemetry.sdk_meter.clone(),
     };
     let connected = connect(&overrides).await?;
-    let client = connected.client.clone();
-
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder()
             .telemetry_options(telemetry.options())
@@ -187,27 +175,22 @@ async fn run() -> anyhow::Result<()> {
         registry.clone(),
         telemetry.plugin_metrics(),
         &args.task_queue,
-        Some(client.clone()),
+        Some(connected.client.clone()),
     );
     let mut plugin_queues = PluginQueues::new(
         &runtime,
-        client.clone(),
+        connected.client.clone(),
         activities.clone(),
         registry.clone(),
-        PluginQueueSettings {
-            home_queue: args.task_queue.clone(),
-            // Routed work is the exception: a few slots, so a busy worker does not take more
-            // than it can run while other holders are idle.
-            slots: (args.max_concurrent_activities as usize / 4).max(1),
-            graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
-            overrides: overrides.clone(),
-            renew_after: args.renew_after_activities,
-        },
+        plugin_queue_settings(&args, &overrides),
     );
     plugin_queues.serve_new_plugins().await;
 
+    let stop_worker = StopSignal::default();
+    stop_on_signal(stop_worker.clone(), plugin_queues.stop_handle());
+    log_started(&args, &connected, &registry, limits);
     // The first generation uses the connection made above; later ones connect anew.
-    let first_client = Cell::new(Some(client));
+    let first_client = Cell::new(Some(connected.client.clone()));
     let build = |_generation: u64| {
         let (args, runtime, overrides, activities) = (&args, &runtime, &overrides, &activities);
         let first = first_client.take();
@@ -221,17 +204,70 @@ async fn run() -> anyhow::Result<()> {
             Ok(Generation::of(worker, activity_tasks))
         }
     };
+    plugin_queues
+        .run_beside(run_renewing(
+            "batch",
+            build,
+            args.renew_after_activities,
+            stop_worker,
+        ))
+        .await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
 
-    let stop_worker = StopSignal::default();
-    let stop_plugin_queues = plugin_queues.stop_handle();
-    let stop = stop_worker.clone();
+/// Logs to stderr, `RUST_LOG` choosing the level; colours only on a terminal.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,temporalio_sdk_core=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The sandboxed engine, its compiled-code cache and the plugins directory's registry.
+fn open_registry(args: &Args, limits: SandboxLimits) -> anyhow::Result<Arc<PluginRegistry>> {
+    let engine = SandboxedEngine::new(limits)?;
+    let cache = open_cache(args, engine.engine())?;
+    Ok(Arc::new(PluginRegistry::open(
+        &args.plugins_dir,
+        engine,
+        cache,
+    )?))
+}
+
+fn plugin_queue_settings(args: &Args, overrides: &ConnectOverrides) -> PluginQueueSettings {
+    PluginQueueSettings {
+        home_queue: args.task_queue.clone(),
+        // Routed work is the exception: a few slots, so a busy worker does not take more
+        // than it can run while other holders are idle.
+        slots: (args.max_concurrent_activities as usize / 4).max(1),
+        graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
+        overrides: overrides.clone(),
+        renew_after: args.renew_after_activities,
+    }
+}
+
+/// On Ctrl-C or SIGTERM: stop taking work, let in-flight tasks finish (the grace period).
+fn stop_on_signal(worker: StopSignal, plugin_queues: impl Fn() + Send + 'static) {
     tokio::spawn(async move {
         wait_for_shutdown_signal().await;
         tracing::info!("shutdown requested: finishing in-flight tasks");
-        stop.stop();
-        stop_plugin_queues();
+        worker.stop();
+        plugin_queues();
     });
+}
 
+/// The one line that says where the worker serves and with which limits.
+fn log_started(
+    args: &Args,
+    connected: &Connected,
+    registry: &PluginRegistry,
+    limits: SandboxLimits,
+) {
     tracing::info!(
         address = %connected.address,
         namespace = %connected.namespace,
@@ -247,16 +283,6 @@ async fn run() -> anyhow::Result<()> {
         max_concurrent_workflow_tasks = args.max_concurrent_workflow_tasks,
         "worker started"
     );
-    plugin_queues
-        .run_beside(run_renewing(
-            "batch",
-            build,
-            args.renew_after_activities,
-            stop_worker,
-        ))
-        .await?;
-    tracing::info!("worker stopped");
-    Ok(())
 }
 
 /// The sandbox's limits, from the flags.

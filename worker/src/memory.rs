@@ -4,8 +4,8 @@
 //! threads (workflow activations, activity payloads, gRPC buffers, wasm store bookkeeping).
 //! glibc's allocator keeps freed memory in per-thread arenas instead of returning it, so the
 //! resident size creeps up with the length and width of a batch and stays at its high-water
-//! mark: measured before this, 45 MB at n=2,000, 75 MB at 10^4, ~100 MB at 2x10^4, although
-//! what is live stays bounded by the slots and the sticky cache. Two settings fix that:
+//! mark, although what is live stays bounded by the slots and the sticky cache (figures before
+//! and after: `docs/benchmarks.md`). Two settings fix that:
 //!
 //! - fewer arenas (`M_ARENA_MAX`): the worker is I/O bound and its allocation is not contended
 //!   enough to need one arena per core and thread;

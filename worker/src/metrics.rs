@@ -19,6 +19,7 @@ use temporalio_common::telemetry::metrics::{
 };
 
 use crate::plugins::PluginError;
+use crate::routing;
 
 /// Buckets for call latency, in seconds: a fresh-instance call takes ~10 us, a plugin at its
 /// CPU deadline 1 s (the default), so the SDK's default buckets (50 ms and up) would put every
@@ -90,7 +91,7 @@ impl PluginMetrics {
     }
 
     pub fn failure(&self, plugin: &str, error: &PluginError) {
-        if error.is_routable() {
+        if routing::is_routable(error) {
             // Not a failure of the plugin: the item goes on to a worker that has it.
             return;
         }
@@ -102,7 +103,7 @@ impl PluginMetrics {
         };
         let attributes = self.attributes([
             MetricKeyValue::new("plugin", plugin.to_owned()),
-            MetricKeyValue::new("kind", error.kind()),
+            MetricKeyValue::new("kind", routing::kind(error)),
         ]);
         self.failures.add(1, &attributes);
     }

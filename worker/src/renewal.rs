@@ -3,18 +3,18 @@
 //!
 //! Why: `temporalio-sdk` 1.1.1's `Worker` records a cancellation token for every activity task
 //! it starts (`ActivityHalf::task_tokens_to_cancels`) and never removes it, about 300 bytes per
-//! activity (found with heaptrack: 5.8 MB retained after 20,000 items, growing linearly). The
-//! map belongs to the SDK `Worker` value, so the only cure from outside the SDK is a new
-//! `Worker`. A *generation* is one SDK worker; when it has started `renew_after` activity
-//! tasks, the next generation starts polling first, then the old one shuts down gracefully:
-//! its in-flight activities finish, its cached workflows are handed back to the server
-//! (replayed by the new generation from their short histories). Nothing is lost or run twice:
-//! this is an ordinary worker restart, without a gap in polling.
+//! activity, growing linearly with the activities run (how it was found and measured:
+//! `docs/benchmarks.md`). The map belongs to the SDK `Worker` value, so the only cure from
+//! outside the SDK is a new `Worker`. A *generation* is one SDK worker; when it has started
+//! `renew_after` activity tasks, the next generation starts polling first, then the old one
+//! shuts down gracefully: its in-flight activities finish, its cached workflows are handed back
+//! to the server (replayed by the new generation from their short histories). Nothing is lost
+//! or run twice: this is an ordinary worker restart, without a gap in polling.
 //!
-//! The price, measured: workflow tasks on their way to the old worker as it stops (on its
-//! sticky queue, or polled and dropped by its shutdown) wait for their timeouts (10 s each,
-//! concurrently), so a renewal delays a running batch by about 10 s. Hence a large threshold
-//! while busy, and an early, free renewal when the worker is idle (between batches).
+//! The price: workflow tasks on their way to the old worker as it stops (on its sticky queue,
+//! or polled and dropped by its shutdown) wait for their timeouts (10 s each, concurrently), so
+//! a renewal delays a running batch by about 10 s. Hence a large threshold while busy, and an
+//! early, free renewal when the worker is idle (between batches).
 //!
 //! Each generation has its own connection: the SDK refuses two workers of the same task types
 //! on one queue and one connection (`ClientWorkerSet`), and the two overlap while the old one
@@ -33,12 +33,15 @@ use tokio::sync::watch;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Activity tasks one SDK worker starts before it is renewed, by default: bounds the SDK's
-/// retained tokens to about 15 MB, at the cost of ~10 s per 50,000 activities (~4 minutes of
-/// `item`-mode work on a 2-core machine), about 4%. An idle worker renews after 10,000.
+/// retained tokens to about 15 MB (50,000 x ~300 bytes), at the cost of one ~10 s delay per
+/// 50,000 activities, a few percent of the time they take (`docs/benchmarks.md`). An idle worker
+/// renews after 10,000.
 pub const DEFAULT_RENEW_AFTER: u64 = 50_000;
 
 /// The activity tasks of one generation, counted by the activities (see
 /// [`crate::activities::PluginActivities::for_new_generation`]). Cheap to clone (shared).
+/// Not the SDK's `ActivityInboundInterceptor`: in temporalio-sdk 1.1.1 it sits behind the
+/// `experimental` feature (an API that may change), for what is one guard per activity here.
 #[derive(Clone, Default)]
 pub struct TaskCounter(Arc<Counts>);
 

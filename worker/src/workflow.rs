@@ -12,7 +12,6 @@ use batch_core::{LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
-use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
@@ -21,7 +20,7 @@ use temporalio_sdk::{
 };
 
 use crate::activities::{ItemTask, PluginActivities, RangeTask};
-use crate::plugins::error::{HELD_ELSEWHERE, VERSION_UNAVAILABLE};
+use crate::routing::{HELD_ELSEWHERE, VERSION_UNAVAILABLE, here_or_there};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
 /// The timeout covers a wait for a call slot behind other batches' calls; a lost worker is
@@ -96,28 +95,22 @@ impl BatchProcessingWorkflow {
         if node.config.plugin.digest.is_none() {
             // Pin the batch to the plugin's current version: every leaf runs this digest.
             let name = node.config.plugin.name.clone();
-            let here = ctx
-                .execute_activity(
-                    PluginActivities::resolve_plugin,
-                    name.clone(),
-                    item_activity_options(),
-                )
-                .await;
-            let resolved = match here {
-                // This worker lacks the plugin but others serve it: ask one of them. If they
-                // all went away meanwhile, say so within a minute rather than wait forever.
-                Err(e) if failure_kind(e.failure()) == Some(HELD_ELSEWHERE) => {
-                    let options =
-                        ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                            .task_queue(plugin_task_queue(ctx.task_queue(), &name))
-                            .schedule_to_start_timeout(Duration::from_secs(60))
-                            .retry_policy(retry_policy())
-                            .build();
-                    ctx.execute_activity(PluginActivities::resolve_plugin, name, options)
-                        .await
-                }
-                other => other,
+            // This worker lacks the plugin but others serve it: ask one of them. If they all
+            // went away meanwhile, say so within a minute rather than wait forever.
+            let there = || {
+                let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                    .task_queue(plugin_task_queue(ctx.task_queue(), &name))
+                    .schedule_to_start_timeout(Duration::from_secs(60))
+                    .retry_policy(retry_policy())
+                    .build();
+                ctx.execute_activity(PluginActivities::resolve_plugin, name.clone(), options)
             };
+            let here = ctx.execute_activity(
+                PluginActivities::resolve_plugin,
+                name.clone(),
+                item_activity_options(),
+            );
+            let resolved = here_or_there(here, HELD_ELSEWHERE, there).await;
             node.config.plugin = resolved.map_err(|e| {
                 fail(format!(
                     "cannot use plugin {:?}: {}",
@@ -160,34 +153,30 @@ async fn run_items(
             };
             let plugin_queue = &plugin_queue;
             async move {
-                let here = match mode {
+                let there = || {
+                    ctx.execute_activity(
+                        PluginActivities::process_item,
+                        task.clone(),
+                        routed_options(item_activity_options(), plugin_queue),
+                    )
+                };
+                match mode {
                     LeafMode::Local => {
-                        ctx.execute_local_activity(
+                        let here = ctx.execute_local_activity(
                             PluginActivities::process_item,
                             task.clone(),
                             local_activity_options(),
-                        )
-                        .await
+                        );
+                        here_or_there(here, VERSION_UNAVAILABLE, there).await
                     }
                     LeafMode::Item | LeafMode::Batch => {
-                        ctx.execute_activity(
+                        let here = ctx.execute_activity(
                             PluginActivities::process_item,
                             task.clone(),
                             item_activity_options(),
-                        )
-                        .await
+                        );
+                        here_or_there(here, VERSION_UNAVAILABLE, there).await
                     }
-                };
-                match here {
-                    Err(e) if failure_kind(e.failure()) == Some(VERSION_UNAVAILABLE) => {
-                        ctx.execute_activity(
-                            PluginActivities::process_item,
-                            task,
-                            routed_options(item_activity_options(), plugin_queue),
-                        )
-                        .await
-                    }
-                    other => other,
                 }
             }
         });
@@ -231,26 +220,22 @@ async fn run_range(
         first: range.first,
         last: range.last,
     };
-    let here = ctx
-        .execute_activity(
+    let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
+    let there = || {
+        ctx.execute_activity(
             PluginActivities::process_range,
             task.clone(),
-            range_activity_options(),
+            routed_options(range_activity_options(), &queue),
         )
-        .await;
-    let outputs = match here {
-        Err(e) if failure_kind(e.failure()) == Some(VERSION_UNAVAILABLE) => {
-            let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
-            ctx.execute_activity(
-                PluginActivities::process_range,
-                task,
-                routed_options(range_activity_options(), &queue),
-            )
-            .await
-        }
-        other => other,
-    }
-    .map_err(|e| range_failed(range, e.failure(), &e))?;
+    };
+    let here = ctx.execute_activity(
+        PluginActivities::process_range,
+        task.clone(),
+        range_activity_options(),
+    );
+    let outputs = here_or_there(here, VERSION_UNAVAILABLE, there)
+        .await
+        .map_err(|e| range_failed(range, e.failure(), &e))?;
     Ok(NodeResult::leaf(
         range,
         node.depth,
@@ -373,18 +358,6 @@ fn range_failed(
         range.last,
         deepest_message(failure, error)
     ))
-}
-
-/// The type of the application failure in `failure`'s cause chain, if any (the kind a plugin
-/// activity gave its failure).
-fn failure_kind(failure: Option<&Failure>) -> Option<&str> {
-    let mut failure = failure?;
-    loop {
-        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &failure.failure_info {
-            return Some(info.r#type.as_str());
-        }
-        failure = failure.cause.as_deref()?;
-    }
 }
 
 /// The innermost cause's message: what the plugin or the failing descendant said, without

@@ -2,31 +2,14 @@
 //! version pinning, against real plugins built by `scripts/build-plugins.sh` (both the real
 //! ones and the `--fixtures`).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use batch_core::PluginRef;
 use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
-
-/// Where `scripts/build-plugins.sh` installed plugins (`target/plugins`, `target/test-plugins`).
-fn built_plugin(dir: &str, name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let wasm = target.join(dir).join(format!("{name}.wasm"));
-    let path = if wasm.exists() {
-        wasm
-    } else {
-        target.join(dir).join(format!("{name}.wat"))
-    };
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins.sh and scripts/build-plugins.sh --fixtures",
-        path.display()
-    );
-    path
-}
+use common::built_plugin;
 
 const LIMITS: SandboxLimits = SandboxLimits {
     cpu_deadline: Duration::from_millis(200),
@@ -137,7 +120,7 @@ fn each_sandbox_violation_fails_only_its_item() {
         matches!(&err, PluginError::Refused { item: 5, message, .. } if message == "item 5 is not welcome here"),
         "{err}"
     );
-    assert!(!err.is_retryable());
+    assert!(!batch_worker::routing::is_retryable(&err));
 
     // Nothing leaks from one call to the next: the same module still serves.
     assert_eq!(hostile.call(6).expect("well-behaved item"), 6);
@@ -263,7 +246,7 @@ fn a_replaced_file_is_picked_up_and_pinned_batches_keep_their_version() {
         digest: Some("0".repeat(64)),
     };
     let err = s.registry.get(&unknown).expect_err("unknown digest");
-    assert!(err.is_retryable(), "{err}");
+    assert!(batch_worker::routing::is_retryable(&err), "{err}");
     assert!(
         err.to_string()
             .contains(&format!("holds sha256:{}", after.digest())),

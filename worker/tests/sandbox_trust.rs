@@ -2,28 +2,17 @@
 //! the plugin host alone (no server): forged compiled code, special files in the plugins
 //! directory, unbounded messages, pool exhaustion, several memories, slow compilation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use batch_core::PluginRef;
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::sandbox::PER_CALL;
 use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
-
-/// Where `scripts/build-plugins.sh` installed plugins (`target/plugins`, `target/test-plugins`).
-fn built_plugin(dir: &str, name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(dir).join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins.sh and scripts/build-plugins.sh --fixtures",
-        path.display()
-    );
-    path
-}
+use common::built_plugin;
 
 /// The tests of this file one at a time: one of them reads the process's peak memory.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

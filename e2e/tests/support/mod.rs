@@ -89,6 +89,38 @@ impl Drop for Guarded {
     }
 }
 
+/// Compares `actual` with the checked-in snapshot `e2e/tests/snapshots/<name>` as a whole,
+/// and shows both in full when they differ. `UPDATE_SNAPSHOTS=1` rewrites the snapshot
+/// instead (review the diff before committing it).
+pub fn assert_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("snapshots dir");
+        std::fs::write(&path, actual).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (UPDATE_SNAPSHOTS=1 creates it); actual:\n{actual}",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs (UPDATE_SNAPSHOTS=1 rewrites it)\n--- expected ---\n{expected}\n--- actual ---\n{actual}",
+        path.display()
+    );
+}
+
+/// The last `lines` lines of the file at `path` (empty if it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// 1² + 2² + ... + n², the exact result of `square_number` over `1..=n`.
 pub fn sum_of_squares(n: u128) -> u128 {
     n * (n + 1) * (2 * n + 1) / 6
@@ -198,6 +230,25 @@ pub struct DevServer {
     pub ui_port: Option<u16>,
     starts: usize,
     process: Guarded,
+}
+
+/// A failing test keeps the server's scratch folder (worker logs, server logs, database) and
+/// shows the server log's tail.
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.scratch.disable_cleanup(true);
+            let log = self
+                .scratch
+                .path()
+                .join(format!("server-{}.log", self.starts - 1));
+            eprintln!(
+                "--- kept {} for inspection; the server's log (last 20 lines) ---\n{}",
+                self.scratch.path().display(),
+                log_tail(&log, 20)
+            );
+        }
+    }
 }
 
 impl DevServer {
@@ -348,6 +399,19 @@ pub struct Worker {
     process: Guarded,
 }
 
+/// A failing test shows what the worker saw: its log's tail goes to the test's output.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the worker's log, {} (last 40 lines) ---\n{}",
+                self.log.display(),
+                log_tail(&self.log, 40)
+            );
+        }
+    }
+}
+
 impl Worker {
     /// Starts the worker on `task_queue` with `plugins_dir`, and waits until it polls.
     pub fn start(server: &DevServer, task_queue: &str, plugins_dir: &Path) -> Self {
@@ -390,6 +454,21 @@ impl Worker {
             "--plugins-dir",
             plugins_dir.to_str().expect("utf-8 path"),
         ];
+        // One compiled-plugin cache per plugins directory, as workers on separate machines
+        // have (the worker's default, the user's cache directory, would be shared by every
+        // test worker here); a restarted worker with the same directory finds its cache.
+        let cache = server.scratch.path().join("caches").join(
+            plugins_dir
+                .file_name()
+                .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned()),
+        );
+        let cache = cache.to_str().expect("utf-8 path").to_owned();
+        if !extra_args
+            .iter()
+            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+        {
+            args.extend(["--cache-dir", &cache]);
+        }
         args.extend(extra_args);
         let process = Guarded::spawn(
             &binary("worker"),

@@ -100,35 +100,19 @@ impl PluginRegistry {
         let Some(path) = self.path_of(name) else {
             return Err(self.not_found(name));
         };
-        let read_error = |reason: String| PluginError::Read {
-            name: name.to_owned(),
-            path: path.clone(),
-            reason,
-        };
         let (file, stamp) = match open_plugin_file(&path) {
             Ok(opened) => opened,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(self.not_found(name)),
-            Err(e) => return Err(read_error(e.to_string())),
+            Err(e) => {
+                return Err(PluginError::Read {
+                    name: name.to_owned(),
+                    path,
+                    reason: e.to_string(),
+                });
+            }
         };
-        {
-            let state = self.lock();
-            if let Some((rejected_stamp, reason)) = state.rejected.get(name)
-                && *rejected_stamp == stamp
-            {
-                return self
-                    .last_good(&state, name)
-                    .ok_or_else(|| PluginError::Invalid {
-                        name: name.to_owned(),
-                        path: path.clone(),
-                        reason: reason.clone(),
-                    });
-            }
-            if let Some(entry) = state.by_name.get(name)
-                && entry.stamp == stamp
-                && let Some(plugin) = state.by_digest.get(&entry.digest)
-            {
-                return Ok(plugin.clone());
-            }
+        if let Some(known) = self.known(name, &path, stamp) {
+            return known;
         }
         let loaded = if stamp.len > MAX_PLUGIN_FILE_BYTES {
             // Refused from its size, without reading it (a sparse file costs nothing to make).
@@ -145,6 +129,43 @@ impl PluginRegistry {
             // Bounded whatever the size said (procfs files say 0).
             self.read_and_load(name, &path, file)
         };
+        self.remember(name, stamp, loaded)
+    }
+
+    /// What an unchanged file (same `stamp`) resolved to before: its version, or, if it was
+    /// rejected, the last good version or the rejection. `None`: the file is new or changed.
+    fn known(
+        &self,
+        name: &str,
+        path: &Path,
+        stamp: FileStamp,
+    ) -> Option<Result<Arc<LoadedPlugin>, PluginError>> {
+        let state = self.lock();
+        if let Some((rejected_stamp, reason)) = state.rejected.get(name)
+            && *rejected_stamp == stamp
+        {
+            return Some(
+                self.last_good(&state, name)
+                    .ok_or_else(|| PluginError::Invalid {
+                        name: name.to_owned(),
+                        path: path.to_owned(),
+                        reason: reason.clone(),
+                    }),
+            );
+        }
+        let entry = state.by_name.get(name).filter(|e| e.stamp == stamp)?;
+        state.by_digest.get(&entry.digest).cloned().map(Ok)
+    }
+
+    /// Records what file `stamp` of plugin `name` loaded to: a new version is kept (and
+    /// logged); a failure is remembered until the file changes, and the last good version, if
+    /// any, stays in service.
+    fn remember(
+        &self,
+        name: &str,
+        stamp: FileStamp,
+        loaded: Result<Arc<LoadedPlugin>, PluginError>,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         let mut state = self.lock();
         match loaded {
             Ok(plugin) => {

@@ -1,0 +1,101 @@
+//! Records the workflow histories that `worker/tests/replay.rs` replays: real batches on a
+//! real dev server, each tree's every workflow saved as the SDK's history JSON in
+//! `worker/tests/histories/`. Run it (it is ignored otherwise) after a *deliberate* change of
+//! the workflow's commands, behind a patch marker, to add histories of the new version:
+//!
+//! ```text
+//! cargo test --release -p e2e --test record_histories -- --ignored
+//! ```
+
+mod support;
+
+use std::path::Path;
+
+use batch_core::connect::{ConnectOverrides, connect};
+use batch_core::ids::child_workflow_id;
+use batch_core::workflow_ref::BatchWorkflowRef;
+use support::{DevServer, Worker, install_plugin, starter};
+
+const QUEUE: &str = "replay";
+
+/// Every workflow id of a tree of `n` items with leaves of 10 and 5 children: the root and
+/// its leaves (n <= 50 gives one level).
+fn tree_ids(root: &str, children: usize) -> Vec<String> {
+    std::iter::once(root.to_owned())
+        .chain((0..children).map(|i| child_workflow_id(root, i)))
+        .collect()
+}
+
+#[test]
+#[ignore = "records fixtures: run with --ignored after a deliberate workflow change"]
+fn record_replay_fixtures() {
+    let server = DevServer::start();
+    let plugins = tempfile::tempdir().expect("plugins");
+    install_plugin(plugins.path(), "square_number", "square_number");
+    install_plugin(plugins.path(), "hostile", "hostile");
+    let mut holder = Worker::start(&server, QUEUE, plugins.path());
+
+    let mut recorded = Vec::new();
+    for (args, root) in [
+        (vec!["50"], "batch-processing-50-b10-c5"),
+        (
+            vec!["50", "--mode", "local"],
+            "batch-processing-50-local10-c5",
+        ),
+        (
+            vec!["50", "--mode", "batch"],
+            "batch-processing-50-batch10-c5",
+        ),
+    ] {
+        let run = starter(&server, QUEUE, &args);
+        assert!(run.success, "{}", run.stderr);
+        recorded.extend(tree_ids(root, 5));
+    }
+    let failing = starter(&server, QUEUE, &["5", "5", "--plugin", "hostile"]);
+    assert!(!failing.success);
+    recorded.push("batch-processing-hostile-5-b5-c5".to_owned());
+
+    // A worker without the plugin takes some leaves: their items fail there and are re-sent
+    // to the plugin's queue, which only the holder polls.
+    let empty = tempfile::tempdir().expect("empty plugins");
+    let _lacking = Worker::start(&server, QUEUE, empty.path());
+    let routed = starter(&server, QUEUE, &["50", "--workflow-id", "routed-50"]);
+    assert!(routed.success, "{}", routed.stderr);
+    recorded.extend(tree_ids("routed-50", 5));
+    holder.stop();
+
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/tests/histories");
+    std::fs::create_dir_all(&out_dir).expect("histories dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut routed_items = 0;
+    runtime.block_on(async {
+        let client = connect(&ConnectOverrides {
+            address: Some(server.address.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("connect")
+        .client;
+        for id in &recorded {
+            let json = client
+                .get_workflow_handle::<BatchWorkflowRef>(id.clone())
+                .fetch_history(Default::default())
+                .to_json()
+                .await
+                .unwrap_or_else(|e| panic!("history of {id}: {e}"));
+            routed_items += String::from_utf8_lossy(&json)
+                .matches("replay/plugin/square_number")
+                .count();
+            std::fs::write(out_dir.join(format!("{id}.json")), json).expect("write history");
+        }
+    });
+    assert!(
+        routed_items > 0,
+        "no item of routed-50 went through the plugin's queue: run again"
+    );
+    println!(
+        "recorded {} histories into {}",
+        recorded.len(),
+        out_dir.display()
+    );
+}

@@ -1,0 +1,25 @@
+//! Shared by the plugin-host test binaries: where the built plugins are.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+
+/// A plugin installed by `scripts/build-plugins.sh` in `target/<dir>` (`plugins`, or
+/// `test-plugins` for the fixtures): `<name>.wasm`, or `<name>.wat` for a text-format plugin.
+pub fn built_plugin(dir: &str, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let wasm = target.join(dir).join(format!("{name}.wasm"));
+    let path = if wasm.exists() {
+        wasm
+    } else {
+        target.join(dir).join(format!("{name}.wat"))
+    };
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins.sh and scripts/build-plugins.sh --fixtures",
+        path.display()
+    );
+    path
+}

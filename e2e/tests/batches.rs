@@ -523,7 +523,7 @@ fn starting_a_running_batch_again_attaches_to_it() {
         ),
         "{root}"
     );
-    let child = describe(&format!("{id}-c1"));
+    let child = describe(&batch_core::ids::child_workflow_id(id, 1));
     assert!(
         child.contains("items 201..=400 (depth 1, item mode, plugin square_number"),
         "{child}"

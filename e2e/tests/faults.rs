@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    DevServer, Run, Worker, install_plugin, starter, starter_at, sum_of_squares, wait_for,
+    DevServer, Run, Worker, install_plugin, starter, starter_at, sum_of_squares, tree_nodes,
+    wait_for,
 };
 
 const SUM_2000: &str = "2668667000";
@@ -50,19 +51,12 @@ struct ActivityRecord {
 
 /// The activities of the first `leaves` leaf workflows of the n=2000 tree.
 fn leaf_activities(server: &DevServer, leaves: usize) -> Vec<ActivityRecord> {
-    let mut ids = Vec::new();
-    'outer: for a in 0..5 {
-        for b in 0..5 {
-            for c in 0..5 {
-                for d in 0..4 {
-                    ids.push(format!("batch-processing-2000-b10-c5-c{a}-c{b}-c{c}-c{d}"));
-                    if ids.len() == leaves {
-                        break 'outer;
-                    }
-                }
-            }
-        }
-    }
+    let ids: Vec<String> = tree_nodes("batch-processing-2000-b10-c5", 2000, 10, 5)
+        .into_iter()
+        .filter(|node| node.leaf)
+        .take(leaves)
+        .map(|node| node.id)
+        .collect();
     let mut records = Vec::new();
     for id in ids {
         let out = server.cli(&["workflow", "show", "--workflow-id", &id, "--output", "json"]);

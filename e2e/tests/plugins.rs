@@ -4,47 +4,19 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{
-    DevServer, Run, Worker, install_plugin, sha256_of, starter, sum_of_squares, wait_for,
-};
+use support::{DevServer, Node, Run, install_plugin, sha256_of, starter, sum_of_squares, wait_for};
 
 fn server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
     SERVER.get_or_init(DevServer::start)
 }
 
-/// A worker on its own task queue with its own (initially empty) plugins directory.
-struct Node {
-    queue: String,
-    plugins: tempfile::TempDir,
-    worker: Worker,
-}
-
+/// A worker on its own task queue with its own plugins directory.
 fn node(queue: &str, plugins: &[(&str, &str)]) -> Node {
-    let dir = tempfile::tempdir().expect("plugins dir");
-    for (name, as_name) in plugins {
-        install_plugin(dir.path(), name, as_name);
-    }
-    let worker = Worker::start(server(), queue, dir.path());
-    Node {
-        queue: queue.to_owned(),
-        plugins: dir,
-        worker,
-    }
-}
-
-impl Node {
-    fn run(&self, args: &[&str]) -> Run {
-        starter(server(), &self.queue, args)
-    }
-
-    fn dir(&self) -> &Path {
-        self.plugins.path()
-    }
+    Node::start(server(), queue, plugins, &[])
 }
 
 fn assert_ok(run: &Run) {

@@ -12,17 +12,18 @@ mod support;
 use std::path::Path;
 
 use batch_core::connect::{ConnectOverrides, connect};
-use batch_core::ids::child_workflow_id;
+use batch_core::ids::root_workflow_id;
 use batch_core::workflow_ref::BatchWorkflowRef;
+use batch_core::{DEFAULT_PLUGIN, LeafMode};
 use support::{DevServer, Worker, install_plugin, starter};
 
 const QUEUE: &str = "replay";
 
-/// Every workflow id of a tree of `n` items with leaves of 10 and 5 children: the root and
-/// its leaves (n <= 50 gives one level).
-fn tree_ids(root: &str, children: usize) -> Vec<String> {
-    std::iter::once(root.to_owned())
-        .chain((0..children).map(|i| child_workflow_id(root, i)))
+/// Every workflow id of the tree of items `1..=n` (leaves of 10, 5 children) rooted at `root`.
+fn tree_ids(root: &str, n: u64) -> Vec<String> {
+    support::tree_nodes(root, n, 10, 5)
+        .into_iter()
+        .map(|node| node.id)
         .collect()
 }
 
@@ -36,24 +37,19 @@ fn record_replay_fixtures() {
     let mut holder = Worker::start(&server, QUEUE, plugins.path());
 
     let mut recorded = Vec::new();
-    for (args, root) in [
-        (vec!["50"], "batch-processing-50-b10-c5"),
-        (
-            vec!["50", "--mode", "local"],
-            "batch-processing-50-local10-c5",
-        ),
-        (
-            vec!["50", "--mode", "batch"],
-            "batch-processing-50-batch10-c5",
-        ),
+    for (args, mode) in [
+        (vec!["50"], LeafMode::Item),
+        (vec!["50", "--mode", "local"], LeafMode::Local),
+        (vec!["50", "--mode", "batch"], LeafMode::Batch),
     ] {
         let run = starter(&server, QUEUE, &args);
         assert!(run.success, "{}", run.stderr);
-        recorded.extend(tree_ids(root, 5));
+        let root = root_workflow_id(50, 10, 5, DEFAULT_PLUGIN, mode);
+        recorded.extend(tree_ids(&root, 50));
     }
     let failing = starter(&server, QUEUE, &["5", "5", "--plugin", "hostile"]);
     assert!(!failing.success);
-    recorded.push("batch-processing-hostile-5-b5-c5".to_owned());
+    recorded.push(root_workflow_id(5, 5, 5, "hostile", LeafMode::Item));
 
     // A worker without the plugin takes some leaves: their items fail there and are re-sent
     // to the plugin's queue, which only the holder polls.
@@ -61,7 +57,7 @@ fn record_replay_fixtures() {
     let _lacking = Worker::start(&server, QUEUE, empty.path());
     let routed = starter(&server, QUEUE, &["50", "--workflow-id", "routed-50"]);
     assert!(routed.success, "{}", routed.stderr);
-    recorded.extend(tree_ids("routed-50", 5));
+    recorded.extend(tree_ids("routed-50", 50));
     holder.stop();
 
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/tests/histories");

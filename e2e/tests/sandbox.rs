@@ -3,14 +3,15 @@
 //! exact results, a plugin's flood of words fails its batch promptly, and loading a large
 //! plugin never stalls the workflows being served.
 
+#[path = "../../worker/tests/common/wat.rs"]
+mod components;
 mod support;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use batch_core::ids::child_workflow_id;
-use support::{DevServer, Run, Worker, install_plugin, starter, starter_within, sum_of_squares};
+use support::{DevServer, Node, starter, starter_within, sum_of_squares};
 
 /// The tests of this file one at a time: each measures how a worker shares this machine's
 /// cores, which another test's load would distort.
@@ -27,66 +28,37 @@ fn server() -> &'static DevServer {
 }
 
 /// A worker of its own (queue `queue`, flags `args`) with the named built plugins and the
-/// given text-format plugins in a fresh plugins directory.
-struct Node {
-    queue: String,
-    plugins: tempfile::TempDir,
-    worker: Worker,
-}
-
+/// given text-format plugins.
 fn node(queue: &str, built: &[&str], wat: &[(&str, String)], args: &[&str]) -> Node {
-    let plugins = tempfile::tempdir().expect("plugins dir");
-    for name in built {
-        install_plugin(plugins.path(), name, name);
-    }
+    let built: Vec<(&str, &str)> = built.iter().map(|name| (*name, *name)).collect();
+    let node = Node::start(server(), queue, &built, args);
     for (name, text) in wat {
-        std::fs::write(plugins.path().join(format!("{name}.wat")), text).expect("write wat");
+        std::fs::write(node.dir().join(format!("{name}.wat")), text).expect("write wat");
     }
-    let worker = Worker::start_with(server(), queue, plugins.path(), args);
-    Node {
-        queue: queue.to_owned(),
-        plugins,
-        worker,
-    }
+    node
 }
 
-impl Node {
-    fn run(&self, args: &[&str]) -> Run {
-        starter(server(), &self.queue, args)
-    }
-
-    /// Runs `args` again and again in the background until the returned guard is dropped.
-    fn keep_running(&self, args: &'static [&'static str]) -> Background {
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let (queue, flag) = (self.queue.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut runs = 0;
-            let mut id = 0;
-            while !flag.load(Ordering::Relaxed) {
-                id += 1;
-                let workflow_id = format!("{queue}-noise-{id}");
-                let mut all = args.to_vec();
-                all.extend(["--workflow-id", &workflow_id]);
-                starter(server(), &queue, &all);
-                runs += 1;
-            }
-            runs
-        });
-        Background {
-            stop,
-            thread: Some(thread),
+/// Runs `args` on `node`'s queue again and again in the background until the returned guard
+/// is finished or dropped.
+fn keep_running(node: &Node, args: &'static [&'static str]) -> Background {
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (queue, flag) = (node.queue.clone(), stop.clone());
+    let thread = std::thread::spawn(move || {
+        let mut runs = 0;
+        let mut id = 0;
+        while !flag.load(Ordering::Relaxed) {
+            id += 1;
+            let workflow_id = format!("{queue}-noise-{id}");
+            let mut all = args.to_vec();
+            all.extend(["--workflow-id", &workflow_id]);
+            starter(server(), &queue, &all);
+            runs += 1;
         }
-    }
-
-    /// What went wrong, for a failed assertion: the batch's output and the worker's log tail.
-    fn explain(&self, run: &Run) -> String {
-        let tail = support::log_tail(&self.worker.log, 40);
-        format!(
-            "stdout:\n{}\nstderr:\n{}\nworker log ({}), last lines:\n{tail}",
-            run.stdout,
-            run.stderr,
-            self.worker.log.display()
-        )
+        runs
+    });
+    Background {
+        stop,
+        thread: Some(thread),
     }
 }
 
@@ -112,42 +84,6 @@ impl Drop for Background {
     }
 }
 
-/// A component whose `process` is `body`, in a module that also declares `extra`, after the
-/// component items `prelude`.
-fn wat_component(prelude: &str, extra: &str, body: &str) -> String {
-    format!(
-        r#"(component
-  {prelude}
-  (core module $m
-    (memory (export "memory") 1)
-    {extra}
-    (func (export "process") (param $item i64) (result i32) {body}))
-  (core instance $i (instantiate $m))
-  (func $process (param "item" u64) (result (result u64 (error string)))
-    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
-  (instance $c (export "process" (func $process)))
-  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
-    )
-}
-
-/// Loops on every item until the deadline stops it.
-fn spinner() -> String {
-    wat_component("", "", "(loop $spin (br $spin)) (unreachable)")
-}
-
-/// Creates eight core instances, each with a table, then loops.
-fn hog() -> String {
-    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
-    for _ in 1..8 {
-        prelude.push_str("  (core instance (instantiate $t))\n");
-    }
-    wat_component(
-        &prelude,
-        "(table 1 funcref)",
-        "(loop $spin (br $spin)) (unreachable)",
-    )
-}
-
 /// A valid plugin large enough to take many seconds to compile (on one core): `functions`
 /// functions of 500 arithmetic steps the optimizer cannot fold away, as a binary component
 /// (compact: about 10 bytes per step).
@@ -164,11 +100,8 @@ fn large_plugin(functions: usize) -> Vec<u8> {
         }
         extra.push_str("(local.get $x))\n");
     }
-    let text = wat_component(
-        "",
-        &extra,
-        "(drop (call $f0 (local.get $item))) (i32.const 0)",
-    );
+    let body = "(drop (call $f0 (local.get $item))) (i32.const 0)";
+    let text = components::component("", "", &extra, body, "");
     wat::parse_str(&text).expect("a valid component")
 }
 
@@ -181,10 +114,10 @@ fn an_honest_plugin_never_fails_because_of_load() {
     let node = node(
         "fair",
         &["busy"],
-        &[("spinner", spinner())],
+        &[("spinner", components::spinner())],
         &["--plugin-deadline-ms", "300"],
     );
-    let noise = node.keep_running(&["200", "--plugin", "spinner"]);
+    let noise = keep_running(&node, &["200", "--plugin", "spinner"]);
     let run = node.run(&["1000", "--plugin", "busy"]);
     let noisy_batches = noise.finish();
     assert!(run.success, "{}", node.explain(&run));
@@ -202,10 +135,10 @@ fn a_hog_at_its_limits_never_fails_another_batch() {
     let node = node(
         "pools",
         &["square_number"],
-        &[("hog", hog())],
+        &[("hog", components::hog(8))],
         &["--plugin-deadline-ms", "200"],
     );
-    let noise = node.keep_running(&["400", "100", "4", "--plugin", "hog"]);
+    let noise = keep_running(&node, &["400", "100", "4", "--plugin", "hog"]);
     let run = node.run(&["300"]);
     noise.finish();
     assert!(run.success, "{}", node.explain(&run));
@@ -263,9 +196,9 @@ fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
         starter(server(), &queue, &["4000", "--workflow-id", "loading-4000"])
     });
     std::thread::sleep(Duration::from_secs(2));
-    let tmp = node.plugins.path().join(".large.tmp");
+    let tmp = node.dir().join(".large.tmp");
     std::fs::write(&tmp, &large).expect("write");
-    std::fs::rename(&tmp, node.plugins.path().join("large.wasm")).expect("install");
+    std::fs::rename(&tmp, node.dir().join("large.wasm")).expect("install");
     let dropped = Instant::now();
     let run = batch.join().expect("batch thread");
     assert!(run.success, "{}", node.explain(&run));
@@ -283,13 +216,12 @@ fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
         "the large plugin loaded {:?} after it was dropped",
         dropped.elapsed()
     );
-    let root = "loading-4000".to_owned();
-    let children: Vec<String> = (0..5).map(|i| child_workflow_id(&root, i)).collect();
-    let grandchildren: Vec<String> = children
-        .iter()
-        .flat_map(|child| (0..5).map(|i| child_workflow_id(child, i)))
+    // The root and its first two levels.
+    let ids: Vec<String> = support::tree_nodes("loading-4000", 4000, 10, 5)
+        .into_iter()
+        .filter(|node| node.depth <= 2)
+        .map(|node| node.id)
         .collect();
-    let ids: Vec<String> = [vec![root], children, grandchildren].concat();
     let slowest = ids
         .iter()
         .map(|id| slowest_workflow_task(server(), id))

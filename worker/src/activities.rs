@@ -411,9 +411,7 @@ async fn on_blocking_pool<T: Send + 'static>(
 ) -> Result<T, PluginError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) if e.is_panic() => Err(PluginError::HostPanic {
-            reason: e.to_string(),
-        }),
+        Err(source) if source.is_panic() => Err(PluginError::HostPanic { source }),
         // Cancelled only when the runtime shuts down: retryable, like a panic, but named.
         Err(_) => Err(PluginError::ShuttingDown),
     }
@@ -455,4 +453,165 @@ fn invalid_task(reason: &str) -> ActivityError {
             .non_retryable(true)
             .build(),
     )
+}
+
+/// The activities' own logic (resuming, cancelling, waiting for a call slot, checking task
+/// inputs) with the SDK's activity test kit: a test activity context, no server. Uses the
+/// plugins built by `scripts/build-plugins.sh`.
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use temporalio_sdk::testing::{ActivityEnvironment, ActivityEnvironmentError};
+
+    use super::*;
+    use crate::plugins::{SandboxLimits, SandboxedEngine};
+
+    fn registry(calls_at_once: u32) -> Arc<PluginRegistry> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+        let limits = SandboxLimits {
+            calls_at_once,
+            ..SandboxLimits::default()
+        };
+        let engine = SandboxedEngine::new(limits).expect("engine");
+        Arc::new(PluginRegistry::open(dir, engine, None).expect("run scripts/build-plugins.sh"))
+    }
+
+    fn square(registry: &PluginRegistry) -> PluginRef {
+        let plugin = registry
+            .resolve("square_number")
+            .expect("square_number is built");
+        PluginRef {
+            name: plugin.name().to_owned(),
+            digest: Some(plugin.digest().to_owned()),
+        }
+    }
+
+    /// A test environment on the activities' home queue "test", counting heartbeats.
+    fn environment(
+        registry: Arc<PluginRegistry>,
+        resumed_from: Option<RangeProgress>,
+        heartbeats: Arc<AtomicUsize>,
+    ) -> ActivityEnvironment {
+        let activities = PluginActivities::new(registry, PluginMetrics::disabled(), "test", None);
+        let builder = ActivityEnvironment::builder_with_default()
+            .register_activities(activities)
+            .on_heartbeat(move |_| {
+                heartbeats.fetch_add(1, Ordering::Relaxed);
+            });
+        match resumed_from {
+            Some(progress) => builder.heartbeat_details(progress).expect("details"),
+            None => builder,
+        }
+        .build()
+    }
+
+    fn message(e: ActivityEnvironmentError) -> String {
+        format!("{e:?}")
+    }
+
+    #[tokio::test]
+    async fn a_batch_leaf_resumes_from_its_last_heartbeat() {
+        let registry = registry(2);
+        let plugin = square(&registry);
+        // The first attempt heartbeated after items 1..=5, recorded as zeros here: a resumed
+        // leaf keeps them and computes only 6..=10.
+        let mut outputs = Outputs::default();
+        (1..=5).for_each(|_| outputs.push(0));
+        let progress = RangeProgress { next: 6, outputs };
+        let env = environment(registry, Some(progress), Arc::default());
+        let task = RangeTask {
+            plugin,
+            first: 1,
+            last: 10,
+        };
+        let result = env
+            .run(PluginActivities::process_range, task)
+            .await
+            .expect("resumed leaf");
+        assert_eq!(result.count, 10);
+        assert_eq!(result.sum, 36 + 49 + 64 + 81 + 100);
+        assert_eq!(result.tail, [0, 0, 0, 0, 0, 36, 49, 64, 81, 100]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_batch_leaf_stops_after_its_slice() {
+        let registry = registry(2);
+        let plugin = square(&registry);
+        let heartbeats = Arc::new(AtomicUsize::new(0));
+        let env = environment(registry, None, heartbeats.clone());
+        let task = RangeTask {
+            plugin,
+            first: 1,
+            last: 1_000_000_000,
+        };
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(env.run(PluginActivities::process_range, task), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            env.cancel();
+        });
+        let err = message(result.expect_err("cancelled"));
+        assert!(err.contains("Cancelled"), "{err}");
+        // One slice (HEARTBEAT_EVERY), its heartbeat, then the stop: never the whole range.
+        assert!(
+            started.elapsed() < HEARTBEAT_EVERY * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(heartbeats.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_item_waiting_for_a_call_slot_heartbeats_and_then_runs() {
+        let registry = registry(1);
+        let plugin = square(&registry);
+        let heartbeats = Arc::new(AtomicUsize::new(0));
+        let env = environment(registry.clone(), None, heartbeats.clone());
+        // Another batch's call holds the only slot for a while.
+        let busy = registry.engine().call_slot().await;
+        let (result, ()) = tokio::join!(
+            env.run(PluginActivities::process_item, ItemTask { plugin, item: 7 }),
+            async {
+                tokio::time::sleep(HEARTBEAT_EVERY * 2 + Duration::from_millis(500)).await;
+                drop(busy);
+            }
+        );
+        assert_eq!(result.expect("ran once the slot was free"), 49);
+        assert!(
+            heartbeats.load(Ordering::Relaxed) >= 2,
+            "heartbeats while waiting"
+        );
+    }
+
+    #[tokio::test]
+    async fn task_inputs_from_any_client_are_checked_before_any_work() {
+        let registry = registry(2);
+        let plugin = square(&registry);
+        let env = environment(registry, None, Arc::default());
+        for (first, last, expected) in [
+            (1, u64::MAX, "item 18446744073709551615 is out of range"),
+            (0, 5, "item 0 is out of range"),
+            (9, 3, "the range 9..=3 is empty"),
+        ] {
+            let task = RangeTask {
+                plugin: plugin.clone(),
+                first,
+                last,
+            };
+            let err = message(
+                env.run(PluginActivities::process_range, task)
+                    .await
+                    .expect_err("invalid"),
+            );
+            assert!(err.contains(expected), "{err}");
+        }
+        let item = ItemTask { plugin, item: 0 };
+        let err = message(
+            env.run(PluginActivities::process_item, item)
+                .await
+                .expect_err("invalid"),
+        );
+        assert!(err.contains("item 0 is out of range"), "{err}");
+    }
 }

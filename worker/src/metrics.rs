@@ -3,7 +3,7 @@
 //!
 //! - `batch_plugin_calls_total{plugin}`: items a plugin computed (a batch-mode leaf adds its
 //!   slice's items at once);
-//! - `batch_plugin_failures_total{plugin,kind}`: items that failed, by [`PluginError::kind`]
+//! - `batch_plugin_failures_total{plugin,kind}`: items that failed, by [`crate::routing::kind`]
 //!   (a refusal, a trap, the deadline ...); an item re-sent to a worker holding its plugin
 //!   version is not a failure;
 //! - `batch_plugin_call_latency_seconds{plugin}`: wall time of one isolated call (item and

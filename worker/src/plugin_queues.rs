@@ -38,11 +38,7 @@ use crate::renewal::{Generation, StopSignal, run_renewing};
 async fn scan(registry: Arc<PluginRegistry>) -> Result<Vec<PluginInfo>, PluginError> {
     tokio::task::spawn_blocking(move || registry.list())
         .await
-        .unwrap_or_else(|e| {
-            Err(PluginError::HostPanic {
-                reason: e.to_string(),
-            })
-        })
+        .unwrap_or_else(|e| Err(PluginError::HostPanic { source: e }))
 }
 
 /// The result of the scan in progress; never ready when there is none.
@@ -121,7 +117,7 @@ impl<'r> PluginQueues<'r> {
         let plugins = match listed {
             Ok(plugins) => plugins,
             Err(e) => {
-                tracing::warn!("cannot scan the plugins directory: {e}");
+                tracing::warn!("cannot scan the plugins directory: {}", e.message());
                 return;
             }
         };
@@ -216,7 +212,7 @@ impl<'r> PluginQueues<'r> {
                 listed = finished(&mut scanning) => {
                     scanning = None;
                     self.serve(listed.unwrap_or_else(|e| Err(PluginError::HostPanic {
-                        reason: e.to_string(),
+                        source: e,
                     })));
                 }
             }

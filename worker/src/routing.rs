@@ -73,12 +73,14 @@ pub fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
     let kind = kind(&e);
     if is_routable(&e) && !routed {
         // Expected whenever workers' plugin directories differ: the workflow re-routes it.
-        tracing::debug!(kind, "{e}");
+        tracing::debug!(kind, "{}", e.message());
     } else {
-        tracing::warn!(kind, retryable, "{e}");
+        tracing::warn!(kind, retryable, "{}", e.message());
     }
     ActivityError::application(
-        ApplicationFailure::builder(e)
+        // One self-contained message: the SDK would otherwise send the sources as causes, and
+        // the workflow reports a failure's innermost cause (here, "No such file" alone).
+        ApplicationFailure::builder(e.message())
             .type_name(kind.to_owned())
             .non_retryable(!retryable)
             .build(),
@@ -128,7 +130,7 @@ mod tests {
         assert!(!is_retryable(&refused) && !is_routable(&refused));
         assert_eq!(kind(&refused), "PluginRefusedItem");
         let busy = PluginError::HostBusy {
-            reason: "pool".into(),
+            source: wasmtime::Error::msg("pool"),
         };
         assert!(is_retryable(&busy) && !is_routable(&busy));
         let elsewhere = PluginError::DigestUnavailable {

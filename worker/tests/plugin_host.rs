@@ -57,7 +57,7 @@ fn real_plugins_compute_their_outputs() {
     let err = square
         .call(u64::from(u32::MAX) + 1)
         .expect_err("overflows")
-        .to_string();
+        .message();
     assert!(
         err.starts_with("plugin square_number@sha256:")
             && err.ends_with("refused item 4294967296: 4294967296 squared overflows u64"),
@@ -88,7 +88,7 @@ fn each_sandbox_violation_fails_only_its_item() {
         "{err}"
     );
     assert!(
-        err.to_string()
+        err.message()
             .contains("exceeded its CPU deadline of 200 ms on item 1"),
         "{err}"
     );
@@ -97,19 +97,19 @@ fn each_sandbox_violation_fails_only_its_item() {
         "the deadline stopped the loop after {elapsed:?}"
     );
 
-    let err = hostile.call(2).expect_err("panic").to_string();
+    let err = hostile.call(2).expect_err("panic").message();
     assert!(
         err.contains("trapped on item 2") && err.contains("unreachable"),
         "{err}"
     );
 
-    let err = hostile.call(3).expect_err("memory hog").to_string();
+    let err = hostile.call(3).expect_err("memory hog").message();
     assert!(
         err.contains("trapped on item 3") && err.contains("memory"),
         "{err}"
     );
 
-    let err = hostile.call(4).expect_err("stack overflow").to_string();
+    let err = hostile.call(4).expect_err("stack overflow").message();
     assert!(
         err.contains("trapped on item 4") && err.contains("stack"),
         "{err}"
@@ -150,7 +150,7 @@ fn bad_files_are_rejected_with_the_reason() {
     );
     write("wrong_interface", b"(component)");
 
-    let reason = |name: &str| s.registry.resolve(name).expect_err(name).to_string();
+    let reason = |name: &str| s.registry.resolve(name).expect_err(name).message();
     assert!(
         reason("empty").ends_with("is not a valid plugin: the file is empty"),
         "{}",
@@ -248,7 +248,7 @@ fn a_replaced_file_is_picked_up_and_pinned_batches_keep_their_version() {
     let err = s.registry.get(&unknown).expect_err("unknown digest");
     assert!(batch_worker::routing::is_retryable(&err), "{err}");
     assert!(
-        err.to_string()
+        err.message()
             .contains(&format!("holds sha256:{}", after.digest())),
         "{err}"
     );
@@ -267,7 +267,7 @@ fn example_plugins_compute_what_they_promise() {
     assert_eq!(collatz.call(1).expect("1"), 0);
     assert_eq!(collatz.call(27).expect("27"), 111);
     assert_eq!(collatz.call(97).expect("97"), 118);
-    let err = collatz.call(0).expect_err("0").to_string();
+    let err = collatz.call(0).expect_err("0").message();
     assert!(err.ends_with("refused item 0: 0 never reaches 1"), "{err}");
 
     let prime = s.registry.resolve("is_prime").expect("is_prime");
@@ -304,24 +304,8 @@ fn example_plugins_compute_what_they_promise() {
     let err = triple
         .call(u64::MAX / 3 + 1)
         .expect_err("overflow")
-        .to_string();
+        .message();
     assert!(err.ends_with("tripling overflows u64"), "{err}");
-}
-
-/// A hand-written component whose `process` runs `body` (a core function body that leaves an
-/// i32 return-area pointer on the stack): for traps the Rust compiler would turn into panics.
-fn wat_plugin(body: &str) -> String {
-    format!(
-        r#"(component
-  (core module $m
-    (memory (export "memory") 1)
-    (func (export "process") (param $item i64) (result i32) {body}))
-  (core instance $i (instantiate $m))
-  (func $process (param "item" u64) (result (result u64 (error string)))
-    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
-  (instance $c (export "process" (func $process)))
-  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
-    )
 }
 
 #[test]
@@ -332,16 +316,19 @@ fn real_traps_fail_the_item_with_the_trap() {
     };
     write(
         "divides_by_zero",
-        wat_plugin("(drop (i64.div_u (local.get $item) (i64.const 0))) (i32.const 0)"),
+        common::wat::plugin("(drop (i64.div_u (local.get $item) (i64.const 0))) (i32.const 0)"),
     );
     write(
         "reads_out_of_bounds",
-        wat_plugin("(drop (i64.load (i32.const 1000000))) (i32.const 0)"),
+        common::wat::plugin("(drop (i64.load (i32.const 1000000))) (i32.const 0)"),
     );
-    write("returns_out_of_bounds", wat_plugin("(i32.const 1000000)"));
+    write(
+        "returns_out_of_bounds",
+        common::wat::plugin("(i32.const 1000000)"),
+    );
     let trap = |name: &str| {
         let plugin = s.registry.resolve(name).expect(name);
-        plugin.call(7).expect_err(name).to_string()
+        plugin.call(7).expect_err(name).message()
     };
     let err = trap("divides_by_zero");
     assert!(

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+mod common;
 
-/// A plugin that grows its memory to `pages` more pages and writes to every 4 KiB of it.
+use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+use common::peak_rss_kib;
+
+/// A plugin that grows its memory by `pages` pages and writes to every 4 KiB of it.
 fn filler(pages: u32) -> String {
-    format!(
-        r#"(component
-  (core module $m
-    (memory (export "memory") 1)
-    (func (export "process") (param $item i64) (result i32) (local $p i32) (local $end i32)
+    common::wat::plugin(&format!(
+        r#"(local $p i32) (local $end i32)
       (drop (memory.grow (i32.const {pages})))
       (local.set $end (i32.mul (memory.size) (i32.const 65536)))
       (local.set $p (i32.const 4096))
@@ -23,13 +23,8 @@ fn filler(pages: u32) -> String {
           (i32.store8 (local.get $p) (i32.const 1))
           (local.set $p (i32.add (local.get $p) (i32.const 4096)))
           (br $touch)))
-      (i32.const 0)))
-  (core instance $i (instantiate $m))
-  (func $process (param "item" u64) (result (result u64 (error string)))
-    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
-  (instance $c (export "process" (func $process)))
-  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
-    )
+      (i32.const 0)"#
+    ))
 }
 
 #[test]
@@ -77,13 +72,4 @@ fn plugin_memory_stays_under_the_documented_bound_with_many_calls_at_once() {
     );
     // And the bound is tight enough to mean something: eight full calls would exceed it.
     assert!(8 * limits.memory_bytes as u64 > bound);
-}
-
-fn peak_rss_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }

@@ -12,7 +12,7 @@ use batch_core::PluginRef;
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::sandbox::PER_CALL;
 use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
-use common::built_plugin;
+use common::{built_plugin, peak_rss_kib};
 
 /// The tests of this file one at a time: one of them reads the process's peak memory.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -42,40 +42,6 @@ fn copy_plugin(dir: &Path, from: &str, name: &str, as_name: &str) {
         dir.join(format!("{as_name}.wasm")),
     )
     .expect("copy");
-}
-
-/// A component whose `process` is the core function `body` of a module that has `extra`
-/// (declarations) besides its memory, after `prelude` (component items instantiated before it).
-fn component(prelude: &str, imports: &str, extra: &str, body: &str, with: &str) -> String {
-    format!(
-        r#"(component
-  {prelude}
-  (core module $m
-    {imports}
-    (memory (export "memory") 1)
-    {extra}
-    (func (export "process") (param $item i64) (result i32) {body}))
-  (core instance $i (instantiate $m {with}))
-  (func $process (param "item" u64) (result (result u64 (error string)))
-    (canon lift (core func $i "process") (memory (core memory $i "memory"))))
-  (instance $c (export "process" (func $process)))
-  (export "batch:plugin/compute@1.0.0" (instance $c)))"#
-    )
-}
-
-/// A plugin that creates `instances` core instances (each with a table) and then loops.
-fn hog(instances: u32) -> String {
-    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
-    for _ in 1..instances {
-        prelude.push_str("  (core instance (instantiate $t))\n");
-    }
-    component(
-        &prelude,
-        "",
-        "(table 1 funcref)",
-        "(loop $spin (br $spin)) (unreachable)",
-        "",
-    )
 }
 
 /// Requirement 1: the compiled-code cache runs only what this worker compiled. A plugins-dir
@@ -169,7 +135,7 @@ fn special_files_in_the_plugins_directory_are_not_plugins() {
 
     let registry = registry(dir.path(), LIMITS, None);
     let started = Instant::now();
-    let reason = |name: &str| registry.resolve(name).expect_err(name).to_string();
+    let reason = |name: &str| registry.resolve(name).expect_err(name).message();
     for (name, expected) in [
         ("fifo", "a FIFO, not a regular file"),
         ("chardev", "a character device, not a regular file"),
@@ -237,11 +203,7 @@ fn a_plugins_words_are_bounded() {
         "{}",
         &message[message.len().saturating_sub(80)..]
     );
-    assert!(
-        err.to_string().len() < 2048 + 256,
-        "{}",
-        err.to_string().len()
-    );
+    assert!(err.message().len() < 2048 + 256, "{}", err.message().len());
 }
 
 /// Requirement 4: the engine's pools hold `calls_at_once` calls at their per-call limits, so a
@@ -251,10 +213,14 @@ fn a_plugins_words_are_bounded() {
 fn calls_at_their_limits_never_exhaust_the_shared_pools() {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("hog.wat"), hog(PER_CALL.core_instances)).expect("hog");
+    std::fs::write(
+        dir.path().join("hog.wat"),
+        common::wat::hog(PER_CALL.core_instances),
+    )
+    .expect("hog");
     std::fs::write(
         dir.path().join("too_many.wat"),
-        hog(PER_CALL.core_instances + 1),
+        common::wat::hog(PER_CALL.core_instances + 1),
     )
     .expect("too_many");
     copy_plugin(dir.path(), "plugins", "square_number", "square_number");
@@ -300,7 +266,7 @@ fn a_calls_memories_are_capped_together() {
     let dir = tempfile::tempdir().expect("dir");
     // Each memory grows to 3/4 of the 16 MiB cap: fine alone, over the cap together.
     let pages = (LIMITS.memory_bytes / 65_536 * 3 / 4) as u32;
-    let two = component(
+    let two = common::wat::component(
         r#"(core module $a
     (memory (export "memory") 1)
     (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
@@ -313,7 +279,7 @@ fn a_calls_memories_are_capped_together() {
         ),
         r#"(with "a" (instance $ia))"#,
     );
-    let one = component(
+    let one = common::wat::component(
         "",
         "",
         "",
@@ -336,7 +302,7 @@ fn a_calls_memories_are_capped_together() {
         .expect("two")
         .call(1)
         .expect_err("over the cap together")
-        .to_string();
+        .message();
     assert!(
         err.contains("trapped on item 1") && err.contains("over the cap of 16777216 bytes"),
         "{err}"
@@ -355,26 +321,13 @@ fn a_plugin_that_compiles_too_long_is_rejected() {
         ..LIMITS
     };
     let registry = registry(dir.path(), limits, None);
-    let err = registry.resolve("slow").expect_err("too slow").to_string();
+    let err = registry.resolve("slow").expect_err("too slow").message();
     assert!(
         err.contains("compiling it took longer than the 1 ms limit"),
         "{err}"
     );
     let started = Instant::now();
-    let again = registry
-        .resolve("slow")
-        .expect_err("remembered")
-        .to_string();
+    let again = registry.resolve("slow").expect_err("remembered").message();
     assert_eq!(again, err);
     assert!(started.elapsed() < Duration::from_millis(50));
-}
-
-/// The process's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }

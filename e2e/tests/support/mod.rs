@@ -126,6 +126,51 @@ pub fn sum_of_squares(n: u128) -> u128 {
     n * (n + 1) * (2 * n + 1) / 6
 }
 
+/// One workflow of a batch's tree, as the planner lays it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeNode {
+    pub id: String,
+    pub depth: u32,
+    pub leaf: bool,
+}
+
+/// Every workflow of the tree over items `1..=n` whose root is `root`, root first, depth
+/// first in child order: the ids come from the planner and the id rule the workflow uses, not
+/// from strings written here.
+pub fn tree_nodes(root: &str, n: u64, batch_size: u64, max_children: u64) -> Vec<TreeNode> {
+    use batch_core::ids::child_workflow_id;
+    use batch_core::plan::{ItemRange, NodePlan, plan_node};
+    fn walk(id: String, range: ItemRange, depth: u32, b: u64, c: u64, out: &mut Vec<TreeNode>) {
+        match plan_node(range, b, c) {
+            NodePlan::Leaf(_) => out.push(TreeNode {
+                id,
+                depth,
+                leaf: true,
+            }),
+            NodePlan::Split(children) => {
+                out.push(TreeNode {
+                    id: id.clone(),
+                    depth,
+                    leaf: false,
+                });
+                for (index, child) in children.into_iter().enumerate() {
+                    walk(child_workflow_id(&id, index), child, depth + 1, b, c, out);
+                }
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    walk(
+        root.to_owned(),
+        ItemRange::new(1, n),
+        0,
+        batch_size,
+        max_children,
+        &mut nodes,
+    );
+    nodes
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -503,6 +548,56 @@ impl Worker {
     /// SIGKILL: the worker dies without finishing or handing back anything.
     pub fn crash(&mut self) {
         self.process.crash();
+    }
+}
+
+/// A worker on its own task queue with its own plugins directory (holding copies of built
+/// plugins, as `(built name, installed name)`), against a server shared by a test file.
+pub struct Node {
+    pub server: &'static DevServer,
+    pub queue: String,
+    pub plugins: tempfile::TempDir,
+    pub worker: Worker,
+}
+
+impl Node {
+    pub fn start(
+        server: &'static DevServer,
+        queue: &str,
+        plugins: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("plugins dir");
+        for (name, as_name) in plugins {
+            install_plugin(dir.path(), name, as_name);
+        }
+        let worker = Worker::start_with(server, queue, dir.path(), extra_args);
+        Self {
+            server,
+            queue: queue.to_owned(),
+            plugins: dir,
+            worker,
+        }
+    }
+
+    /// Runs the starter on this node's queue.
+    pub fn run(&self, args: &[&str]) -> Run {
+        starter(self.server, &self.queue, args)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.plugins.path()
+    }
+
+    /// What went wrong, for a failed assertion: the batch's output and the worker's log tail.
+    pub fn explain(&self, run: &Run) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}\nworker log ({}), last lines:\n{}",
+            run.stdout,
+            run.stderr,
+            self.worker.log.display(),
+            log_tail(&self.worker.log, 40)
+        )
     }
 }
 

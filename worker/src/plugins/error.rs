@@ -1,7 +1,14 @@
 //! Plugin failures. Every message names the plugin; item failures also name the item and the
-//! digest, so a failed batch says exactly which module refused which input.
+//! digest, so a failed batch says exactly which module refused which input. Underlying errors
+//! (I/O, wasmtime) are kept as sources; [`PluginError::message`] gives the whole chain on one
+//! line, each part bounded ([`batch_core::text::bounded_message`]), so whatever a plugin
+//! said can neither flood a log nor overflow a Temporal payload. How each failure is presented
+//! to Temporal (its kind, whether a retry can help) is routing policy: [`crate::routing`].
 
+use std::error::Error as _;
 use std::path::PathBuf;
+
+use batch_core::text::bounded_message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -33,13 +40,18 @@ pub enum PluginError {
         queue: String,
         workers: String,
     },
-    #[error("cannot read plugins directory {dir}: {reason}")]
-    Directory { dir: PathBuf, reason: String },
-    #[error("cannot read plugin {name:?} from {path}: {reason}")]
+    #[error("cannot read plugins directory {dir}")]
+    Directory {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read plugin {name:?} from {path}")]
     Read {
         name: String,
         path: PathBuf,
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("plugin {name:?} ({path}) is not a valid plugin: {reason}")]
     Invalid {
@@ -51,6 +63,7 @@ pub enum PluginError {
     Refused {
         plugin: String,
         item: u64,
+        /// Bounded when the error is made: it is the plugin's own text.
         message: String,
     },
     #[error("plugin {plugin} exceeded its CPU deadline of {limit_ms} ms on item {item}")]
@@ -59,21 +72,47 @@ pub enum PluginError {
         item: u64,
         limit_ms: u128,
     },
-    #[error("the plugin host failed (not the plugin): {reason}")]
-    HostPanic { reason: String },
+    #[error("the plugin host failed (not the plugin)")]
+    HostPanic {
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("the worker is shutting down; another attempt will run the item")]
     ShuttingDown,
     #[error(
-        "the plugin host is out of a shared resource (not the plugin's fault): {reason}; \
-         another attempt will run the item"
+        "the plugin host is out of a shared resource (not the plugin's fault); another attempt \
+         will run the item"
     )]
-    HostBusy { reason: String },
-    #[error("plugin {plugin} could not be instantiated: {reason}")]
-    Instantiate { plugin: String, reason: String },
-    #[error("plugin {plugin} trapped on item {item}: {reason}")]
+    HostBusy {
+        #[source]
+        source: wasmtime::Error,
+    },
+    #[error("plugin {plugin} could not be instantiated")]
+    Instantiate {
+        plugin: String,
+        #[source]
+        source: wasmtime::Error,
+    },
+    #[error("plugin {plugin} trapped on item {item}")]
     Trap {
         plugin: String,
         item: u64,
-        reason: String,
+        #[source]
+        source: wasmtime::Error,
     },
+}
+
+impl PluginError {
+    /// The error and its sources on one line (`outer: inner: innermost`), each part bounded:
+    /// for logs, listings and Temporal failures.
+    pub fn message(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = self.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&bounded_message(&cause.to_string()));
+            source = cause.source();
+        }
+        text
+    }
 }

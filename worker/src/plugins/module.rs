@@ -142,14 +142,13 @@ impl LoadedPlugin {
         &self,
         store: &mut wasmtime::Store<StoreState>,
     ) -> Result<bindings::Plugin, PluginError> {
-        self.pre.instantiate(store).map_err(|e| {
-            let reason = bounded_message(&format!("{e:#}"));
-            if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-                PluginError::HostBusy { reason }
+        self.pre.instantiate(store).map_err(|source| {
+            if source.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+                PluginError::HostBusy { source }
             } else {
                 PluginError::Instantiate {
                     plugin: self.label(),
-                    reason,
+                    source,
                 }
             }
         })
@@ -174,10 +173,10 @@ impl LoadedPlugin {
                     limit_ms: self.engine.limits().cpu_deadline.as_millis(),
                 })
             }
-            Err(e) => Err(PluginError::Trap {
+            Err(source) => Err(PluginError::Trap {
                 plugin: self.label(),
                 item,
-                reason: bounded_message(&format!("{e:#}")),
+                source,
             }),
         }
     }

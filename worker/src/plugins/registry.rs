@@ -72,15 +72,18 @@ impl PluginRegistry {
         cache: Option<ArtifactCache>,
     ) -> Result<Self, PluginError> {
         let dir = dir.into();
-        let directory_error = |reason: String| PluginError::Directory {
+        let directory_error = |source: std::io::Error| PluginError::Directory {
             dir: dir.clone(),
-            reason,
+            source,
         };
-        let meta = fs::metadata(&dir).map_err(|e| directory_error(e.to_string()))?;
+        let meta = fs::metadata(&dir).map_err(directory_error)?;
         if !meta.is_dir() {
-            return Err(directory_error("not a directory".into()));
+            return Err(directory_error(std::io::Error::new(
+                ErrorKind::NotADirectory,
+                "not a directory",
+            )));
         }
-        fs::read_dir(&dir).map_err(|e| directory_error(e.to_string()))?;
+        fs::read_dir(&dir).map_err(directory_error)?;
         Ok(Self {
             dir,
             engine,
@@ -107,7 +110,7 @@ impl PluginRegistry {
                 return Err(PluginError::Read {
                     name: name.to_owned(),
                     path,
-                    reason: e.to_string(),
+                    source: e,
                 });
             }
         };
@@ -197,7 +200,8 @@ impl PluginRegistry {
                         tracing::error!(
                             plugin = name,
                             kept = good.digest(),
-                            "{e}; keeping the last good version"
+                            "{}; keeping the last good version",
+                            e.message()
                         );
                         Ok(good)
                     }
@@ -223,7 +227,7 @@ impl PluginRegistry {
             Err(e) => Err(PluginError::Read {
                 name: name.to_owned(),
                 path: path.to_owned(),
-                reason: e.to_string(),
+                source: e,
             }),
         }
     }
@@ -294,16 +298,16 @@ impl PluginRegistry {
         match self.resolve(&plugin.name) {
             Ok(current) if current.digest() == digest => Ok(current),
             Ok(current) => Err(unavailable(format!("sha256:{}", current.digest()))),
-            Err(e) => Err(unavailable(format!("no usable version ({e})"))),
+            Err(e) => Err(unavailable(format!("no usable version ({})", e.message()))),
         }
     }
 
     /// Every plugin name in the directory (files `<name>.wasm` or `<name>.wat` with a valid
     /// name), sorted, without duplicates.
     pub fn names(&self) -> Result<Vec<String>, PluginError> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| PluginError::Directory {
+        let entries = fs::read_dir(&self.dir).map_err(|source| PluginError::Directory {
             dir: self.dir.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
@@ -342,7 +346,7 @@ impl PluginRegistry {
                     digest: None,
                     interface: None,
                     size: None,
-                    error: Some(e.to_string()),
+                    error: Some(e.message()),
                 },
             })
             .collect())
@@ -364,7 +368,7 @@ impl PluginRegistry {
         let available = match self.names() {
             Ok(names) if names.is_empty() => "none".to_owned(),
             Ok(names) => names.join(", "),
-            Err(e) => e.to_string(),
+            Err(e) => e.message(),
         };
         PluginError::NotFound {
             name: name.to_owned(),
@@ -450,6 +454,6 @@ fn read_bounded(mut file: fs::File, max: u64) -> std::io::Result<Vec<u8>> {
 fn reason_of(e: &PluginError) -> String {
     match e {
         PluginError::Invalid { reason, .. } => reason.clone(),
-        other => other.to_string(),
+        other => other.message(),
     }
 }

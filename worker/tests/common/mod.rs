@@ -23,3 +23,15 @@ pub fn built_plugin(dir: &str, name: &str) -> PathBuf {
     );
     path
 }
+
+pub mod wat;
+
+/// This process's peak resident memory (VmHWM), in KiB.
+pub fn peak_rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}

@@ -156,35 +156,28 @@ fn bad_files_are_rejected_with_the_reason() {
         "{}",
         reason("empty")
     );
-    assert!(
-        reason("garbage").contains("not WebAssembly"),
-        "{}",
-        reason("garbage")
-    );
+    let rejected_for = |name: &str, why: &str| {
+        let reason = reason(name);
+        assert!(reason.contains(why), "{name}: {reason}");
+    };
+    rejected_for("garbage", "not WebAssembly");
     // A core module without the component-type metadata wraps into an empty component.
-    assert!(
-        reason("bare_module").contains("does not implement batch:plugin/compute@1.0.0"),
-        "{}",
-        reason("bare_module")
+    rejected_for(
+        "bare_module",
+        "does not implement batch:plugin/compute@1.0.0",
     );
-    assert!(
-        reason("uses_wasi")
-            .contains("imports wasi:cli/environment@0.2.0 but plugins may import nothing"),
-        "{}",
-        reason("uses_wasi")
+    rejected_for(
+        "uses_wasi",
+        "imports wasi:cli/environment@0.2.0 but plugins may import nothing",
     );
-    assert!(
-        reason("wants_everything").contains(
-            "imports wasi:filesystem/types@0.2.0, wasi:sockets/tcp@0.2.0, \
-             wasi:clocks/wall-clock@0.2.0, wasi:random/random@0.2.0 but plugins may import nothing"
-        ),
-        "{}",
-        reason("wants_everything")
+    rejected_for(
+        "wants_everything",
+        "imports wasi:filesystem/types@0.2.0, wasi:sockets/tcp@0.2.0, \
+         wasi:clocks/wall-clock@0.2.0, wasi:random/random@0.2.0 but plugins may import nothing",
     );
-    assert!(
-        reason("wrong_interface").contains("does not implement batch:plugin/compute@1.0.0"),
-        "{}",
-        reason("wrong_interface")
+    rejected_for(
+        "wrong_interface",
+        "does not implement batch:plugin/compute@1.0.0",
     );
 
     let missing = reason("nope");

@@ -4,7 +4,9 @@
 //! - `load/cold`: a new plugin version: wrap as a component, compile, validate;
 //! - `load/cached`: the same version after a worker restart, from the on-disk cache;
 //! - `call/native`: the same function compiled into the host, for reference;
-//! - `call/fresh_store`: one isolated call, a new store and instance per item (per-item mode);
+//! - `call/fresh_store_in_slot`: one isolated call, a new store and instance per item, in a
+//!   call slot held throughout;
+//! - `call/fresh_store`: the same, taking and giving back a call slot per item (per-item mode);
 //! - `call/session`: a call in an instance reused across a run of items.
 //!
 //! Overhead of a call = its time minus `call/native`.
@@ -75,6 +77,15 @@ fn benches(c: &mut Criterion) {
             native_square(black_box(item))
         })
     });
+    // The isolated call alone, in a slot held throughout: the same work as before call slots.
+    let mut slot = engine.call_slot_blocking();
+    call.bench_function("fresh_store_in_slot", |b| {
+        b.iter(|| {
+            item = item.wrapping_add(1) & 0xffff;
+            plugin.call_with(&mut slot, black_box(item))
+        })
+    });
+    drop(slot);
     // What an item activity does: take a call slot, run the item in a fresh store, give the
     // slot back.
     call.bench_function("fresh_store", |b| {

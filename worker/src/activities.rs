@@ -124,17 +124,33 @@ impl PluginActivities {
         ctx: &ActivityContext,
         progress: &P,
     ) -> CallSlot {
-        heartbeating(ctx, progress, self.registry.engine().call_slot()).await
+        let engine = self.registry.engine();
+        // The common case, a free slot, without arming a heartbeat timer per item.
+        match engine.try_call_slot() {
+            Some(slot) => slot,
+            None => heartbeating(ctx, progress, engine.call_slot()).await,
+        }
     }
 
     /// The pinned plugin: from memory when this process has it (no blocking), else from the
-    /// registry on the blocking pool (it may read and compile a file).
-    async fn plugin(&self, plugin: &PluginRef) -> Result<Arc<LoadedPlugin>, PluginError> {
+    /// registry on the blocking pool (it may read and compile a file), heartbeating `progress`
+    /// meanwhile.
+    async fn plugin<P: Serialize + Clone + 'static>(
+        &self,
+        ctx: &ActivityContext,
+        progress: &P,
+        plugin: &PluginRef,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
         if let Some(loaded) = self.registry.loaded(plugin) {
             return Ok(loaded);
         }
         let (registry, plugin) = (self.registry.clone(), plugin.clone());
-        on_blocking_pool(move || registry.get(&plugin)).await
+        heartbeating(
+            ctx,
+            progress,
+            on_blocking_pool(move || registry.get(&plugin)),
+        )
+        .await
     }
 
     /// Which workers poll plugin `name`'s queue (seen in the last minute), comma-separated.
@@ -259,7 +275,8 @@ impl PluginActivities {
     ) -> Result<u64, ActivityError> {
         let _running = self.count_task();
         validate_item(task.item).map_err(|e| invalid_task(&e))?;
-        let plugin = heartbeating(&ctx, &(), self.plugin(&task.plugin))
+        let plugin = self
+            .plugin(&ctx, &(), &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))
             .map_err(|e| self.failure(&ctx, e))?;
@@ -289,7 +306,8 @@ impl PluginActivities {
         task: RangeTask,
     ) -> Result<Outputs, RangeError> {
         let mut progress = resume_point(ctx, &task);
-        let plugin = heartbeating(ctx, &progress, self.plugin(&task.plugin))
+        let plugin = self
+            .plugin(ctx, &progress, &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
         while progress.next <= task.last {

@@ -268,6 +268,12 @@ impl SandboxedEngine {
         }
     }
 
+    /// A call slot if one is free right now.
+    pub fn try_call_slot(&self) -> Option<CallSlot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        Some(CallSlot { _permit: permit })
+    }
+
     /// [`Self::call_slot`] for callers outside the async runtime (tools, tests, benchmarks).
     pub fn call_slot_blocking(&self) -> CallSlot {
         futures::executor::block_on(self.call_slot())

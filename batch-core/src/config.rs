@@ -178,6 +178,11 @@ pub struct BatchConfig {
     /// the workers' cache, where `max_in_flight` alone bounds only one node.
     #[serde(default = "default_max_leaves_in_flight")]
     pub max_leaves_in_flight: u64,
+    /// The plugin's configuration (`--plugin-config`), passed to every instance's `configure`
+    /// (interface v2). Absent from the JSON when there is none, so a batch without one has
+    /// exactly the payloads it always had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_config: Option<crate::PluginConfig>,
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -210,6 +215,7 @@ impl NodeInput {
                 mode: LeafMode::Item,
                 max_in_flight: MAX_IN_FLIGHT,
                 max_leaves_in_flight: DEFAULT_MAX_LEAVES_IN_FLIGHT,
+                plugin_config: None,
             },
             leaf_budget: None,
         }
@@ -258,6 +264,9 @@ impl NodeInput {
         if let Some(digest) = &self.config.plugin.digest {
             validate_digest(digest)?;
         }
+        if let Some(config) = &self.config.plugin_config {
+            config.validate()?;
+        }
         Ok(())
     }
 }
@@ -267,6 +276,8 @@ impl NodeInput {
 pub enum ConfigError {
     #[error("n must be at least 1 (got 0): a batch processes the items 1..=n")]
     NoItems,
+    #[error(transparent)]
+    PluginConfig(#[from] crate::plugin_config::PluginConfigError),
     #[error("n must be at most {MAX_ITEMS} (got {0})")]
     TooManyItems(u64),
     #[error("the first item must be at least 1 (got 0): items are numbered from 1")]

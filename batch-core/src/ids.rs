@@ -4,9 +4,13 @@
 //! names start with a letter and contain no '-', so ids of different plugins never collide, and
 //! the `STARTS_WITH` query of one batch never matches another batch's tree. The leaf mode shows
 //! in the batch-size part: `b10` per-item activities (the demo), `local10` local activities,
-//! `batch100000` one activity per leaf.
+//! `batch100000` one activity per leaf. A batch with a plugin configuration always names its
+//! plugin, followed by `.cfg{12 hex digits of the configuration's digest}`
+//! (`batch-processing-filter.cfg0123456789ab-1000-b10-c5`): the same items under another
+//! configuration are another batch, and since names never contain '.', no other batch's id
+//! starts with it.
 
-use crate::{DEFAULT_PLUGIN, LeafMode};
+use crate::{DEFAULT_PLUGIN, LeafMode, PluginConfig};
 
 pub const ROOT_ID_PREFIX: &str = "batch-processing";
 
@@ -16,16 +20,21 @@ pub fn root_workflow_id(
     max_children: u64,
     plugin: &str,
     mode: LeafMode,
+    config: Option<&PluginConfig>,
 ) -> String {
     let leaf = match mode {
         LeafMode::Item => "b",
         LeafMode::Local => "local",
         LeafMode::Batch => "batch",
     };
-    if plugin == DEFAULT_PLUGIN {
-        format!("{ROOT_ID_PREFIX}-{n}-{leaf}{batch_size}-c{max_children}")
-    } else {
-        format!("{ROOT_ID_PREFIX}-{plugin}-{n}-{leaf}{batch_size}-c{max_children}")
+    let shape = format!("{n}-{leaf}{batch_size}-c{max_children}");
+    match config {
+        Some(config) => format!(
+            "{ROOT_ID_PREFIX}-{plugin}.cfg{}-{shape}",
+            config.short_digest()
+        ),
+        None if plugin == DEFAULT_PLUGIN => format!("{ROOT_ID_PREFIX}-{shape}"),
+        None => format!("{ROOT_ID_PREFIX}-{plugin}-{shape}"),
     }
 }
 
@@ -57,7 +66,7 @@ mod tests {
 
     #[test]
     fn default_plugin_uses_the_demo_ids() {
-        let root = root_workflow_id(2000, 10, 5, "square_number", LeafMode::Item);
+        let root = root_workflow_id(2000, 10, 5, "square_number", LeafMode::Item, None);
         assert_eq!(root, "batch-processing-2000-b10-c5");
         assert_eq!(
             child_workflow_id(&child_workflow_id(&root, 0), 3),
@@ -67,7 +76,11 @@ mod tests {
 
     #[test]
     fn other_plugins_never_share_a_prefix_with_the_default() {
-        let id = |n, plugin, mode| root_workflow_id(n, 10, 5, plugin, mode);
+        let id = |n, plugin, mode| root_workflow_id(n, 10, 5, plugin, mode, None);
+        let config = |text| PluginConfig::parse(text).expect("valid");
+        let (a, b) = (config(r#"{"a":1}"#), config(r#"{"a":2}"#));
+        let configured =
+            |plugin, config| root_workflow_id(2000, 10, 5, plugin, LeafMode::Item, Some(config));
         let cube = id(2000, "cube", LeafMode::Item);
         assert_eq!(cube, "batch-processing-cube-2000-b10-c5");
         let square = id(2000, "square_number", LeafMode::Item);
@@ -80,7 +93,17 @@ mod tests {
             id(2000, "batch", LeafMode::Batch),
             // The tree of n=2000 is not matched by the query for n=200.
             id(200, "square_number", LeafMode::Item),
+            configured("square_number", &a),
+            configured("square_number", &b),
+            configured("cube", &a),
         ];
+        assert_eq!(
+            ids[7],
+            format!(
+                "batch-processing-square_number.cfg{}-2000-b10-c5",
+                &a.digest[..12]
+            )
+        );
         assert_eq!(ids[2], "batch-processing-2000-local10-c5");
         assert_eq!(ids[3], "batch-processing-2000-batch10-c5");
         for a in &ids {

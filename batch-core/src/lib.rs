@@ -7,11 +7,13 @@
 //! [`workflow_ref`] and [`connect`], shared by the two Temporal clients), so all of it is
 //! unit-tested exhaustively without a server.
 
+pub mod blocks;
 pub mod config;
 #[cfg(feature = "temporal")]
 pub mod connect;
 pub mod ids;
 pub mod plan;
+pub mod plugin_config;
 pub mod result;
 pub mod summary;
 pub mod text;
@@ -20,7 +22,8 @@ pub mod workflow_ref;
 
 pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, PluginRef};
 pub use plan::{ItemRange, NodePlan, TreeShape};
-pub use result::{NodeResult, Outputs};
+pub use plugin_config::PluginConfig;
+pub use result::{ItemOutcome, NodeResult, Output, Outputs};
 
 /// The workflow type name the worker registers and every client starts.
 pub const WORKFLOW_TYPE: &str = "BatchProcessingWorkflow";

@@ -11,7 +11,53 @@ use crate::plan::ItemRange;
 /// How many outputs are kept from each end of the batch, as the demo prints.
 pub const EDGE_LEN: usize = 10;
 
+/// What a plugin produced for one item (interface v1 produces only numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Number(u64),
+    /// A record's bytes (a JSON object, a CSV row, ...).
+    Record(Vec<u8>),
+    /// The plugin dropped the item (a filter that did not match).
+    Skip,
+}
+
+/// What an item produced, as an item activity returns it to the workflow: a number as the
+/// bare number (the payload interface-v1 workers always returned, so recorded histories still
+/// replay), a record by its size only (the record itself goes to the batch's output, never
+/// into the workflow's history), or a skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ItemOutcome {
+    Number(u64),
+    Other(OtherOutcome),
+}
+
+/// See [`ItemOutcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherOutcome {
+    Record { bytes: u64 },
+    Skip,
+}
+
+impl From<&Output> for ItemOutcome {
+    fn from(output: &Output) -> Self {
+        match output {
+            Output::Number(n) => Self::Number(*n),
+            Output::Record(bytes) => Self::Other(OtherOutcome::Record {
+                bytes: bytes.len() as u64,
+            }),
+            Output::Skip => Self::Other(OtherOutcome::Skip),
+        }
+    }
+}
+
 /// Statistics over the outputs of a contiguous run of items, in item order.
+///
+/// `count` is every item processed; `records` and `skipped` say how many of them produced a
+/// record or were skipped, the rest produced numbers, which the other fields describe. The
+/// record and skip counters are left out of JSON when zero, so a batch of numbers (the demo)
+/// has exactly the payloads it always had.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outputs {
     pub count: u64,
@@ -25,6 +71,19 @@ pub struct Outputs {
     pub head: Vec<u64>,
     /// The last `EDGE_LEN` outputs, in item order.
     pub tail: Vec<u64>,
+    /// Items that produced a record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records: u64,
+    /// Bytes of all records produced.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub record_bytes: u64,
+    /// Items the plugin skipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Outputs {
@@ -43,9 +102,38 @@ impl Outputs {
         self.tail.push(output);
     }
 
+    /// Appends the output of the next item, whatever its kind.
+    pub fn add(&mut self, output: &Output) {
+        self.add_outcome(ItemOutcome::from(output));
+    }
+
+    /// Appends the outcome of the next item, whatever its kind.
+    pub fn add_outcome(&mut self, outcome: ItemOutcome) {
+        match outcome {
+            ItemOutcome::Number(n) => self.push(n),
+            ItemOutcome::Other(OtherOutcome::Record { bytes }) => {
+                self.count += 1;
+                self.records += 1;
+                self.record_bytes += bytes;
+            }
+            ItemOutcome::Other(OtherOutcome::Skip) => {
+                self.count += 1;
+                self.skipped += 1;
+            }
+        }
+    }
+
+    /// Items that produced a number.
+    pub fn numbers(&self) -> u64 {
+        self.count - self.records - self.skipped
+    }
+
     /// The statistics of `self`'s items followed by `next`'s items.
     pub fn then(mut self, next: Outputs) -> Outputs {
         self.count += next.count;
+        self.records += next.records;
+        self.record_bytes += next.record_bytes;
+        self.skipped += next.skipped;
         self.sum += next.sum;
         self.min = min_opt(self.min, next.min, u64::min);
         self.max = min_opt(self.max, next.max, u64::max);
@@ -204,6 +292,74 @@ mod tests {
             .expect_err("bad sum")
             .to_string();
         assert!(err.contains("sum \"x\" is not a u128"), "{err}");
+    }
+
+    #[test]
+    fn records_and_skips_are_counted_beside_numbers() {
+        let items = [
+            Output::Number(3),
+            Output::Record(b"{\"a\":1}".to_vec()),
+            Output::Skip,
+            Output::Number(u64::MAX),
+            Output::Record(Vec::new()),
+        ];
+        let mut whole = Outputs::default();
+        items.iter().for_each(|o| whole.add(o));
+        assert_eq!(
+            (
+                whole.count,
+                whole.records,
+                whole.record_bytes,
+                whole.skipped
+            ),
+            (5, 2, 7, 1)
+        );
+        assert_eq!(whole.numbers(), 2);
+        assert_eq!(whole.sum, 3 + u128::from(u64::MAX));
+        assert_eq!(whole.head, [3, u64::MAX]);
+        // Merging any split gives the whole, records and skips included.
+        for at in 0..=items.len() {
+            let mut left = Outputs::default();
+            let mut right = Outputs::default();
+            items[..at].iter().for_each(|o| left.add(o));
+            items[at..].iter().for_each(|o| right.add(o));
+            assert_eq!(left.then(right), whole, "split at {at}");
+        }
+        let json = serde_json::to_value(&whole).expect("serialize");
+        assert_eq!(json["records"], 2);
+        assert_eq!(
+            serde_json::from_value::<Outputs>(json).expect("parse"),
+            whole
+        );
+    }
+
+    #[test]
+    fn item_outcomes_keep_numbers_as_bare_numbers() {
+        let json = |o: &Output| serde_json::to_string(&ItemOutcome::from(o)).expect("serialize");
+        assert_eq!(json(&Output::Number(49)), "49");
+        assert_eq!(
+            json(&Output::Record(b"abc".to_vec())),
+            r#"{"record":{"bytes":3}}"#
+        );
+        assert_eq!(json(&Output::Skip), r#""skip""#);
+        for text in ["49", r#"{"record":{"bytes":3}}"#, r#""skip""#] {
+            let parsed: ItemOutcome = serde_json::from_str(text).expect("parse");
+            assert_eq!(serde_json::to_string(&parsed).expect("serialize"), text);
+        }
+        // What v1 workers recorded in histories: a bare u64, including the largest.
+        let max: ItemOutcome = serde_json::from_str("18446744073709551615").expect("parse");
+        assert_eq!(max, ItemOutcome::Number(u64::MAX));
+    }
+
+    /// A batch of numbers serializes exactly as before records existed: the same payloads in
+    /// histories recorded by older workers, and the same `--json` output.
+    #[test]
+    fn numbers_only_serialize_without_the_new_counters() {
+        let json = serde_json::to_string(&outputs([1, 4])).expect("serialize");
+        assert_eq!(
+            json,
+            r#"{"count":2,"sum":"5","min":1,"max":4,"head":[1,4],"tail":[1,4]}"#
+        );
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     if let Some(digest) = &config.plugin.digest {
         let _ = writeln!(s, "Plugin digest: sha256:{digest}");
     }
+    if let Some(plugin_config) = &config.plugin_config {
+        let _ = writeln!(
+            s,
+            "Plugin config: sha256:{} ({} bytes)",
+            plugin_config.digest,
+            plugin_config.json.len()
+        );
+    }
+    if o.records > 0 {
+        let _ = writeln!(s, "Records: {} ({} bytes)", o.records, o.record_bytes);
+    }
+    if o.skipped > 0 {
+        let _ = writeln!(s, "Skipped: {}", o.skipped);
+    }
     let _ = writeln!(s, "Workflows: {}", result.workflows);
     let _ = writeln!(s, "Activities: {}", result.activities);
     let _ = writeln!(s, "Workflow ID: {workflow_id}");
@@ -60,6 +74,7 @@ mod tests {
             mode: crate::LeafMode::Item,
             max_in_flight: 1000,
             max_leaves_in_flight: 200,
+            plugin_config: None,
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),

@@ -44,12 +44,12 @@ fn record_replay_fixtures() {
     ] {
         let run = starter(&server, QUEUE, &args);
         assert!(run.success, "{}", run.stderr);
-        let root = root_workflow_id(50, 10, 5, DEFAULT_PLUGIN, mode);
+        let root = root_workflow_id(50, 10, 5, DEFAULT_PLUGIN, mode, None);
         recorded.extend(tree_ids(&root, 50));
     }
     let failing = starter(&server, QUEUE, &["5", "5", "--plugin", "hostile"]);
     assert!(!failing.success);
-    recorded.push(root_workflow_id(5, 5, 5, "hostile", LeafMode::Item));
+    recorded.push(root_workflow_id(5, 5, 5, "hostile", LeafMode::Item, None));
 
     // A worker without the plugin takes some leaves: their items fail there and are re-sent
     // to the plugin's queue, which only the holder polls.

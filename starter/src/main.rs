@@ -13,7 +13,9 @@ use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
-use batch_core::{DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, TreeShape};
+use batch_core::{
+    DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, PluginConfig, TreeShape,
+};
 use clap::Parser;
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
@@ -28,6 +30,7 @@ Examples:
   starter 100 20                 # process 100 numbers with batch_size=20
   starter 1000 10 10             # 1000 numbers, batch_size=10, max_children=10
   starter 2000 --plugin cube     # the same tree, running the `cube` plugin
+  starter 1000 --plugin mod_filter --plugin-config '{\"divisor\": 7}'   # a configured v2 plugin
   starter 2000 --mode local      # one local activity per item (no task-queue round trip)
   starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6";
 
@@ -46,6 +49,11 @@ struct Args {
     /// Plugin to run on each item (a `<name>.wasm` in the worker's plugins directory).
     #[arg(long, default_value = DEFAULT_PLUGIN)]
     plugin: String,
+    /// The plugin's configuration: JSON text, or @FILE to read it from a file (at most 16 KiB
+    /// normalized). Checked before the batch starts, passed to every instance's `configure`
+    /// (interface v2 plugins), shown in the summary by digest; part of the batch's identity.
+    #[arg(long, value_name = "JSON|@FILE", value_parser = parse_plugin_config)]
+    plugin_config: Option<PluginConfig>,
     /// How leaves run the plugin: `item` (one activity per item, the demo), `local` (one local
     /// activity per item) or `batch` (one activity per leaf, the plugin looping over the range
     /// in one instance; allows batch sizes up to 10^9).
@@ -74,7 +82,8 @@ struct Args {
     #[arg(long)]
     list_plugins: bool,
     /// Root workflow id. Default: batch-processing-{N}-b{BATCH}-c{CHILDREN}, with the plugin's
-    /// name after `batch-processing-` when it is not square_number.
+    /// name after `batch-processing-` when it is not square_number, and `.cfg{DIGEST}` after
+    /// the plugin's name when the batch has a --plugin-config.
     #[arg(long)]
     workflow_id: Option<String>,
     /// Task queue the workers poll.
@@ -102,6 +111,30 @@ fn parse_ui_url(text: &str) -> Result<String, String> {
         )),
         Err(e) => Err(format!("{text:?} is not an address: {e}")),
     }
+}
+
+/// `--plugin-config`: JSON text, or `@path` to a file holding it.
+fn parse_plugin_config(text: &str) -> Result<PluginConfig, String> {
+    let json = match text.strip_prefix('@') {
+        Some(path) => read_config_file(path)?,
+        None => text.to_owned(),
+    };
+    PluginConfig::parse(&json).map_err(|e| e.to_string())
+}
+
+fn read_config_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    // Bounded read: a wrong path to a huge file is refused, not read whole.
+    let limit = 4 * batch_core::plugin_config::MAX_PLUGIN_CONFIG_BYTES as u64;
+    let mut text = String::new();
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if text.len() as u64 > limit {
+        return Err(format!("{path} is larger than {limit} bytes"));
+    }
+    Ok(text)
 }
 
 /// Whole numbers only; the range checks (with their reasons) happen in `NodeInput::validate`.
@@ -152,6 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     batch_core::config::validate_n(args.n)?;
     let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
     input.config.mode = args.mode;
+    input.config.plugin_config = args.plugin_config.clone();
     input.config.max_in_flight = args.max_in_flight;
     input.config.max_leaves_in_flight = args
         .max_leaves_in_flight
@@ -164,6 +198,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.max_children,
             &args.plugin,
             args.mode,
+            args.plugin_config.as_ref(),
         )
     });
 

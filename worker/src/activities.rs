@@ -18,7 +18,8 @@ use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
 
-use batch_core::{Outputs, PluginInfo, PluginRef};
+use batch_core::blocks::BlockSizer;
+use batch_core::{ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -36,6 +37,9 @@ pub struct RangeTask {
     pub plugin: PluginRef,
     pub first: u64,
     pub last: u64,
+    /// The batch's plugin configuration; absent from the payload when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PluginConfig>,
 }
 
 /// What a `batch`-mode leaf has done so far, sent with each heartbeat: a retry starts from
@@ -54,6 +58,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 pub struct ItemTask {
     pub plugin: PluginRef,
     pub item: u64,
+    /// The batch's plugin configuration; absent from the payload when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PluginConfig>,
 }
 
 /// The activities of one worker process. Cheap to clone: the plugin queues' workers
@@ -260,21 +267,24 @@ impl PluginActivities {
     ) -> Result<Outputs, ActivityError> {
         let _running = self.count_task();
         validate_range(&task).map_err(|e| invalid_task(&e))?;
+        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
         self.run_range(&ctx, task).await.map_err(|e| match e {
             RangeError::Plugin(e) => self.failure(&ctx, e),
             RangeError::Activity(e) => e,
         })
     }
 
-    /// The plugin's output for one item.
+    /// The plugin's output for one item: a number (as v1 always returned), or a record's size
+    /// or a skip (v2).
     #[activity(name = "process_item")]
     pub async fn process_item(
         self: Arc<Self>,
         ctx: ActivityContext,
         task: ItemTask,
-    ) -> Result<u64, ActivityError> {
+    ) -> Result<ItemOutcome, ActivityError> {
         let _running = self.count_task();
         validate_item(task.item).map_err(|e| invalid_task(&e))?;
+        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
         let plugin = self
             .plugin(&ctx, &(), &task.plugin)
             .await
@@ -284,11 +294,11 @@ impl PluginActivities {
         let metrics = self.metrics.clone();
         on_blocking_pool(move || {
             let started = Instant::now();
-            let output = plugin.call_with(&mut slot, task.item);
+            let output = plugin.call_with(&mut slot, task.config.as_ref(), task.item);
             drop(slot);
             let outcome = output.as_ref().map(|_| ());
             metrics.call(&task.plugin.name, started.elapsed(), outcome);
-            output
+            output.map(|o| ItemOutcome::from(&o))
         })
         .await
         .map_err(|e| self.failure(&ctx, e))
@@ -314,6 +324,7 @@ impl PluginActivities {
             let slot = self.call_slot(ctx, &progress).await;
             let slice = RangeSlice {
                 plugin: plugin.clone(),
+                config: task.config.clone(),
                 last: task.last,
                 metrics: self.metrics.clone(),
                 progress,
@@ -378,31 +389,41 @@ fn resume_point(ctx: &ActivityContext, task: &RangeTask) -> RangeProgress {
 /// One slice of a `batch`-mode leaf: what the blocking pool needs to run it.
 struct RangeSlice {
     plugin: Arc<LoadedPlugin>,
+    config: Option<PluginConfig>,
     last: u64,
     metrics: PluginMetrics,
     progress: RangeProgress,
 }
 
 impl RangeSlice {
-    /// Runs items from `progress.next` in one instance until `last` or until the slice's time
-    /// is up; the instance, and with it `slot`, is dropped at the end.
+    /// Runs items from `progress.next` in one instance, in blocks sized by a [`BlockSizer`],
+    /// until `last` or until the slice's time is up; the instance, and with it `slot`, is
+    /// dropped at the end.
     fn run(mut self, slot: CallSlot) -> Result<RangeProgress, PluginError> {
         let started = Instant::now();
         let name = self.plugin.name().to_owned();
-        let mut session = self.plugin.session(slot)?;
+        let mut sizer = BlockSizer::for_deadline(self.plugin.cpu_deadline());
         let from = self.progress.next;
+        let mut session = self
+            .plugin
+            .session(slot, self.config.as_ref())
+            .inspect_err(|e| self.metrics.failure(&name, e))?;
         loop {
-            let item = self.progress.next;
-            match session.call(item) {
-                Ok(output) => self.progress.outputs.push(output),
+            let next = self.progress.next;
+            let left = self.last - next + 1;
+            let len = usize::try_from(left).map_or(sizer.next_len(), |l| l.min(sizer.next_len()));
+            let block_started = Instant::now();
+            match session.process_range(next, len) {
+                Ok(outputs) => outputs.iter().for_each(|o| self.progress.outputs.add(o)),
                 Err(e) => {
-                    self.metrics.items(&name, item - from);
+                    self.metrics.items(&name, next - from);
                     self.metrics.failure(&name, &e);
                     return Err(e);
                 }
             }
-            self.progress.next = item + 1;
-            if item == self.last || started.elapsed() >= HEARTBEAT_EVERY {
+            sizer.record(len, block_started.elapsed());
+            self.progress.next = next + len as u64;
+            if self.progress.next > self.last || started.elapsed() >= HEARTBEAT_EVERY {
                 self.metrics.items(&name, self.progress.next - from);
                 return Ok(self.progress);
             }
@@ -460,6 +481,11 @@ fn validate_range(task: &RangeTask) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a task's plugin configuration from any Temporal client (bounded, JSON, digest).
+fn validate_config(config: Option<&PluginConfig>) -> Result<(), String> {
+    config.map_or(Ok(()), |c| c.validate().map_err(|e| e.to_string()))
 }
 
 /// A task input that no retry can fix: fails the activity for good, with the reason.
@@ -543,6 +569,7 @@ mod tests {
             plugin,
             first: 1,
             last: 10,
+            config: None,
         };
         let result = env
             .run(PluginActivities::process_range, task)
@@ -563,6 +590,7 @@ mod tests {
             plugin,
             first: 1,
             last: 1_000_000_000,
+            config: None,
         };
         let started = Instant::now();
         let (result, ()) = tokio::join!(env.run(PluginActivities::process_range, task), async {
@@ -589,13 +617,23 @@ mod tests {
         // Another batch's call holds the only slot for a while.
         let busy = registry.engine().call_slot().await;
         let (result, ()) = tokio::join!(
-            env.run(PluginActivities::process_item, ItemTask { plugin, item: 7 }),
+            env.run(
+                PluginActivities::process_item,
+                ItemTask {
+                    plugin,
+                    item: 7,
+                    config: None,
+                },
+            ),
             async {
                 tokio::time::sleep(HEARTBEAT_EVERY * 2 + Duration::from_millis(500)).await;
                 drop(busy);
             }
         );
-        assert_eq!(result.expect("ran once the slot was free"), 49);
+        assert_eq!(
+            result.expect("ran once the slot was free"),
+            ItemOutcome::Number(49)
+        );
         assert!(
             heartbeats.load(Ordering::Relaxed) >= 2,
             "heartbeats while waiting"
@@ -616,6 +654,7 @@ mod tests {
                 plugin: plugin.clone(),
                 first,
                 last,
+                config: None,
             };
             let err = message(
                 env.run(PluginActivities::process_range, task)
@@ -624,7 +663,11 @@ mod tests {
             );
             assert!(err.contains(expected), "{err}");
         }
-        let item = ItemTask { plugin, item: 0 };
+        let item = ItemTask {
+            plugin,
+            item: 0,
+            config: None,
+        };
         let err = message(
             env.run(PluginActivities::process_item, item)
                 .await

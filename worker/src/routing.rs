@@ -34,6 +34,8 @@ pub fn kind(e: &PluginError) -> &'static str {
         PluginError::Invalid { .. } => "PluginInvalid",
         PluginError::Refused { .. } => "PluginRefusedItem",
         PluginError::Deadline { .. } => "PluginDeadlineExceeded",
+        PluginError::Configure { .. } => "PluginRefusedConfig",
+        PluginError::ResultCount { .. } => "PluginBrokeInterface",
         PluginError::Trap { .. } => "PluginTrapped",
         PluginError::Instantiate { .. } => "PluginInstantiationFailed",
         PluginError::HostPanic { .. } => "PluginHostPanicked",

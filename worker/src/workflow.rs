@@ -150,6 +150,7 @@ async fn run_items(
             let task = ItemTask {
                 plugin: plugin.clone(),
                 item,
+                config: node.config.plugin_config.clone(),
             };
             let plugin_queue = &plugin_queue;
             async move {
@@ -186,7 +187,7 @@ async fn run_items(
     let mut failed = Vec::new();
     for (item, result) in range.items().zip(results) {
         match result {
-            Ok(output) => outputs.push(output),
+            Ok(output) => outputs.add_outcome(output),
             Err(e) => failed.push((item, deepest_message(e.failure(), &e))),
         }
     }
@@ -219,6 +220,7 @@ async fn run_range(
         plugin: plugin.clone(),
         first: range.first,
         last: range.last,
+        config: node.config.plugin_config.clone(),
     };
     let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let there = || {

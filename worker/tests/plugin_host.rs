@@ -8,7 +8,9 @@ mod common;
 
 use batch_core::PluginRef;
 use batch_worker::plugins::cache::ArtifactCache;
-use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{
+    ItemSpan, PluginError, PluginRegistry, SandboxLimits, SandboxedEngine,
+};
 use common::built_plugin;
 
 const LIMITS: SandboxLimits = SandboxLimits {
@@ -68,62 +70,66 @@ fn real_plugins_compute_their_outputs() {
     assert_eq!(names, ["cube", "square_number"]);
 }
 
+/// The same violations from a v1 plugin that imports nothing and from a v2 plugin built for
+/// wasm32-wasip2 (so it imports WASI): each is contained, and fails only its item.
 #[test]
 fn each_sandbox_violation_fails_only_its_item() {
-    let s = scratch(&[("test-plugins", "hostile")]);
-    let hostile = s.registry.resolve("hostile").expect("hostile loads");
+    let s = scratch(&[("test-plugins", "hostile"), ("test-plugins", "hostile_v2")]);
+    for name in ["hostile", "hostile_v2"] {
+        let hostile = s.registry.resolve(name).expect("hostile loads");
 
-    let started = Instant::now();
-    let err = hostile.call(1).expect_err("infinite loop");
-    let elapsed = started.elapsed();
-    assert!(
-        matches!(
-            err,
-            PluginError::Deadline {
-                item: 1,
-                limit_ms: 200,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.message()
-            .contains("exceeded its CPU deadline of 200 ms on item 1"),
-        "{err}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "the deadline stopped the loop after {elapsed:?}"
-    );
+        let started = Instant::now();
+        let err = hostile.call(1).expect_err("infinite loop");
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(
+                err,
+                PluginError::Deadline {
+                    items: ItemSpan { first: 1, last: 1 },
+                    limit_ms: 200,
+                    ..
+                }
+            ),
+            "{name}: {err}"
+        );
+        assert!(
+            err.message()
+                .contains("exceeded its CPU deadline of 200 ms on item 1"),
+            "{name}: {err}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{name}: the deadline stopped the loop after {elapsed:?}"
+        );
 
-    let err = hostile.call(2).expect_err("panic").message();
-    assert!(
-        err.contains("trapped on item 2") && err.contains("unreachable"),
-        "{err}"
-    );
+        let err = hostile.call(2).expect_err("panic").message();
+        assert!(
+            err.contains("trapped on item 2") && err.contains("unreachable"),
+            "{name}: {err}"
+        );
 
-    let err = hostile.call(3).expect_err("memory hog").message();
-    assert!(
-        err.contains("trapped on item 3") && err.contains("memory"),
-        "{err}"
-    );
+        let err = hostile.call(3).expect_err("memory hog").message();
+        assert!(
+            err.contains("trapped on item 3") && err.contains("memory"),
+            "{name}: {err}"
+        );
 
-    let err = hostile.call(4).expect_err("stack overflow").message();
-    assert!(
-        err.contains("trapped on item 4") && err.contains("stack"),
-        "{err}"
-    );
+        let err = hostile.call(4).expect_err("stack overflow").message();
+        assert!(
+            err.contains("trapped on item 4") && err.contains("stack"),
+            "{name}: {err}"
+        );
 
-    let err = hostile.call(5).expect_err("refusal");
-    assert!(
-        matches!(&err, PluginError::Refused { item: 5, message, .. } if message == "item 5 is not welcome here"),
-        "{err}"
-    );
-    assert!(!batch_worker::routing::is_retryable(&err));
+        let err = hostile.call(5).expect_err("refusal");
+        assert!(
+            matches!(&err, PluginError::Refused { item: 5, message, .. } if message == "item 5 is not welcome here"),
+            "{name}: {err}"
+        );
+        assert!(!batch_worker::routing::is_retryable(&err));
 
-    // Nothing leaks from one call to the next: the same module still serves.
-    assert_eq!(hostile.call(6).expect("well-behaved item"), 6);
+        // Nothing leaks from one call to the next: the same module still serves.
+        assert_eq!(hostile.call(6).expect("well-behaved item"), 6, "{name}");
+    }
 }
 
 #[test]
@@ -136,16 +142,17 @@ fn bad_files_are_rejected_with_the_reason() {
     write("garbage", b"this is not wasm");
     write("bare_module", b"\0asm\x01\0\0\0");
     write(
-        "uses_wasi",
-        br#"(component (import "wasi:cli/environment@0.2.0" (instance)))"#,
+        "uses_host",
+        br#"(component (import "host:evil/escape@1.0.0" (instance)))"#,
     );
-    // Files, sockets, clocks and randomness: every import is named.
+    // WASI beyond the deny-all 0.2 set (HTTP, another version): every such import is named,
+    // the linked WASI ones are not.
     write(
         "wants_everything",
         br#"(component
-              (import "wasi:filesystem/types@0.2.0" (instance))
-              (import "wasi:sockets/tcp@0.2.0" (instance))
-              (import "wasi:clocks/wall-clock@0.2.0" (instance))
+              (import "wasi:cli/environment@0.2.0" (instance))
+              (import "wasi:http/outgoing-handler@0.2.0" (instance))
+              (import "wasi:filesystem/types@0.3.0" (instance))
               (import "wasi:random/random@0.2.0" (instance)))"#,
     );
     write("wrong_interface", b"(component)");
@@ -162,23 +169,20 @@ fn bad_files_are_rejected_with_the_reason() {
     };
     rejected_for("garbage", "not WebAssembly");
     // A core module without the component-type metadata wraps into an empty component.
+    let exports_nothing = "does not export batch:plugin/compute@2.0.0 or \
+                           batch:plugin/compute@1.0.0 (it exports: nothing)";
+    rejected_for("bare_module", exports_nothing);
     rejected_for(
-        "bare_module",
-        "does not implement batch:plugin/compute@1.0.0",
-    );
-    rejected_for(
-        "uses_wasi",
-        "imports wasi:cli/environment@0.2.0 but plugins may import nothing",
+        "uses_host",
+        "imports host:evil/escape@1.0.0 but plugins may import only WASI 0.2, which the worker \
+         links deny-all",
     );
     rejected_for(
         "wants_everything",
-        "imports wasi:filesystem/types@0.2.0, wasi:sockets/tcp@0.2.0, \
-         wasi:clocks/wall-clock@0.2.0, wasi:random/random@0.2.0 but plugins may import nothing",
+        "imports wasi:http/outgoing-handler@0.2.0, wasi:filesystem/types@0.3.0 but plugins may \
+         import only WASI 0.2",
     );
-    rejected_for(
-        "wrong_interface",
-        "does not implement batch:plugin/compute@1.0.0",
-    );
+    rejected_for("wrong_interface", exports_nothing);
 
     let missing = reason("nope");
     assert!(
@@ -187,8 +191,8 @@ fn bad_files_are_rejected_with_the_reason() {
     );
     assert!(
         missing.ends_with(
-            "available plugins: bare_module, empty, garbage, square_number, uses_wasi, wants_everything, \
-             wrong_interface"
+            "available plugins: bare_module, empty, garbage, square_number, uses_host, \
+             wants_everything, wrong_interface"
         ),
         "{missing}"
     );

@@ -66,11 +66,24 @@ pub enum PluginError {
         /// Bounded when the error is made: it is the plugin's own text.
         message: String,
     },
-    #[error("plugin {plugin} exceeded its CPU deadline of {limit_ms} ms on item {item}")]
+    #[error("plugin {plugin} exceeded its CPU deadline of {limit_ms} ms on {items}")]
     Deadline {
         plugin: String,
-        item: u64,
+        items: ItemSpan,
         limit_ms: u128,
+    },
+    #[error("plugin {plugin} refused its configuration: {message}")]
+    Configure {
+        plugin: String,
+        /// Bounded when the error is made: it is the plugin's own text.
+        message: String,
+    },
+    #[error("plugin {plugin} returned {got} results for a block of {want} items ({items})")]
+    ResultCount {
+        plugin: String,
+        items: ItemSpan,
+        got: usize,
+        want: usize,
     },
     #[error("the plugin host failed (not the plugin)")]
     HostPanic {
@@ -93,13 +106,39 @@ pub enum PluginError {
         #[source]
         source: wasmtime::Error,
     },
-    #[error("plugin {plugin} trapped on item {item}")]
+    #[error("plugin {plugin} trapped on {items}")]
     Trap {
         plugin: String,
-        item: u64,
+        items: ItemSpan,
         #[source]
         source: wasmtime::Error,
     },
+}
+
+/// The items of one plugin call: one item, or a block (interface v2) of consecutive indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemSpan {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl ItemSpan {
+    pub fn one(item: u64) -> Self {
+        Self {
+            first: item,
+            last: item,
+        }
+    }
+}
+
+impl std::fmt::Display for ItemSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "item {}", self.first)
+        } else {
+            write!(f, "items {}..={} (one call)", self.first, self.last)
+        }
+    }
 }
 
 impl PluginError {

@@ -12,21 +12,20 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use batch_core::text::bounded_message;
+use batch_core::{Output, PluginConfig};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, PoolConcurrencyLimitError, Trap};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, StoreContextMut, Trap};
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use super::cache::ArtifactCache;
-use super::error::PluginError;
+use super::error::{ItemSpan, PluginError};
+use super::interface::{Interface, Item, v1, v2};
 use super::sandbox::{CallSlot, SandboxedEngine, StoreState};
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../plugins/wit",
-        world: "plugin",
-    });
-}
+use super::wasi;
+use v2::exports::batch::plugin::compute::Output as WitOutput;
 
 /// A compiled, validated plugin. Cheap to share; each call instantiates it in a fresh store.
 pub struct LoadedPlugin {
@@ -34,7 +33,21 @@ pub struct LoadedPlugin {
     digest: String,
     size: u64,
     engine: SandboxedEngine,
-    pre: bindings::PluginPre<StoreState>,
+    pre: Pre,
+    /// What the component imports (WASI interfaces only: anything else is rejected).
+    imports: Vec<String>,
+}
+
+/// Ready-to-instantiate code, by interface version.
+enum Pre {
+    V1(v1::PluginPre<StoreState>),
+    V2(v2::PluginPre<StoreState>),
+}
+
+/// A live instance, by interface version.
+enum Instance {
+    V1(v1::Plugin),
+    V2(v2::Plugin),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -43,13 +56,14 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("name", &self.name)
             .field("digest", &self.digest)
             .field("size", &self.size)
+            .field("interface", &self.interface())
             .finish_non_exhaustive()
     }
 }
 
 impl LoadedPlugin {
-    /// Compiles `bytes` (read from `path`) as plugin `name`. Slow (milliseconds): call it once
-    /// per digest and keep the result.
+    /// Compiles `bytes` (read from `path`) as plugin `name`. Slow (milliseconds to seconds):
+    /// call it once per digest and keep the result.
     /// With a cache, a version compiled before is loaded from disk instead of compiled again,
     /// and a newly compiled one is stored there.
     pub fn load(
@@ -70,13 +84,8 @@ impl LoadedPlugin {
             Some(component) => component,
             None => compile(engine, bytes).map_err(invalid)?,
         };
-        reject_imports(&component, engine).map_err(invalid)?;
-        let linker: Linker<StoreState> = Linker::new(engine.engine());
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
-        let pre = bindings::PluginPre::new(instance_pre)
-            .map_err(|e| invalid(format!("does not implement {}: {e:#}", super::INTERFACE)))?;
+        let imports = reject_imports(&component, engine).map_err(invalid)?;
+        let pre = link(&component, engine).map_err(invalid)?;
         if let Some(cache) = cache {
             cache.store_source(&digest, bytes);
             cache.store_compiled(&digest, &component);
@@ -87,7 +96,26 @@ impl LoadedPlugin {
             size: bytes.len() as u64,
             engine: engine.clone(),
             pre,
+            imports,
         })
+    }
+
+    /// The sandboxed engine the plugin runs in (its limits and call slots).
+    pub fn engine(&self) -> &SandboxedEngine {
+        &self.engine
+    }
+
+    /// The WASI interfaces it imports (empty for a plugin that imports nothing).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Instantiates (and, with no configuration, does not configure) the plugin once and
+    /// reports the linear memory it holds at start: what every call costs before any item.
+    pub fn instantiated_memory(&self, slot: &mut CallSlot) -> Result<usize, PluginError> {
+        let mut store = self.engine.new_store(slot);
+        self.instantiate(&mut store)?;
+        Ok(store.data().memory_bytes())
     }
 
     pub fn name(&self) -> &str {
@@ -103,46 +131,95 @@ impl LoadedPlugin {
         self.size
     }
 
-    /// Runs the plugin on one item in a fresh store, after waiting for a call slot. Blocking:
-    /// for tools and tests; the worker's activities use [`Self::call_with`].
+    /// The CPU deadline of each of its calls.
+    pub fn cpu_deadline(&self) -> Duration {
+        self.engine.limits().cpu_deadline
+    }
+
+    pub fn interface(&self) -> Interface {
+        match self.pre {
+            Pre::V1(_) => Interface::V1,
+            Pre::V2(_) => Interface::V2,
+        }
+    }
+
+    /// The number the plugin computes for range item `item`, with no configuration, in a fresh
+    /// store, after waiting for a call slot. Blocking: for tools and tests (a v2 plugin's
+    /// record or skip is reported as an error here); the worker uses [`Self::call_with`].
     pub fn call(&self, item: u64) -> Result<u64, PluginError> {
         let mut slot = self.engine.call_slot_blocking();
-        self.call_with(&mut slot, item)
+        match self.call_with(&mut slot, None, item)? {
+            Output::Number(n) => Ok(n),
+            other => Err(PluginError::Refused {
+                plugin: self.label(),
+                item,
+                message: format!("expected a number, the plugin produced {other:?}"),
+            }),
+        }
     }
 
-    /// Runs the plugin on one item in a fresh store, in the caller's call slot. Blocking (it
-    /// runs wasm): call it from a blocking thread, never directly on the async runtime.
-    pub fn call_with(&self, slot: &mut CallSlot, item: u64) -> Result<u64, PluginError> {
-        let mut store = self.engine.new_store(slot);
-        let plugin = self.instantiate(&mut store)?;
-        let outcome = plugin.batch_plugin_compute().call_process(&mut store, item);
-        self.outcome(item, outcome)
+    /// Runs the plugin on range item `item` in a fresh instance (configured with `config`),
+    /// in the caller's call slot. Blocking (it runs wasm): call it from a blocking thread,
+    /// never directly on the async runtime.
+    pub fn call_with(
+        &self,
+        slot: &mut CallSlot,
+        config: Option<&PluginConfig>,
+        item: u64,
+    ) -> Result<Output, PluginError> {
+        let mut session = self.open(slot, config)?;
+        session.call(item)
     }
 
-    /// An instance kept for many calls: one store, one instantiation, each call still bound by
-    /// the CPU deadline (re-armed per call) and the memory cap (for the whole session). Calls
-    /// share the instance's memory, so use it only for a run of items of one batch, where the
-    /// plugin's per-call isolation is traded for speed (about 100x less overhead per call).
-    /// The session keeps `slot` until it is dropped.
-    pub fn session(self: &Arc<Self>, mut slot: CallSlot) -> Result<PluginSession, PluginError> {
-        let mut store = self.engine.new_store(&mut slot);
-        let instance = self.instantiate(&mut store)?;
+    /// An instance kept for many calls: one store, one instantiation, one `configure`, each
+    /// call still bound by the CPU deadline (re-armed per call) and the memory cap (for the
+    /// whole session). Calls share the instance's memory, so use it only for the items of one
+    /// slice of one leaf of one batch, where the per-item isolation is traded for speed. The
+    /// session keeps `slot` until it is dropped.
+    pub fn session(
+        self: &Arc<Self>,
+        mut slot: CallSlot,
+        config: Option<&PluginConfig>,
+    ) -> Result<PluginSession<'static>, PluginError> {
+        let session = self.open(&mut slot, config)?;
         Ok(PluginSession {
-            plugin: self.clone(),
+            store: session.store,
+            instance: session.instance,
+            plugin: PluginHandle::Shared(self.clone()),
+            range_items: Vec::new(),
+            _slot: Some(slot),
+        })
+    }
+
+    /// A configured instance in a fresh store; the caller holds the slot.
+    fn open(
+        &self,
+        _slot: &mut CallSlot,
+        config: Option<&PluginConfig>,
+    ) -> Result<PluginSession<'_>, PluginError> {
+        let mut store = self.engine.new_store(_slot);
+        let instance = self.instantiate(&mut store)?;
+        let mut session = PluginSession {
             store,
             instance,
-            _slot: slot,
-        })
+            plugin: PluginHandle::Borrowed(self),
+            range_items: Vec::new(),
+            _slot: None,
+        };
+        session.configure(config)?;
+        Ok(session)
     }
 
     /// Instantiates the plugin in `store`. A full engine-wide pool is the host's condition
     /// (retryable); anything else (a start function that traps, a component over the per-call
     /// limits) is the plugin's.
-    fn instantiate(
-        &self,
-        store: &mut wasmtime::Store<StoreState>,
-    ) -> Result<bindings::Plugin, PluginError> {
-        self.pre.instantiate(store).map_err(|source| {
+    fn instantiate(&self, store: &mut Store<StoreState>) -> Result<Instance, PluginError> {
+        let instance = match &self.pre {
+            Pre::V1(pre) => pre.instantiate(&mut *store).map(Instance::V1),
+            Pre::V2(pre) => pre.instantiate(&mut *store).map(Instance::V2),
+        };
+        self.log_output(store, &"instantiation");
+        instance.map_err(|source| {
             if source.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
                 PluginError::HostBusy { source }
             } else {
@@ -154,30 +231,40 @@ impl LoadedPlugin {
         })
     }
 
-    fn outcome(
-        &self,
-        item: u64,
-        outcome: wasmtime::Result<Result<u64, String>>,
-    ) -> Result<u64, PluginError> {
-        match outcome {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(message)) => Err(PluginError::Refused {
+    /// A failed call as the plugin's error: the deadline, or a trap.
+    fn call_error(&self, items: ItemSpan, e: wasmtime::Error) -> PluginError {
+        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            PluginError::Deadline {
                 plugin: self.label(),
-                item,
-                message: bounded_message(&message),
-            }),
-            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-                Err(PluginError::Deadline {
-                    plugin: self.label(),
-                    item,
-                    limit_ms: self.engine.limits().cpu_deadline.as_millis(),
-                })
+                items,
+                limit_ms: self.engine.limits().cpu_deadline.as_millis(),
             }
-            Err(source) => Err(PluginError::Trap {
+        } else {
+            PluginError::Trap {
                 plugin: self.label(),
-                item,
-                source,
-            }),
+                items,
+                source: e,
+            }
+        }
+    }
+
+    /// Sends what a WASI plugin wrote to stdout and stderr during the last call to the log.
+    fn log_output(&self, store: &mut Store<StoreState>, during: &dyn std::fmt::Display) {
+        let Some(streams) = store.data_mut().take_output() else {
+            return;
+        };
+        for (stream, captured) in streams {
+            if captured.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                target: "plugin_output",
+                plugin = %self.label(),
+                stream,
+                %during,
+                "{}",
+                bounded_message(&captured.text())
+            );
         }
     }
 
@@ -187,26 +274,253 @@ impl LoadedPlugin {
     }
 }
 
-/// See [`LoadedPlugin::session`].
-pub struct PluginSession {
-    plugin: Arc<LoadedPlugin>,
-    // Field order is drop order: the store (and its pool slots) goes before the call slot.
-    store: wasmtime::Store<StoreState>,
-    instance: bindings::Plugin,
-    _slot: CallSlot,
+/// The plugin a session runs: borrowed for one call, shared for a long session.
+enum PluginHandle<'a> {
+    Borrowed(&'a LoadedPlugin),
+    Shared(Arc<LoadedPlugin>),
 }
 
-impl PluginSession {
-    /// Runs the plugin on one item in this session's instance. Blocking, like
-    /// [`LoadedPlugin::call`]. After a trap the instance is unusable: start a new session.
-    pub fn call(&mut self, item: u64) -> Result<u64, PluginError> {
-        self.plugin.engine.arm_deadline(&mut self.store);
-        let outcome = self
-            .instance
-            .batch_plugin_compute()
-            .call_process(&mut self.store, item);
-        self.plugin.outcome(item, outcome)
+impl std::ops::Deref for PluginHandle<'_> {
+    type Target = LoadedPlugin;
+    fn deref(&self) -> &LoadedPlugin {
+        match self {
+            PluginHandle::Borrowed(p) => p,
+            PluginHandle::Shared(p) => p,
+        }
     }
+}
+
+/// A configured instance (see [`LoadedPlugin::session`]).
+pub struct PluginSession<'a> {
+    // Field order is drop order: the store (and its pool slots) goes before the call slot.
+    store: Store<StoreState>,
+    instance: Instance,
+    plugin: PluginHandle<'a>,
+    /// Reused for blocks of range items, so a block allocates nothing.
+    range_items: Vec<Item>,
+    _slot: Option<CallSlot>,
+}
+
+impl PluginSession<'_> {
+    pub fn interface(&self) -> Interface {
+        self.plugin.interface()
+    }
+
+    /// `configure` (interface v2) with the batch's configuration. A v1 plugin takes none.
+    fn configure(&mut self, config: Option<&PluginConfig>) -> Result<(), PluginError> {
+        let plugin = &self.plugin;
+        let refused = |message: String| PluginError::Configure {
+            plugin: plugin.label(),
+            message,
+        };
+        match &self.instance {
+            Instance::V1(_) => match config {
+                None => Ok(()),
+                Some(_) => Err(refused(format!(
+                    "it implements {}, which takes no configuration (--plugin-config needs {})",
+                    super::interface::V1,
+                    super::interface::V2
+                ))),
+            },
+            Instance::V2(instance) => {
+                plugin.engine.arm_deadline(&mut self.store);
+                let outcome = instance
+                    .batch_plugin_compute()
+                    .call_configure(&mut self.store, config.map(|c| c.json.as_str()));
+                plugin.log_output(&mut self.store, &"configure");
+                match outcome {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(message)) => Err(refused(bounded_message(&message))),
+                    Err(e) => Err(refused(bounded_message(&format!(
+                        "it trapped: {}",
+                        plugin.call_error(ItemSpan::one(0), e).message()
+                    )))),
+                }
+            }
+        }
+    }
+
+    /// The output for range item `item` (a block of one).
+    pub fn call(&mut self, item: u64) -> Result<Output, PluginError> {
+        let mut outputs = self.process_range(item, 1)?;
+        Ok(outputs.pop().unwrap_or(Output::Skip))
+    }
+
+    /// The outputs of the `len` range items from `first` on, in one call (v2) or one call per
+    /// item (v1). The first failing item fails the block.
+    pub fn process_range(&mut self, first: u64, len: usize) -> Result<Vec<Output>, PluginError> {
+        let mut items = std::mem::take(&mut self.range_items);
+        items.clear();
+        items.extend((first..).take(len).map(|index| Item { index, data: None }));
+        let outputs = self.process(&items);
+        self.range_items = items;
+        outputs
+    }
+
+    /// The outputs of a block of items, in order. Blocking, like [`LoadedPlugin::call`]. The
+    /// first failing item fails the block. After a trap or a deadline the instance is
+    /// unusable: open a new session.
+    pub fn process(&mut self, items: &[Item]) -> Result<Vec<Output>, PluginError> {
+        self.process_each(items)?.into_iter().collect()
+    }
+
+    /// Each item's output or refusal, in order; `Err` when the whole call failed (a trap, the
+    /// deadline, a broken interface), which no item can be blamed for alone.
+    pub fn process_each(
+        &mut self,
+        items: &[Item],
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
+        let (Some(head), Some(tail)) = (items.first(), items.last()) else {
+            return Ok(Vec::new());
+        };
+        let span = ItemSpan {
+            first: head.index,
+            last: tail.index,
+        };
+        let plugin = &self.plugin;
+        let refused = |item: u64, message: &str| PluginError::Refused {
+            plugin: plugin.label(),
+            item,
+            message: bounded_message(message),
+        };
+        match &self.instance {
+            Instance::V1(instance) => {
+                let mut outputs = Vec::with_capacity(items.len());
+                for item in items {
+                    if item.data.is_some() {
+                        outputs.push(Err(refused(
+                            item.index,
+                            &format!(
+                                "this item is a record, but the plugin implements {}, which \
+                                 takes numbers only: use a {} plugin for records",
+                                super::interface::V1,
+                                super::interface::V2
+                            ),
+                        )));
+                        continue;
+                    }
+                    plugin.engine.arm_deadline(&mut self.store);
+                    let outcome = instance
+                        .batch_plugin_compute()
+                        .call_process(&mut self.store, item.index);
+                    plugin.log_output(&mut self.store, &ItemSpan::one(item.index));
+                    match outcome {
+                        Ok(Ok(n)) => outputs.push(Ok(Output::Number(n))),
+                        Ok(Err(message)) => outputs.push(Err(refused(item.index, &message))),
+                        Err(e) => return Err(plugin.call_error(ItemSpan::one(item.index), e)),
+                    }
+                }
+                Ok(outputs)
+            }
+            Instance::V2(instance) => {
+                plugin.engine.arm_deadline(&mut self.store);
+                let outcome = instance
+                    .batch_plugin_compute()
+                    .call_process(&mut self.store, items);
+                plugin.log_output(&mut self.store, &span);
+                let results = outcome.map_err(|e| plugin.call_error(span, e))?;
+                if results.len() != items.len() {
+                    return Err(PluginError::ResultCount {
+                        plugin: plugin.label(),
+                        items: span,
+                        got: results.len(),
+                        want: items.len(),
+                    });
+                }
+                Ok(results
+                    .into_iter()
+                    .zip(items)
+                    .map(|(result, item)| match result {
+                        Ok(WitOutput::Number(n)) => Ok(Output::Number(n)),
+                        Ok(WitOutput::Record(bytes)) => Ok(Output::Record(bytes)),
+                        Ok(WitOutput::Skip) => Ok(Output::Skip),
+                        Err(message) => Err(refused(item.index, &message)),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory_bytes()
+    }
+}
+
+/// The linker every plugin is instantiated with: the deny-all WASI ([`wasi`]), with the
+/// clock's sleeps made instant (below), and the plugin's version read from its exports.
+fn link(component: &Component, engine: &SandboxedEngine) -> Result<Pre, String> {
+    let mut linker: Linker<StoreState> = Linker::new(engine.engine());
+    let link_error = |e: wasmtime::Error| format!("cannot link WASI: {e:#}");
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+    instant_sleeps(&mut linker).map_err(link_error)?;
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let interface = Interface::of(exports.iter().map(String::as_str)).ok_or_else(|| {
+        format!(
+            "does not export {} or {} (it exports: {})",
+            super::interface::V2,
+            super::interface::V1,
+            if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        )
+    })?;
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("cannot be instantiated: {e:#}"))?;
+    let does_not_implement =
+        |e: wasmtime::Error| format!("does not implement {}: {e:#}", interface.name());
+    Ok(match interface {
+        Interface::V1 => Pre::V1(v1::PluginPre::new(instance_pre).map_err(does_not_implement)?),
+        Interface::V2 => Pre::V2(v2::PluginPre::new(instance_pre).map_err(does_not_implement)?),
+    })
+}
+
+/// The version of `wasi:clocks` that wasmtime-wasi links (its newest 0.2 release); imports of
+/// any older 0.2 version resolve to it.
+const WASI_CLOCKS_MONOTONIC: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces WASI's timers with ones that are ready at once. wasmtime-wasi's timers wait in
+/// real time inside the host, where the CPU deadline cannot interrupt them: a plugin polling
+/// a timer of a year would hold its call slot for a year. With the clocks frozen
+/// ([`wasi::FROZEN_WALL_CLOCK`]), no time passes for a plugin anyway, so a sleep returns
+/// immediately.
+fn instant_sleeps(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCKS_MONOTONIC)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, StoreState>, (_duration,): (u64,)| {
+            ready_now(store.data_mut().ctx().table).map(|p| (p,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, StoreState>, (_when,): (u64,)| {
+            ready_now(store.data_mut().ctx().table).map(|p| (p,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A pollable that is always ready.
+struct ReadyNow;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ReadyNow {
+    async fn ready(&mut self) {}
+}
+
+fn ready_now(table: &mut ResourceTable) -> wasmtime::Result<Resource<DynPollable>> {
+    let resource = table.push(ReadyNow)?;
+    wasmtime_wasi::p2::subscribe(table, resource)
 }
 
 /// Wraps and compiles `bytes` on a thread of its own, giving up after the sandbox's compile
@@ -281,21 +595,21 @@ fn to_component_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(bytes.to_vec())
 }
 
-/// The sandbox's first rule: a plugin gets nothing from the host. Name every import so the
-/// author sees what to remove (typically WASI pulled in by `wasm32-wasip2`).
-fn reject_imports(component: &Component, engine: &SandboxedEngine) -> Result<(), String> {
+/// The sandbox's first rule: a plugin gets nothing from the host but the deny-all WASI 0.2
+/// ([`wasi`]). Name every other import so the author sees what to remove.
+fn reject_imports(component: &Component, engine: &SandboxedEngine) -> Result<Vec<String>, String> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty
+    let (linked, refused): (Vec<String>, Vec<String>) = ty
         .imports(engine.engine())
         .map(|(name, _)| name.to_owned())
-        .collect();
-    if imports.is_empty() {
-        Ok(())
+        .partition(|name| wasi::is_linked(name));
+    if refused.is_empty() {
+        Ok(linked)
     } else {
         Err(format!(
-            "imports {} but plugins may import nothing (no files, network, environment, clocks \
-             or randomness); build for wasm32-unknown-unknown",
-            imports.join(", ")
+            "imports {} but plugins may import only WASI 0.2, which the worker links deny-all \
+             (no files, network or environment; see docs/plugins.md)",
+            refused.join(", ")
         ))
     }
 }

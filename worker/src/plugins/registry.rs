@@ -24,7 +24,7 @@ use batch_core::{PluginInfo, PluginRef};
 use super::cache::ArtifactCache;
 use super::module::{LoadedPlugin, sha256_hex};
 use super::sandbox::MAX_PLUGIN_FILE_BYTES;
-use super::{INTERFACE, PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
+use super::{PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
 
 pub struct PluginRegistry {
     dir: PathBuf,
@@ -338,7 +338,7 @@ impl PluginRegistry {
                     }),
                     name,
                     digest: Some(p.digest().to_owned()),
-                    interface: Some(INTERFACE.to_owned()),
+                    interface: Some(p.interface().name().to_owned()),
                     size: Some(p.size()),
                 },
                 Err(e) => PluginInfo {
@@ -422,6 +422,13 @@ fn ensure_regular(meta: &fs::Metadata) -> std::io::Result<()> {
         ErrorKind::InvalidInput,
         format!("{what}, not a regular file: only regular files are read as plugins"),
     ))
+}
+
+/// The bytes of a plugin file, read as the registry reads them: regular files only, at most
+/// [`MAX_PLUGIN_FILE_BYTES`] (for tools that load one file, like `batch-plugin`).
+pub fn read_plugin_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (file, _) = open_plugin_file(path)?;
+    read_bounded(file, MAX_PLUGIN_FILE_BYTES)
 }
 
 /// Reads at most `max` bytes: the size a file reports is not trusted (procfs files report 0

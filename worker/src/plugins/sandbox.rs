@@ -1,8 +1,9 @@
 //! The sandbox, in one place: what a plugin call may use, and the engine that enforces it.
 //!
-//! - No ambient authority: plugins are components whose world imports nothing, and the linker
-//!   provides nothing, so a plugin cannot reach files, network, environment, clocks or
-//!   randomness. Components that import anything are rejected at load ([`super::module`]).
+//! - No ambient authority: plugins are components whose world imports nothing; the linker
+//!   provides only a deny-all WASI 0.2 ([`super::wasi`]: no files, network, environment; frozen
+//!   clocks, deterministic randomness, bounded stdout/stderr), for the language runtimes that
+//!   import it. Components that import anything else are rejected at load, by name.
 //! - Isolation: every call runs in a fresh `Store` (a `batch`-mode slice reuses one store for
 //!   the items of one slice of one batch); nothing survives the store.
 //! - Calls at once: a call needs a [`CallSlot`], and there are [`SandboxLimits::calls_at_once`]
@@ -25,6 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+
+use super::wasi::WasiState;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
 };
@@ -215,9 +219,29 @@ impl ResourceLimiter for CallLimiter {
     }
 }
 
-/// What each store carries: only its limiter.
+/// What each store carries: its limiter, and the deny-all WASI context once the plugin
+/// touches WASI ([`super::wasi`]).
 pub struct StoreState {
     limiter: CallLimiter,
+    wasi: Option<WasiState>,
+}
+
+impl StoreState {
+    /// Bytes of linear memory the store's instances hold now.
+    pub fn memory_bytes(&self) -> usize {
+        self.limiter.memory_total
+    }
+
+    /// What the plugin wrote to stdout and stderr since the last time, if it uses WASI.
+    pub fn take_output(&mut self) -> Option<[(&'static str, super::wasi::Captured); 2]> {
+        self.wasi.as_ref().map(WasiState::take_output)
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.get_or_insert_with(WasiState::deny_all).view()
+    }
 }
 
 /// A wasmtime engine configured for the sandbox, with its epoch ticker and call slots.
@@ -288,7 +312,13 @@ impl SandboxedEngine {
     /// holds a [`CallSlot`] for as long as the store lives.
     pub fn new_store(&self, _slot: &mut CallSlot) -> Store<StoreState> {
         let limiter = CallLimiter::new(self.limits.memory_bytes);
-        let mut store = Store::new(&self.engine, StoreState { limiter });
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                limiter,
+                wasi: None,
+            },
+        );
         store.limiter(|state| &mut state.limiter);
         self.arm_deadline(&mut store);
         store

@@ -1,0 +1,369 @@
+//! `batch-plugin`: a plugin author's loop without a Temporal server.
+//!
+//! - `batch-plugin check FILE`: loads the file exactly as the worker would (same sandbox, same
+//!   limits) and reports its interface, imports, size, digest and compile time, or why the
+//!   worker would reject it.
+//! - `batch-plugin run FILE [--config JSON|@FILE] (--range A..=B | --lines FILE|-)`: runs the
+//!   plugin on the given items in blocks, as a `batch`-mode leaf does, and prints one line
+//!   per item (`index<TAB>kind<TAB>value`), then the time and memory of each block on stderr.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
+use batch_core::{Output, PluginConfig};
+use batch_worker::plugins::cache::{self, ArtifactCache};
+use batch_worker::plugins::registry::read_plugin_file;
+use batch_worker::plugins::{Item, LoadedPlugin, SandboxLimits, SandboxedEngine};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Check and run a batch plugin on your own inputs, with the worker's sandbox, no server"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load FILE as the worker would and report what it is, or why it would be rejected.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Run FILE on items and print each output or error.
+    Run {
+        file: PathBuf,
+        /// The plugin's configuration: JSON text or @FILE (as `starter --plugin-config`).
+        #[arg(long, value_name = "JSON|@FILE")]
+        config: Option<String>,
+        /// Range items FIRST..=LAST (or FIRST..LAST, exclusive), as a batch over 1..=N has.
+        #[arg(long, value_name = "FIRST..=LAST", conflicts_with = "lines")]
+        range: Option<String>,
+        /// Record items: the lines of FILE (`-` for stdin), numbered from 1.
+        #[arg(long, value_name = "FILE")]
+        lines: Option<PathBuf>,
+        /// Most items per call (default: sized from the deadline, up to 4096, as the worker).
+        #[arg(long)]
+        block: Option<usize>,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Limits {
+    /// Compiled plugins are kept here, as the worker keeps them (the worker's default cache:
+    /// a plugin checked here loads at once in a worker on this machine). `none` compiles
+    /// every time.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// CPU deadline of one call (a block), in milliseconds (the worker's default: 1000).
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Memory cap of one instance, in MiB (the worker's default: 64).
+    #[arg(long, default_value_t = 64)]
+    memory_mib: usize,
+}
+
+impl Limits {
+    fn engine(&self) -> anyhow::Result<SandboxedEngine> {
+        SandboxedEngine::new(SandboxLimits {
+            cpu_deadline: Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib << 20,
+            calls_at_once: 1,
+            ..SandboxLimits::default()
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // What a WASI plugin prints (stdout, stderr) reaches the terminal as the worker logs it.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,plugin_output=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Check { file, limits } => {
+            check(&file, &limits)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            file,
+            config,
+            range,
+            lines,
+            block,
+            limits,
+        } => {
+            let config = config.map(|c| parse_config(&c)).transpose()?;
+            let items = match (range, lines) {
+                (Some(range), None) => Items::Range(parse_range(&range)?),
+                (None, Some(path)) => Items::Lines(path),
+                _ => bail!("give the items: --range FIRST..=LAST or --lines FILE (- for stdin)"),
+            };
+            let plugin = Arc::new(load(&file, &limits)?);
+            let failed = run_items(&plugin, config.as_ref(), items, block)?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
+    let engine = limits.engine()?;
+    let cache_dir = match &limits.cache_dir {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => Some(dir.clone()),
+        None => cache::default_dir(),
+    };
+    let cache = cache_dir
+        .map(|dir| ArtifactCache::open(dir, engine.engine()))
+        .transpose()?;
+    let bytes =
+        read_plugin_file(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .to_owned();
+    Ok(
+        LoadedPlugin::load(&engine, cache.as_ref(), &name, file, &bytes)
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+    )
+}
+
+fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let plugin = load(file, limits)?;
+    let took = started.elapsed();
+    // One instantiation, as every call makes: proves the plugin fits the per-call limits.
+    let mut slot = plugin.engine().call_slot_blocking();
+    let memory = plugin
+        .instantiated_memory(&mut slot)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    println!("file:       {}", file.display());
+    println!("interface:  {}", plugin.interface().name());
+    println!("digest:     sha256:{}", plugin.digest());
+    println!("size:       {} bytes", plugin.size());
+    let imports = plugin.imports();
+    if imports.is_empty() {
+        println!("imports:    none");
+    } else {
+        println!(
+            "imports:    {} (WASI 0.2, linked deny-all)",
+            imports.join(", ")
+        );
+    }
+    println!(
+        "load:       {:.1} s (compiling, or from the cache)",
+        took.as_secs_f64()
+    );
+    println!(
+        "instance:   {:.1} MiB of linear memory at start (cap {} MiB)",
+        memory as f64 / f64::from(1 << 20),
+        limits.memory_mib
+    );
+    println!("ok: the worker would load this plugin");
+    Ok(())
+}
+
+enum Items {
+    Range((u64, u64)),
+    Lines(PathBuf),
+}
+
+/// Runs every item, printing outputs on stdout and block figures on stderr; returns how
+/// many items failed.
+fn run_items(
+    plugin: &Arc<LoadedPlugin>,
+    config: Option<&PluginConfig>,
+    items: Items,
+    block: Option<usize>,
+) -> anyhow::Result<u64> {
+    let mut session = plugin
+        .session(plugin.engine().call_slot_blocking(), config)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let mut sizer = BlockSizer::for_deadline(plugin.cpu_deadline());
+    let next_block = |sizer: &BlockSizer| block.unwrap_or(sizer.next_len()).max(1);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0u64;
+    let mut source = ItemSource::new(items)?;
+    loop {
+        let block = source.next_block(next_block(&sizer))?;
+        if block.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        let results = session.process_each(&block);
+        let took = started.elapsed();
+        sizer.record(block.len(), took);
+        let span = format!("{}..={}", block[0].index, block[block.len() - 1].index);
+        let results = match results {
+            Ok(results) => results,
+            Err(e) => {
+                out.flush()?;
+                eprintln!("block {span}: {}", e.message());
+                bail!("the call failed; the instance is unusable after a trap or deadline");
+            }
+        };
+        for (item, result) in block.iter().zip(results) {
+            match result {
+                Ok(Output::Number(n)) => writeln!(out, "{}\tnumber\t{n}", item.index)?,
+                Ok(Output::Record(bytes)) => writeln!(
+                    out,
+                    "{}\trecord\t{}",
+                    item.index,
+                    String::from_utf8_lossy(&bytes)
+                )?,
+                Ok(Output::Skip) => writeln!(out, "{}\tskip", item.index)?,
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "{}\terror\t{}", item.index, e.message())?;
+                }
+            }
+        }
+        out.flush()?;
+        eprintln!(
+            "block {span}: {} items in {:.3} ms ({:.0} ns/item), memory {:.1} MiB",
+            block.len(),
+            took.as_secs_f64() * 1e3,
+            took.as_nanos() as f64 / block.len() as f64,
+            session.memory_bytes() as f64 / f64::from(1 << 20)
+        );
+    }
+    Ok(failed)
+}
+
+/// Items in blocks: a range, or the lines of a file or stdin (bounded per block in bytes).
+struct ItemSource {
+    range: Option<(u64, u64)>,
+    lines: Option<Box<dyn BufRead>>,
+    next_index: u64,
+}
+
+impl ItemSource {
+    fn new(items: Items) -> anyhow::Result<Self> {
+        Ok(match items {
+            Items::Range((first, last)) => Self {
+                range: Some((first, last)),
+                lines: None,
+                next_index: first,
+            },
+            Items::Lines(path) => {
+                let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+                    Box::new(std::io::BufReader::new(std::io::stdin()))
+                } else {
+                    Box::new(std::io::BufReader::new(
+                        std::fs::File::open(&path)
+                            .with_context(|| format!("cannot open {}", path.display()))?,
+                    ))
+                };
+                Self {
+                    range: None,
+                    lines: Some(reader),
+                    next_index: 1,
+                }
+            }
+        })
+    }
+
+    fn next_block(&mut self, len: usize) -> anyhow::Result<Vec<Item>> {
+        let mut block = Vec::new();
+        if let Some((_, last)) = self.range {
+            while block.len() < len && self.next_index <= last {
+                block.push(Item {
+                    index: self.next_index,
+                    data: None,
+                });
+                self.next_index += 1;
+            }
+            return Ok(block);
+        }
+        let Some(reader) = self.lines.as_mut() else {
+            return Ok(block);
+        };
+        let mut bytes = 0;
+        while block.len() < len && bytes < MAX_BLOCK_BYTES {
+            let mut line = Vec::new();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            bytes += line.len();
+            block.push(Item {
+                index: self.next_index,
+                data: Some(line),
+            });
+            self.next_index += 1;
+        }
+        Ok(block)
+    }
+}
+
+fn parse_config(text: &str) -> anyhow::Result<PluginConfig> {
+    let json = match text.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+        }
+        None => text.to_owned(),
+    };
+    Ok(PluginConfig::parse(&json)?)
+}
+
+/// `A..=B` or `A..B` (exclusive), items from 1.
+fn parse_range(text: &str) -> anyhow::Result<(u64, u64)> {
+    let number = |s: &str| -> anyhow::Result<u64> {
+        s.trim()
+            .parse()
+            .with_context(|| format!("{s:?} is not a whole number (in range {text:?})"))
+    };
+    let (first, last) = if let Some((a, b)) = text.split_once("..=") {
+        (number(a)?, number(b)?)
+    } else if let Some((a, b)) = text.split_once("..") {
+        let end = number(b)?;
+        (
+            number(a)?,
+            end.checked_sub(1).context("the range is empty")?,
+        )
+    } else {
+        let n = number(text)?;
+        (n, n)
+    };
+    if first == 0 || last < first {
+        bail!("the range {text:?} is empty or starts at 0: items are numbered from 1");
+    }
+    Ok((first, last))
+}

@@ -1,0 +1,53 @@
+//! The plugin interfaces this worker implements, side by side: `batch:plugin@1.0.0` (one
+//! number in, one number out, per call) and `batch:plugin@2.0.0` (a configuration, then
+//! blocks of items, each producing a number, a record or a skip). A component is of the
+//! version it exports; one worker runs both.
+
+pub mod v1 {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit/plugin.wit",
+        world: "plugin",
+    });
+}
+
+pub mod v2 {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit/v2",
+        world: "plugin",
+    });
+}
+
+/// The exported interface names, as listed by `starter --list-plugins`.
+pub const V1: &str = "batch:plugin/compute@1.0.0";
+pub const V2: &str = "batch:plugin/compute@2.0.0";
+
+/// Which interface a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    V1,
+    V2,
+}
+
+impl Interface {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interface::V1 => V1,
+            Interface::V2 => V2,
+        }
+    }
+
+    /// The interface a component's exports implement (the newest if both), if any.
+    pub fn of<'a>(mut exports: impl Iterator<Item = &'a str>) -> Option<Self> {
+        let names: Vec<&str> = exports.by_ref().collect();
+        if names.contains(&V2) {
+            Some(Interface::V2)
+        } else if names.contains(&V1) {
+            Some(Interface::V1)
+        } else {
+            None
+        }
+    }
+}
+
+/// One item handed to a v2 plugin.
+pub type Item = v2::exports::batch::plugin::compute::Item;

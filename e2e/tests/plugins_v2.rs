@@ -1,0 +1,214 @@
+//! Interface v2 end to end: a real dev server, the real worker and starter. v1 and v2 plugins
+//! side by side on one worker in every leaf mode, a configured plugin (`--plugin-config`: its
+//! digest in the id and the summary, skips counted), records counted, and plugins built from
+//! Python (componentize-py) and JavaScript (componentize-js) by `scripts/build-plugins.sh`.
+
+mod support;
+
+use std::sync::OnceLock;
+
+use support::{DevServer, Node, Run, sum_of_squares};
+
+fn server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(DevServer::start)
+}
+
+/// One worker for the whole file, holding v1 and v2 plugins (Python and JavaScript included).
+fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let plugins = [
+            "square_number",
+            "square_v2",
+            "mod_filter",
+            "py_square",
+            "js_fizzbuzz",
+        ];
+        let plugins: Vec<(&str, &str)> = plugins.iter().map(|p| (*p, *p)).collect();
+        Node::start(server(), "v2", &plugins, &[])
+    })
+}
+
+fn ok(run: Run) -> Run {
+    assert!(run.success, "{}", node().explain(&run));
+    run
+}
+
+#[test]
+fn v1_and_v2_plugins_run_side_by_side_in_every_leaf_mode() {
+    let n = 300u64;
+    let expected = sum_of_squares(u128::from(n)).to_string();
+    let n = n.to_string();
+    for mode in ["item", "local", "batch"] {
+        for plugin in ["square_number", "square_v2"] {
+            let run = ok(node().run(&[&n, "10", "5", "--plugin", plugin, "--mode", mode]));
+            // The demo's wording for its default plugin, the generic one for any other.
+            let label = if plugin == "square_number" {
+                "Sum of all squares"
+            } else {
+                "Sum of all outputs"
+            };
+            assert_eq!(run.field(label), expected, "{plugin} in {mode} mode");
+            assert_eq!(run.field("Total numbers processed"), n);
+            assert_eq!(run.field("Plugin"), plugin);
+        }
+    }
+}
+
+#[test]
+fn a_configured_plugin_keeps_counts_exact_and_names_its_configuration() {
+    // The same configuration spelled two ways is one batch: the second run attaches to the
+    // first's workflow id.
+    let spellings = [r#"{"divisor": 7}"#, "{ \"divisor\":7 }"];
+    let mut ids = Vec::new();
+    for (mode, config) in [("batch", spellings[0]), ("item", spellings[1])] {
+        let run = ok(node().run(&[
+            "1000",
+            "10",
+            "5",
+            "--plugin",
+            "mod_filter",
+            "--mode",
+            mode,
+            "--plugin-config",
+            config,
+        ]));
+        // Multiples of 7 up to 1000: 7 x (1 + ... + 142); the other 858 items are skipped.
+        assert_eq!(run.field("Sum of all outputs"), "71071", "{}", run.stdout);
+        assert_eq!(run.field("Total numbers processed"), "1000");
+        assert_eq!(run.field("Skipped"), "858");
+        let digest = run.field("Plugin config");
+        assert!(
+            digest.starts_with("sha256:") && digest.ends_with(" (13 bytes)"),
+            "{digest}"
+        );
+        let id = run.field("Workflow ID").to_owned();
+        assert!(
+            id.starts_with(&format!(
+                "batch-processing-mod_filter.cfg{}-1000-",
+                &digest[7..19]
+            )),
+            "{id}"
+        );
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "batch and item mode are different batches");
+
+    // Records: counted with their bytes.
+    let run = ok(node().run(&[
+        "100",
+        "--plugin",
+        "mod_filter",
+        "--mode",
+        "batch",
+        "--plugin-config",
+        r#"{"divisor": 50, "output": "record"}"#,
+    ]));
+    // {"n":50,"quotient":1} and {"n":100,"quotient":2}: 21 and 22 bytes.
+    assert_eq!(run.field("Records"), "2 (43 bytes)", "{}", run.stdout);
+    assert_eq!(run.field("Skipped"), "98");
+}
+
+#[test]
+fn bad_configurations_are_refused_with_the_reason() {
+    // Before anything starts: not JSON, too large.
+    let run = node().run(&[
+        "10",
+        "--plugin",
+        "mod_filter",
+        "--plugin-config",
+        "{divisor: 7}",
+    ]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains(
+            "invalid value '{divisor: 7}' for '--plugin-config <JSON|@FILE>': the plugin \
+             configuration is not valid JSON: key must be a string at line 1 column 2"
+        ),
+        "{}",
+        run.stderr
+    );
+    let big = format!("\"{}\"", "x".repeat(20_000));
+    let run = node().run(&["10", "--plugin", "mod_filter", "--plugin-config", &big]);
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains(
+            "the plugin configuration is 20002 bytes (normalized), over the limit of 16384"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Refused by the plugin, or given to a v1 plugin: the batch fails at once, naming why.
+    let run = node().run(&[
+        "10",
+        "--plugin",
+        "mod_filter",
+        "--plugin-config",
+        r#"{"divisor": 0}"#,
+    ]);
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("refused its configuration: divisor must be at least 1"),
+        "{}",
+        node().explain(&run)
+    );
+    let run = node().run(&["10", "--plugin-config", "{}"]);
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(
+            "implements batch:plugin/compute@1.0.0, which takes no configuration \
+             (--plugin-config needs batch:plugin/compute@2.0.0)"
+        ),
+        "{}",
+        node().explain(&run)
+    );
+}
+
+#[test]
+fn python_and_javascript_plugins_run_batches() {
+    // Python (CPython in the component), item mode: one fresh instance per item.
+    let run = ok(node().run(&["100", "10", "5", "--plugin", "py_square"]));
+    assert_eq!(
+        run.field("Sum of all outputs"),
+        sum_of_squares(100).to_string()
+    );
+    let run = ok(node().run(&[
+        "100",
+        "--plugin",
+        "py_square",
+        "--mode",
+        "batch",
+        "--plugin-config",
+        r#"{"offset": 1}"#,
+    ]));
+    // (n+1)^2 for n in 1..=100: the squares of 2..=101.
+    assert_eq!(
+        run.field("Sum of all outputs"),
+        (sum_of_squares(101) - 1).to_string()
+    );
+    assert!(
+        node()
+            .worker
+            .log_text()
+            .contains("py_square configured with offset 1"),
+        "the plugin's stdout reaches the worker's log"
+    );
+
+    // JavaScript (SpiderMonkey in the component): FizzBuzz over 1..=30, local mode.
+    let run = ok(node().run(&[
+        "30",
+        "10",
+        "5",
+        "--plugin",
+        "js_fizzbuzz",
+        "--mode",
+        "local",
+    ]));
+    // 14 multiples of 3 or 5 become records: 8 Fizz, 4 Buzz, 2 FizzBuzz (64 bytes); the other
+    // 16 items are numbers: 465 - 225.
+    assert_eq!(run.field("Records"), "14 (64 bytes)", "{}", run.stdout);
+    assert_eq!(run.field("Sum of all outputs"), "240");
+    assert_eq!(run.field("Total numbers processed"), "30");
+}

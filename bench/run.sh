@@ -4,7 +4,8 @@
 # Builds what is missing, starts the server and a release worker (extra flags in
 # BENCH_WORKER_ARGS; another worker binary in WORKER_BIN), runs the starter (extra flags in
 # BENCH_STARTER_ARGS, e.g. "--max-leaves-in-flight 500") with
-# `--mode MODE` (square_number), and prints one line:
+# `--mode MODE` and `--plugin ${BENCH_PLUGIN:-square_number}` (a plugin computing squares:
+# square_number, interface v1, or square_v2), and prints one line:
 #   n, mode, wall seconds, items per second, workflows, activities, workflow tasks of one leaf,
 #   worker CPU seconds and peak RSS, server CPU seconds, and the check of the exact sum.
 # CPU figures cover the batch only (counters are read before and after it).
@@ -27,13 +28,18 @@ start_dev_server "$port"
 server_pid=${tracked[0]}
 # BENCH_WORKER_ARGS: extra worker flags, e.g. "--max-cached-workflows 100".
 # shellcheck disable=SC2086
-start_worker --address "$address" --plugins-dir target/plugins --no-cache ${BENCH_WORKER_ARGS:-}
+plugin=${BENCH_PLUGIN:-square_number}
+# Only the plugin under test: the worker compiles every plugin of its directory at start, and
+# with --no-cache an interpreter's plugin (Python, JavaScript) would take a core for ~20 s.
+mkdir -p "$run_dir/plugins"
+cp "target/plugins/$plugin.wasm" "$run_dir/plugins/"
+start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache ${BENCH_WORKER_ARGS:-}
 worker_pid=${tracked[1]}
 
 server_cpu0=$(cpu_seconds "$server_pid")
 worker_cpu0=$(cpu_seconds "$worker_pid")
 start=$(date +%s.%N)
-./target/release/starter "$n" "$batch" "$children" --mode "$mode" ${BENCH_STARTER_ARGS:-} --address "$address" \
+./target/release/starter "$n" "$batch" "$children" --mode "$mode" --plugin "$plugin" ${BENCH_STARTER_ARGS:-} --address "$address" \
   >"$run_dir/summary.txt" 2>"$run_dir/starter.err" || { cat "$run_dir/starter.err" >&2; exit 1; }
 end=$(date +%s.%N)
 server_cpu1=$(cpu_seconds "$server_pid")
@@ -41,14 +47,14 @@ worker_cpu1=$(cpu_seconds "$worker_pid")
 worker_rss=$(peak_rss_mb "$worker_pid")
 
 field() { sed -n "s/^$1: //p" "$run_dir/summary.txt"; }
-sum=$(field "Sum of all squares")
+sum=$(sed -n "s/^Sum of all \(squares\|outputs\): //p" "$run_dir/summary.txt")
 depth=$(field "Tree depth (max nesting level)")
 root=$(field "Workflow ID")
 leaf="$root"; for _ in $(seq "$depth"); do leaf="$leaf-c0"; done
 leaf_tasks=$(temporal workflow show --address "$address" --workflow-id "$leaf" --output json |
   python3 -c 'import json,sys; print(sum("workflowTaskCompletedEventAttributes" in e for e in json.load(sys.stdin)["events"]))')
 
-python3 - "$n" "$mode" "$start" "$end" "$(field Workflows)" "$(field Activities)" "$leaf_tasks" \
+python3 - "$n" "$mode:$plugin" "$start" "$end" "$(field Workflows)" "$(field Activities)" "$leaf_tasks" \
   "$worker_cpu0" "$worker_cpu1" "$worker_rss" "$server_cpu0" "$server_cpu1" "$sum" <<'PY'
 import sys
 n, mode, start, end, workflows, activities, leaf_tasks, w0, w1, rss, s0, s1, total = sys.argv[1:]

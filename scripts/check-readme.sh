@@ -78,13 +78,23 @@ cat >"$run_dir/temporal.toml" <<EOF
 address = "$TEMPORAL_ADDRESS"
 namespace = "batch"
 EOF
-# The plugin example adds plugins/double (and `cargo new` adds it to the workspace): undo it.
+# The plugin examples add crates (and `cargo new` adds them to the workspace) and Python and
+# JavaScript plugin directories: undo all of it at the end.
 cp Cargo.toml Cargo.lock "$run_dir/"
-cleanup_double() {
-  rm -rf plugins/double target/plugins/double.wasm
+example_plugins=(double halve scale odd_squares)
+cleanup_examples() {
+  for name in "${example_plugins[@]}"; do
+    rm -rf "plugins/$name" "plugins/python/$name" "plugins/js/$name" \
+      "target/plugins/$name.wasm" "target/polyglot/$name.wasm"
+  done
   cp "$run_dir/Cargo.toml" "$run_dir/Cargo.lock" .
 }
-trap 'cleanup_double; stop_tracked' EXIT
+trap 'cleanup_examples; stop_tracked' EXIT
+
+# write_example DOCUMENT PATH LANGUAGE: writes the block that follows PATH in DOCUMENT to PATH.
+write_example() {
+  document_block_after "$1" "$2" "$3" >"$2"
+}
 
 checked=0
 for document in "${documents[@]}"; do
@@ -120,16 +130,26 @@ for document in "${documents[@]}"; do
       "TEMPORAL_PROFILE=prod "*)
         profile="export TEMPORAL_CONFIG_FILE=$run_dir/temporal.toml; unset TEMPORAL_ADDRESS"
         run "$where" "$profile; $command" "$expected" ;;
-      "cargo new --lib plugins/double")
-        # The plugin example: the crate, then the document's own Cargo.toml and lib.rs for it.
-        [ ! -e plugins/double ] || fail "plugins/double exists already: remove it to run the check"
+      "cargo new --lib plugins/"*)
+        # A Rust plugin example: the crate, then the document's own Cargo.toml and lib.rs.
+        crate=${command#cargo new --lib }
+        [ ! -e "$crate" ] || fail "$crate exists already: remove it to run the check"
         run "$where" "$command" ""
-        document_block_after "$document" "plugins/double/Cargo.toml" toml >plugins/double/Cargo.toml
-        document_block_after "$document" "plugins/double/src/lib.rs" rust \
-          >plugins/double/src/lib.rs ;;
+        write_example "$document" "$crate/Cargo.toml" toml
+        write_example "$document" "$crate/src/lib.rs" rust ;;
+      "mkdir -p plugins/python/"* | "mkdir -p plugins/js/"*)
+        # A Python or JavaScript plugin example: its directory, then the document's source.
+        dir=${command#mkdir -p }
+        [ ! -e "$dir" ] || fail "$dir exists already: remove it to run the check"
+        run "$where" "$command" ""
+        case "$dir" in
+          plugins/python/*) write_example "$document" "$dir/app.py" python ;;
+          *) write_example "$document" "$dir/plugin.js" javascript ;;
+        esac ;;
       "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
       "scripts/build-plugins.sh" | \
       "./target/release/starter"* | "./target/release/worker --list-plugins" | \
+      "./target/release/batch-plugin "* | \
       "temporal workflow "* | "temporal task-queue describe "* | "bench/run.sh "* | \
       "curl -s http://127.0.0.1:9464/metrics"* | "cargo bench "*)
         run "$where" "$command" "$expected" ;;

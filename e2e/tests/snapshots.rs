@@ -1,5 +1,5 @@
 //! The starter's and the worker's user-facing text, compared whole with checked-in snapshots
-//! (`e2e/tests/snapshots/`): `--help` of both binaries, and the summary of the demo's n=50
+//! (`e2e/tests/snapshots/`): `--help` of the three binaries, and the summary of the demo's n=50
 //! batch, line for line, against a real dev server and worker.
 
 mod support;
@@ -38,6 +38,11 @@ fn the_starters_help_is_as_documented() {
 #[test]
 fn the_workers_help_is_as_documented() {
     assert_snapshot("worker-help.txt", &help_of("worker"));
+}
+
+#[test]
+fn the_plugin_tools_help_is_as_documented() {
+    assert_snapshot("batch-plugin-help.txt", &help_of("batch-plugin"));
 }
 
 /// The demo's block for n=50 (then the project's lines), whole; only the plugin's digest

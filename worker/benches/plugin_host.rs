@@ -10,19 +10,33 @@
 //! - `call/session`: a call in an instance reused across a run of items.
 //!
 //! Overhead of a call = its time minus `call/native`.
+//!
+//! And per item, for blocks of 4096 range items in one instance (what a `batch`-mode leaf
+//! does), with criterion's throughput in items (time per item = 1 / throughput):
+//!
+//! - `block/native`: the square computed in the host, outputs collected and aggregated;
+//! - `block/v1`: `square_number` (interface v1): one call per item;
+//! - `block/v2`: `square_v2` (interface v2): one call for the whole block.
+//!
+//! Host overhead per item in blocks = `block/v2` minus `block/native`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
+use batch_core::Outputs;
 use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{LoadedPlugin, SandboxLimits, SandboxedEngine};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn square_number_wasm() -> (PathBuf, Vec<u8>) {
+    built("square_number")
+}
+
+fn built(name: &str) -> (PathBuf, Vec<u8>) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("plugins/square_number.wasm");
+    let path = target.join(format!("plugins/{name}.wasm"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (run scripts/build-plugins.sh first)",
@@ -67,7 +81,7 @@ fn benches(c: &mut Criterion) {
         LoadedPlugin::load(&engine, None, "square_number", &path, &bytes).expect("load"),
     );
     let mut session = plugin
-        .session(engine.call_slot_blocking())
+        .session(engine.call_slot_blocking(), None)
         .expect("session");
     let mut call = c.benchmark_group("call");
     let mut item = 0u64;
@@ -82,7 +96,7 @@ fn benches(c: &mut Criterion) {
     call.bench_function("fresh_store_in_slot", |b| {
         b.iter(|| {
             item = item.wrapping_add(1) & 0xffff;
-            plugin.call_with(&mut slot, black_box(item))
+            plugin.call_with(&mut slot, None, black_box(item))
         })
     });
     drop(slot);
@@ -92,7 +106,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             item = item.wrapping_add(1) & 0xffff;
             let mut slot = engine.call_slot_blocking();
-            plugin.call_with(&mut slot, black_box(item))
+            plugin.call_with(&mut slot, None, black_box(item))
         })
     });
     call.bench_function("session", |b| {
@@ -102,6 +116,59 @@ fn benches(c: &mut Criterion) {
         })
     });
     call.finish();
+    drop(session);
+
+    blocks(c, &engine);
+}
+
+/// Items per block in the `block` group: the host's largest block.
+const BLOCK: usize = batch_core::blocks::MAX_BLOCK_ITEMS;
+
+fn blocks(c: &mut Criterion, engine: &SandboxedEngine) {
+    let load = |name: &str| {
+        let (path, bytes) = built(name);
+        std::sync::Arc::new(LoadedPlugin::load(engine, None, name, &path, &bytes).expect("load"))
+    };
+    let (v1, v2) = (load("square_number"), load("square_v2"));
+    let mut group = c.benchmark_group("block");
+    group.throughput(Throughput::Elements(BLOCK as u64));
+    let mut first = 1u64;
+    let mut next_first = || {
+        first = if first > 1 << 30 {
+            1
+        } else {
+            first + BLOCK as u64
+        };
+        first
+    };
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let from = next_first();
+            let mut outputs = Outputs::default();
+            let numbers: Vec<u64> = (from..from + BLOCK as u64)
+                .map(|item| native_square(black_box(item)).expect("fits"))
+                .collect();
+            outputs.extend_numbers(&numbers);
+            outputs
+        })
+    });
+    for (name, plugin) in [("v1", &v1), ("v2", &v2)] {
+        let mut session = plugin
+            .session(engine.call_slot_blocking(), None)
+            .expect("session");
+        let mut numbers = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let from = next_first();
+                let mut outputs = Outputs::default();
+                session
+                    .process_range_into(from, BLOCK, &mut outputs, &mut numbers)
+                    .expect("block");
+                outputs
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(plugin_host, benches);

@@ -403,6 +403,7 @@ impl RangeSlice {
         let started = Instant::now();
         let name = self.plugin.name().to_owned();
         let mut sizer = BlockSizer::for_deadline(self.plugin.cpu_deadline());
+        let mut numbers = Vec::new();
         let from = self.progress.next;
         let mut session = self
             .plugin
@@ -413,8 +414,8 @@ impl RangeSlice {
             let left = self.last - next + 1;
             let len = usize::try_from(left).map_or(sizer.next_len(), |l| l.min(sizer.next_len()));
             let block_started = Instant::now();
-            match session.process_range(next, len) {
-                Ok(outputs) => outputs.iter().for_each(|o| self.progress.outputs.add(o)),
+            match session.process_range_into(next, len, &mut self.progress.outputs, &mut numbers) {
+                Ok(()) => {}
                 Err(e) => {
                     self.metrics.items(&name, next - from);
                     self.metrics.failure(&name, &e);

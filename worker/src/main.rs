@@ -154,7 +154,10 @@ async fn run() -> anyhow::Result<()> {
         print!("{}", render_plugin_list(&registry.list()?));
         return Ok(());
     }
-    log_plugins(&registry);
+    // In the background: compiling a large plugin (an interpreter's takes ~20 s) must not hold
+    // up the start; a batch that needs a plugin still being compiled waits for that compile.
+    let listing = registry.clone();
+    tokio::task::spawn_blocking(move || log_plugins(&listing));
     memory::start_trimming();
 
     let telemetry = Telemetry::start(args.metrics_addr)?;
@@ -400,8 +403,8 @@ impl Telemetry {
     }
 }
 
-/// Lists (and so pre-compiles) the plugins present at start; bad files are reported, not fatal:
-/// the directory may be fixed while the worker runs.
+/// Lists (and so pre-compiles) the plugins present at start, off the start-up path; bad files
+/// are reported, not fatal: the directory may be fixed while the worker runs.
 fn log_plugins(registry: &PluginRegistry) {
     match registry.list() {
         Ok(plugins) if plugins.is_empty() => tracing::warn!(

@@ -8,7 +8,6 @@ use std::time::Duration;
 mod common;
 
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
-use common::peak_rss_kib;
 
 /// A plugin that grows its memory by `pages` pages and writes to every 4 KiB of it.
 fn filler(pages: u32) -> String {
@@ -41,24 +40,10 @@ fn plugin_memory_stays_under_the_documented_bound_with_many_calls_at_once() {
     let engine = SandboxedEngine::new(limits).expect("engine");
     let registry = Arc::new(PluginRegistry::open(dir.path(), engine, None).expect("registry"));
     let filler = registry.resolve("filler").expect("filler");
-    filler.call(0).expect("one call fills its memory");
-    let before = peak_rss_kib();
-
     // Eight callers at once, each filling the whole per-call cap, again and again.
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let filler = filler.clone();
-            std::thread::spawn(move || {
-                for item in 0..6 {
-                    filler.call(item).expect("fits the cap");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("thread");
-    }
-    let grown = (peak_rss_kib() - before) as u64 * 1024;
+    let grown = common::peak_growth_with_callers(8, 6, move |item| {
+        filler.call(item).expect("fits the cap");
+    });
     let bound = limits.memory_bound();
     println!(
         "peak RSS grew by {} MiB with 8 callers of a {} MiB plugin; bound {} MiB",

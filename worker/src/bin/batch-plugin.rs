@@ -5,7 +5,9 @@
 //!   worker would reject it.
 //! - `batch-plugin run FILE [--config JSON|@FILE] (--range A..=B | --lines FILE|-)`: runs the
 //!   plugin on the given items in blocks, as a `batch`-mode leaf does, and prints one line
-//!   per item (`index<TAB>kind<TAB>value`), then the time and memory of each block on stderr.
+//!   per item (`index<TAB>kind<TAB>value`, refusals included), the time and memory of each
+//!   block on stderr, and the counts (`Numbers: 3`, `Skipped: 3`, `Failed: 0`). It exits
+//!   non-zero only when a call fails as a whole (a trap, the deadline).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
-use batch_core::{Output, PluginConfig};
+use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::registry::read_plugin_file;
 use batch_worker::plugins::{Item, LoadedPlugin, SandboxLimits, SandboxedEngine};
@@ -126,12 +128,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ => bail!("give the items: --range FIRST..=LAST or --lines FILE (- for stdin)"),
             };
             let plugin = Arc::new(load(&file, &limits)?);
-            let failed = run_items(&plugin, config.as_ref(), items, block)?;
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            run_items(&plugin, config.as_ref(), items, block)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -168,25 +166,25 @@ fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {
     let memory = plugin
         .instantiated_memory(&mut slot)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    println!("file:       {}", file.display());
-    println!("interface:  {}", plugin.interface().name());
-    println!("digest:     sha256:{}", plugin.digest());
-    println!("size:       {} bytes", plugin.size());
+    println!("File: {}", file.display());
+    println!("Interface: {}", plugin.interface().name());
+    println!("Digest: sha256:{}", plugin.digest());
+    println!("Size: {} bytes", plugin.size());
     let imports = plugin.imports();
     if imports.is_empty() {
-        println!("imports:    none");
+        println!("Imports: none");
     } else {
         println!(
-            "imports:    {} (WASI 0.2, linked deny-all)",
+            "Imports: {} (WASI 0.2, linked deny-all)",
             imports.join(", ")
         );
     }
     println!(
-        "load:       {:.1} s (compiling, or from the cache)",
+        "Load: {:.1} s (compiling, or from the cache)",
         took.as_secs_f64()
     );
     println!(
-        "instance:   {:.1} MiB of linear memory at start (cap {} MiB)",
+        "Instance memory: {:.1} MiB at start (cap {} MiB)",
         memory as f64 / f64::from(1 << 20),
         limits.memory_mib
     );
@@ -199,14 +197,15 @@ enum Items {
     Lines(PathBuf),
 }
 
-/// Runs every item, printing outputs on stdout and block figures on stderr; returns how
-/// many items failed.
+/// Runs every item, printing outputs on stdout and block figures on stderr, then the counts.
+/// Refused items are outputs of the plugin (printed, counted); a call that fails as a whole
+/// (a trap, the deadline) ends the run with an error.
 fn run_items(
     plugin: &Arc<LoadedPlugin>,
     config: Option<&PluginConfig>,
     items: Items,
     block: Option<usize>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<()> {
     let mut session = plugin
         .session(plugin.engine().call_slot_blocking(), config)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
@@ -214,6 +213,7 @@ fn run_items(
     let next_block = |sizer: &BlockSizer| block.unwrap_or(sizer.next_len()).max(1);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut counts = Outputs::default();
     let mut failed = 0u64;
     let mut source = ItemSource::new(items)?;
     loop {
@@ -235,6 +235,9 @@ fn run_items(
             }
         };
         for (item, result) in block.iter().zip(results) {
+            if let Ok(output) = &result {
+                counts.add(output);
+            }
             match result {
                 Ok(Output::Number(n)) => writeln!(out, "{}\tnumber\t{n}", item.index)?,
                 Ok(Output::Record(bytes)) => writeln!(
@@ -259,7 +262,16 @@ fn run_items(
             session.memory_bytes() as f64 / f64::from(1 << 20)
         );
     }
-    Ok(failed)
+    println!("Items: {}", counts.count + failed);
+    println!("Numbers: {}", counts.numbers());
+    println!("Sum: {}", counts.sum);
+    println!(
+        "Records: {} ({} bytes)",
+        counts.records, counts.record_bytes
+    );
+    println!("Skipped: {}", counts.skipped);
+    println!("Failed: {failed}");
+    Ok(())
 }
 
 /// Items in blocks: a range, or the lines of a file or stdin (bounded per block in bytes).

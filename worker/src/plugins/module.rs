@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use batch_core::text::bounded_message;
-use batch_core::{Output, PluginConfig};
+use batch_core::{Output, Outputs, PluginConfig};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
@@ -194,10 +194,10 @@ impl LoadedPlugin {
     /// A configured instance in a fresh store; the caller holds the slot.
     fn open(
         &self,
-        _slot: &mut CallSlot,
+        slot: &mut CallSlot,
         config: Option<&PluginConfig>,
     ) -> Result<PluginSession<'_>, PluginError> {
-        let mut store = self.engine.new_store(_slot);
+        let mut store = self.engine.new_store(slot);
         let instance = self.instantiate(&mut store)?;
         let mut session = PluginSession {
             store,
@@ -346,6 +346,58 @@ impl PluginSession<'_> {
         Ok(outputs.pop().unwrap_or(Output::Skip))
     }
 
+    /// Adds the outputs of the `len` range items from `first` on to `outputs`, without
+    /// collecting them first: the hot path of a `batch`-mode leaf (`numbers` is scratch space,
+    /// reused across blocks). The first failing item fails the block, and then `outputs` holds
+    /// the items before it.
+    pub fn process_range_into(
+        &mut self,
+        first: u64,
+        len: usize,
+        outputs: &mut Outputs,
+        numbers: &mut Vec<u64>,
+    ) -> Result<(), PluginError> {
+        let Instance::V2(instance) = &self.instance else {
+            // v1: one call per item anyway.
+            for output in self.process_range(first, len)? {
+                outputs.add(&output);
+            }
+            return Ok(());
+        };
+        let mut items = std::mem::take(&mut self.range_items);
+        items.clear();
+        items.extend((first..).take(len).map(|index| Item { index, data: None }));
+        let span = ItemSpan {
+            first,
+            last: first + len.saturating_sub(1) as u64,
+        };
+        let plugin = &self.plugin;
+        let results = process_v2(plugin, &mut self.store, instance, &items, span);
+        self.range_items = items;
+        let results = results?;
+        numbers.clear();
+        let mut refusal = None;
+        for (result, index) in results.into_iter().zip(first..) {
+            match result {
+                Ok(WitOutput::Number(n)) => numbers.push(n),
+                // Records and skips have no place in the numbers' edges: counting them
+                // before the block's numbers gives the same statistics as item order.
+                Ok(WitOutput::Record(bytes)) => outputs.add_record(bytes.len() as u64),
+                Ok(WitOutput::Skip) => outputs.add_skip(),
+                Err(message) => {
+                    refusal = Some(PluginError::Refused {
+                        plugin: plugin.label(),
+                        item: index,
+                        message: bounded_message(&message),
+                    });
+                    break;
+                }
+            }
+        }
+        outputs.extend_numbers(numbers);
+        refusal.map_or(Ok(()), Err)
+    }
+
     /// The outputs of the `len` range items from `first` on, in one call (v2) or one call per
     /// item (v1). The first failing item fails the block.
     pub fn process_range(&mut self, first: u64, len: usize) -> Result<Vec<Output>, PluginError> {
@@ -413,20 +465,7 @@ impl PluginSession<'_> {
                 Ok(outputs)
             }
             Instance::V2(instance) => {
-                plugin.engine.arm_deadline(&mut self.store);
-                let outcome = instance
-                    .batch_plugin_compute()
-                    .call_process(&mut self.store, items);
-                plugin.log_output(&mut self.store, &span);
-                let results = outcome.map_err(|e| plugin.call_error(span, e))?;
-                if results.len() != items.len() {
-                    return Err(PluginError::ResultCount {
-                        plugin: plugin.label(),
-                        items: span,
-                        got: results.len(),
-                        want: items.len(),
-                    });
-                }
+                let results = process_v2(plugin, &mut self.store, instance, items, span)?;
                 Ok(results
                     .into_iter()
                     .zip(items)
@@ -445,6 +484,32 @@ impl PluginSession<'_> {
     pub fn memory_bytes(&self) -> usize {
         self.store.data().memory_bytes()
     }
+}
+
+/// One v2 `process` call on a block: the deadline armed, what the plugin printed logged, and
+/// exactly one result per item, or the call's failure.
+fn process_v2(
+    plugin: &LoadedPlugin,
+    store: &mut Store<StoreState>,
+    instance: &v2::Plugin,
+    items: &[Item],
+    span: ItemSpan,
+) -> Result<Vec<Result<WitOutput, String>>, PluginError> {
+    plugin.engine.arm_deadline(store);
+    let outcome = instance
+        .batch_plugin_compute()
+        .call_process(&mut *store, items);
+    plugin.log_output(store, &span);
+    let results = outcome.map_err(|e| plugin.call_error(span, e))?;
+    if results.len() != items.len() {
+        return Err(PluginError::ResultCount {
+            plugin: plugin.label(),
+            items: span,
+            got: results.len(),
+            want: items.len(),
+        });
+    }
+    Ok(results)
 }
 
 /// The linker every plugin is instantiated with: the deny-all WASI ([`wasi`]), with the

@@ -40,6 +40,8 @@ struct State {
     by_name: HashMap<String, NameEntry>,
     /// Files that failed to load, by name: not retried until they change.
     rejected: HashMap<String, (FileStamp, String)>,
+    /// Held while a name's file is read and compiled (see [`PluginRegistry::resolve`]).
+    loading: HashMap<String, Arc<Mutex<()>>>,
 }
 
 struct NameEntry {
@@ -96,6 +98,15 @@ impl PluginRegistry {
         &self.dir
     }
 
+    /// The lock that serializes loading plugin `name`.
+    fn loading_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        self.lock()
+            .loading
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
     /// The current version of plugin `name`: the file as it is now, or, if the file changed
     /// into something that does not load, the last good version (the error is logged).
     pub fn resolve(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
@@ -114,6 +125,14 @@ impl PluginRegistry {
                 });
             }
         };
+        if let Some(known) = self.known(name, &path, stamp) {
+            return known;
+        }
+        // One load per name at a time: callers asking for a plugin being compiled (the start-up
+        // listing, the queue scan, a batch's resolve) wait for that compile instead of
+        // repeating it (an interpreter's plugin takes ~20 s of a core); other names go on.
+        let loading = self.loading_lock(name);
+        let _loading = loading.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(known) = self.known(name, &path, stamp) {
             return known;
         }

@@ -35,3 +35,24 @@ pub fn peak_rss_kib() -> i64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM")
 }
+
+/// How much this process's peak resident memory grows while `callers` threads each run
+/// `call` `times` times at once, in bytes (the sandbox's memory bound is checked against it).
+pub fn peak_growth_with_callers(
+    callers: usize,
+    times: u64,
+    call: impl Fn(u64) + Send + Sync + Clone + 'static,
+) -> u64 {
+    call(0);
+    let before = peak_rss_kib();
+    let threads: Vec<_> = (0..callers)
+        .map(|_| {
+            let call = call.clone();
+            std::thread::spawn(move || (0..times).for_each(&call))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("caller thread");
+    }
+    (peak_rss_kib() - before).max(0) as u64 * 1024
+}

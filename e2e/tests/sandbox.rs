@@ -126,6 +126,26 @@ fn an_honest_plugin_never_fails_because_of_load() {
     assert!(noisy_batches >= 1, "the looping batches ran beside it");
 }
 
+/// The same with interface v2 and WASI: batches of `hostile_v2` (built for wasm32-wasip2, so
+/// its calls go through the deny-all WASI) loop, panic, hoard memory and overflow their stack
+/// beside an honest batch, which still computes every item exactly.
+#[test]
+fn an_honest_plugin_never_fails_beside_a_hostile_wasi_plugin() {
+    let _alone = alone();
+    let node = node(
+        "fair_v2",
+        &["busy", "hostile_v2"],
+        &[],
+        &["--plugin-deadline-ms", "300"],
+    );
+    let noise = keep_running(&node, &["100", "--plugin", "hostile_v2"]);
+    let run = node.run(&["1000", "--plugin", "busy"]);
+    let hostile_batches = noise.finish();
+    assert!(run.success, "{}", node.explain(&run));
+    assert_eq!(run.field("Sum of all outputs"), "500500");
+    assert!(hostile_batches >= 1, "the hostile batches ran beside it");
+}
+
 /// Requirement 4: a plugin that instantiates many core instances and tables and then loops,
 /// run as a large batch, cannot make another plugin's batch fail: the pools hold every
 /// call slot at its per-call limits.

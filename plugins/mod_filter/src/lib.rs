@@ -33,7 +33,7 @@ fn configure(config: Option<&str>) -> Result<Config, String> {
 
 fn keep_multiples(config: &Config, item: Item) -> Result<Output, String> {
     let n = item.index;
-    if n % config.divisor != 0 {
+    if !n.is_multiple_of(config.divisor) {
         return Ok(Output::Skip);
     }
     Ok(match config.output {

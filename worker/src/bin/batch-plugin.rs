@@ -151,10 +151,8 @@ fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
         .and_then(|s| s.to_str())
         .unwrap_or("plugin")
         .to_owned();
-    Ok(
-        LoadedPlugin::load(&engine, cache.as_ref(), &name, file, &bytes)
-            .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
-    )
+    LoadedPlugin::load(&engine, cache.as_ref(), &name, file, &bytes)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))
 }
 
 fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {

@@ -26,7 +26,11 @@ fn node() -> &'static Node {
             "js_fizzbuzz",
         ];
         let plugins: Vec<(&str, &str)> = plugins.iter().map(|p| (*p, *p)).collect();
-        Node::start(server(), "v2", &plugins, &[])
+        // The compiled-code cache the plugin-host tests fill (worker/tests/plugin_v2.rs): the
+        // Python and JavaScript plugins then load without ~20 s of compiling each.
+        let cache = support::bin_dir().join("../plugin-test-cache");
+        let cache = cache.to_str().expect("utf-8 path");
+        Node::start(server(), "v2", &plugins, &["--cache-dir", cache])
     })
 }
 

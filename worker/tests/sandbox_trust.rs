@@ -49,14 +49,22 @@ fn copy_plugin(dir: &Path, from: &str, name: &str, as_name: &str) {
 /// forgery available without the key) still gets squares.
 #[test]
 fn a_forged_cache_entry_is_never_run() {
+    forged_cache_entry_is_never_run(("plugins", "square_number"), ("plugins", "cube"));
+    // Interface v2, forged with a plugin that imports WASI (its item 3 answers 0).
+    forged_cache_entry_is_never_run(("plugins", "square_v2"), ("test-plugins", "wasi_probe"));
+}
+
+/// Swaps `genuine`'s compiled artifact and tag for `forgery`'s, restarts, and checks that
+/// `genuine` still computes squares (3 -> 9, 4 -> 16).
+fn forged_cache_entry_is_never_run(genuine: (&str, &str), forgery: (&str, &str)) {
     let _serial = serial();
     let plugins = tempfile::tempdir().expect("plugins");
     let cache_dir = tempfile::tempdir().expect("cache");
-    copy_plugin(plugins.path(), "plugins", "square_number", "p");
-    copy_plugin(plugins.path(), "plugins", "cube", "q");
+    copy_plugin(plugins.path(), genuine.0, genuine.1, "p");
+    copy_plugin(plugins.path(), forgery.0, forgery.1, "q");
     let first = registry(plugins.path(), LIMITS, Some(cache_dir.path()));
-    let square = first.resolve("p").expect("square").digest().to_owned();
-    let cube = first.resolve("q").expect("cube").digest().to_owned();
+    let square = first.resolve("p").expect("genuine").digest().to_owned();
+    let cube = first.resolve("q").expect("forgery").digest().to_owned();
     drop(first);
 
     let compiled = cache_dir.path().join("compiled");
@@ -87,12 +95,14 @@ fn a_forged_cache_entry_is_never_run() {
         name: "p".into(),
         digest: Some(square.clone()),
     };
-    let plugin = restarted.get(&pinned).expect("pinned square_number");
+    let plugin = restarted.get(&pinned).expect("pinned genuine plugin");
     assert_eq!(plugin.digest(), square);
     assert_eq!(
         plugin.call(3).expect("square of 3"),
         9,
-        "the forged artifact (cube) must not run under square_number's digest"
+        "the forged artifact ({}) must not run under {}'s digest",
+        forgery.1,
+        genuine.1
     );
     // The forged entry was replaced by a genuine one: a further restart runs squares too.
     let again = registry(plugins.path(), LIMITS, Some(cache_dir.path()));
@@ -313,9 +323,15 @@ fn a_calls_memories_are_capped_together() {
 /// named, and not compiled again until the file changes.
 #[test]
 fn a_plugin_that_compiles_too_long_is_rejected() {
+    compiling_too_long_is_rejected("plugins", "square_number");
+    // Interface v2 with WASI imports.
+    compiling_too_long_is_rejected("test-plugins", "hostile_v2");
+}
+
+fn compiling_too_long_is_rejected(from: &str, name: &str) {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("dir");
-    copy_plugin(dir.path(), "plugins", "square_number", "slow");
+    copy_plugin(dir.path(), from, name, "slow");
     let limits = SandboxLimits {
         compile_timeout: Duration::from_millis(1),
         ..LIMITS

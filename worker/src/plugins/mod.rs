@@ -1,6 +1,7 @@
-//! The plugin host: plugins are WebAssembly components implementing
-//! `plugins/wit/plugin.wit` (v1) or `plugins/wit/v2/plugin.wit` (v2), found by name in a directory, identified by the sha256 of their
-//! bytes, compiled once and run in a fresh sandboxed store per call.
+//! The plugin host: plugins are WebAssembly components implementing `plugins/wit/plugin.wit`
+//! (v1) or `plugins/wit/v2/plugin.wit` (v2), found by name in a directory, identified by the
+//! sha256 of their bytes, compiled once and run in a fresh sandboxed store per call (a
+//! `batch`-mode slice: one store for its blocks of items).
 //!
 //! - [`sandbox`]: the limits (CPU deadline, memory cap) and the engine that enforces them.
 //! - [`interface`]: the two plugin interfaces, side by side.

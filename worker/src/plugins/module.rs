@@ -1,4 +1,5 @@
-//! From a file's bytes to a plugin ready to run: wrap, compile, check the interface, call.
+//! From a file's bytes to a plugin ready to run: wrap, compile, check the imports and the
+//! interface (v2 or v1), link the deny-all WASI, call (one item, or a session's blocks).
 //!
 //! Accepted forms, so plugins can come from any language:
 //! - a component (binary, or text `.wat` in the component format);

@@ -4,8 +4,9 @@
 //! ([`text`]).
 //!
 //! Nothing here does I/O or knows about Temporal or wasmtime (except the optional, feature-gated
-//! [`workflow_ref`] and [`connect`], shared by the two Temporal clients), so all of it is
-//! unit-tested exhaustively without a server.
+//! [`workflow_ref`] and [`connect`], shared by the two Temporal clients, and the bounded read of
+//! a `--plugin-config @FILE` in [`plugin_config`], shared by the starter and `batch-plugin`), so
+//! all of it is unit-tested exhaustively without a server.
 
 pub mod blocks;
 pub mod config;

@@ -5,6 +5,9 @@
 //! Normalized means parsed and re-serialized compactly with object keys sorted, so two
 //! spellings of one configuration (whitespace, key order) are the same batch: same digest,
 //! same workflow id.
+//!
+//! [`PluginConfig::from_arg`] reads the command-line form (`JSON` or `@FILE`) for both the
+//! starter and `batch-plugin`: the one place in this crate that reads a file, bounded.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,7 +44,7 @@ impl PluginConfig {
     /// Checks and normalizes `text` (JSON).
     pub fn parse(text: &str) -> Result<Self, PluginConfigError> {
         // Checked before parsing too, so a huge input is not parsed whole.
-        if text.len() > 4 * MAX_PLUGIN_CONFIG_BYTES {
+        if text.len() > MAX_UNPARSED_BYTES {
             return Err(PluginConfigError::TooLarge { got: text.len() });
         }
         let value: serde_json::Value =
@@ -53,6 +56,17 @@ impl PluginConfig {
         }
         let digest = sha256_hex(json.as_bytes());
         Ok(Self { json, digest })
+    }
+
+    /// The command-line form, `--plugin-config JSON|@FILE`: the JSON text itself, or `@` and
+    /// the path of a file holding it. The file is read up to the bound [`Self::parse`] applies
+    /// to unparsed text, so a wrong path to a huge file is refused, not read whole.
+    pub fn from_arg(arg: &str) -> Result<Self, String> {
+        let json = match arg.strip_prefix('@') {
+            Some(path) => read_bounded(path)?,
+            None => arg.to_owned(),
+        };
+        Self::parse(&json).map_err(|e| e.to_string())
     }
 
     /// Checks a configuration received from elsewhere (a workflow input): bounded, JSON, and
@@ -72,6 +86,23 @@ impl PluginConfig {
     pub fn short_digest(&self) -> &str {
         &self.digest[..12]
     }
+}
+
+/// Largest unparsed text `parse` looks at (whitespace and key order may shrink in
+/// normalization, so more than the normalized bound is allowed in).
+const MAX_UNPARSED_BYTES: usize = 4 * MAX_PLUGIN_CONFIG_BYTES;
+
+fn read_bounded(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_UNPARSED_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if text.len() > MAX_UNPARSED_BYTES {
+        return Err(format!("{path} is larger than {MAX_UNPARSED_BYTES} bytes"));
+    }
+    Ok(text)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -124,6 +155,27 @@ mod tests {
         // Exactly at the limit is allowed.
         let at = format!("\"{}\"", "x".repeat(MAX_PLUGIN_CONFIG_BYTES - 2));
         assert!(PluginConfig::parse(&at).is_ok());
+    }
+
+    #[test]
+    fn the_command_line_form_is_text_or_a_bounded_file() {
+        let inline = PluginConfig::from_arg(r#"{"b": 2, "a": 1}"#).expect("inline");
+        assert_eq!(inline.json, r#"{"a":1,"b":2}"#);
+        let dir = std::env::temp_dir().join(format!("plugin-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("config.json");
+        std::fs::write(&file, "{\"a\": 1,\n \"b\": 2}\n").expect("write");
+        let from_file = PluginConfig::from_arg(&format!("@{}", file.display())).expect("file");
+        assert_eq!(from_file, inline);
+        std::fs::write(&file, " ".repeat(MAX_UNPARSED_BYTES + 1)).expect("write");
+        let err = PluginConfig::from_arg(&format!("@{}", file.display())).expect_err("huge");
+        assert!(err.ends_with("is larger than 65536 bytes"), "{err}");
+        let err = PluginConfig::from_arg("@/no/such/config.json").expect_err("missing");
+        assert!(
+            err.starts_with("cannot open /no/such/config.json: "),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -126,16 +126,6 @@ impl Outputs {
         self.tail.drain(..excess);
     }
 
-    /// Counts a record of `bytes` bytes as the next item.
-    pub fn add_record(&mut self, bytes: u64) {
-        self.add_outcome(ItemOutcome::Other(OtherOutcome::Record { bytes }));
-    }
-
-    /// Counts a skipped item as the next item.
-    pub fn add_skip(&mut self) {
-        self.add_outcome(ItemOutcome::Other(OtherOutcome::Skip));
-    }
-
     /// Appends the output of the next item, whatever its kind.
     pub fn add(&mut self, output: &Output) {
         self.add_outcome(ItemOutcome::from(output));

@@ -52,7 +52,7 @@ struct Args {
     /// The plugin's configuration: JSON text, or @FILE to read it from a file (at most 16 KiB
     /// normalized). Checked before the batch starts, passed to every instance's `configure`
     /// (interface v2 plugins), shown in the summary by digest; part of the batch's identity.
-    #[arg(long, value_name = "JSON|@FILE", value_parser = parse_plugin_config)]
+    #[arg(long, value_name = "JSON|@FILE", value_parser = PluginConfig::from_arg)]
     plugin_config: Option<PluginConfig>,
     /// How leaves run the plugin: `item` (one activity per item, the demo), `local` (one local
     /// activity per item) or `batch` (one activity per leaf, the plugin looping over the range
@@ -111,30 +111,6 @@ fn parse_ui_url(text: &str) -> Result<String, String> {
         )),
         Err(e) => Err(format!("{text:?} is not an address: {e}")),
     }
-}
-
-/// `--plugin-config`: JSON text, or `@path` to a file holding it.
-fn parse_plugin_config(text: &str) -> Result<PluginConfig, String> {
-    let json = match text.strip_prefix('@') {
-        Some(path) => read_config_file(path)?,
-        None => text.to_owned(),
-    };
-    PluginConfig::parse(&json).map_err(|e| e.to_string())
-}
-
-fn read_config_file(path: &str) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-    // Bounded read: a wrong path to a huge file is refused, not read whole.
-    let limit = 4 * batch_core::plugin_config::MAX_PLUGIN_CONFIG_BYTES as u64;
-    let mut text = String::new();
-    file.take(limit + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
-    if text.len() as u64 > limit {
-        return Err(format!("{path} is larger than {limit} bytes"));
-    }
-    Ok(text)
 }
 
 /// Whole numbers only; the range checks (with their reasons) happen in `NodeInput::validate`.

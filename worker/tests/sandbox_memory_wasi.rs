@@ -3,21 +3,15 @@
 //! the cap stops it. Its own test binary, so no other test's allocations count in the peak.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 mod common;
 
-use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{PluginRegistry, SandboxedEngine};
 use common::built_plugin;
 
 #[test]
 fn a_wasi_plugin_hoarding_memory_stays_under_the_documented_bound() {
-    let limits = SandboxLimits {
-        cpu_deadline: Duration::from_secs(5),
-        memory_bytes: 32 << 20,
-        calls_at_once: 2,
-        compile_timeout: Duration::from_secs(60),
-    };
+    let limits = common::MEMORY_BOUND_LIMITS;
     let dir = tempfile::tempdir().expect("dir");
     std::fs::copy(
         built_plugin("test-plugins", "hostile_v2"),
@@ -32,15 +26,9 @@ fn a_wasi_plugin_hoarding_memory_stays_under_the_documented_bound() {
         let err = hoarder.call(i * 10 + 3).expect_err("the cap stops it");
         assert!(err.message().contains("memory"), "{}", err.message());
     });
-    let bound = limits.memory_bound();
-    println!(
-        "peak RSS grew by {} MiB with 8 callers of a WASI plugin hoarding up to {} MiB; bound {} MiB",
-        grown >> 20,
-        limits.memory_bytes >> 20,
-        bound >> 20
+    let callers = format!(
+        "8 callers of a WASI plugin hoarding up to {} MiB",
+        limits.memory_bytes >> 20
     );
-    assert!(
-        grown <= bound,
-        "peak RSS grew by {grown} bytes, over the documented bound of {bound}"
-    );
+    common::assert_under_memory_bound(grown, &callers, limits);
 }

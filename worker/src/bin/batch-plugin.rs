@@ -45,8 +45,8 @@ enum Command {
     Run {
         file: PathBuf,
         /// The plugin's configuration: JSON text or @FILE (as `starter --plugin-config`).
-        #[arg(long, value_name = "JSON|@FILE")]
-        config: Option<String>,
+        #[arg(long, value_name = "JSON|@FILE", value_parser = PluginConfig::from_arg)]
+        config: Option<PluginConfig>,
         /// Range items FIRST..=LAST (or FIRST..LAST, exclusive), as a batch over 1..=N has.
         #[arg(long, value_name = "FIRST..=LAST", conflicts_with = "lines")]
         range: Option<String>,
@@ -121,7 +121,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             block,
             limits,
         } => {
-            let config = config.map(|c| parse_config(&c)).transpose()?;
             let items = match (range, lines) {
                 (Some(range), None) => Items::Range(parse_range(&range)?),
                 (None, Some(path)) => Items::Lines(path),
@@ -341,16 +340,6 @@ impl ItemSource {
         }
         Ok(block)
     }
-}
-
-fn parse_config(text: &str) -> anyhow::Result<PluginConfig> {
-    let json = match text.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
-        }
-        None => text.to_owned(),
-    };
-    Ok(PluginConfig::parse(&json)?)
 }
 
 /// `A..=B` or `A..B` (exclusive), items from 1.

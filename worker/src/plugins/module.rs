@@ -151,11 +151,10 @@ impl LoadedPlugin {
         let mut slot = self.engine.call_slot_blocking();
         match self.call_with(&mut slot, None, item)? {
             Output::Number(n) => Ok(n),
-            other => Err(PluginError::Refused {
-                plugin: self.label(),
+            other => Err(self.refused(
                 item,
-                message: format!("expected a number, the plugin produced {other:?}"),
-            }),
+                &format!("expected a number, the plugin produced {other:?}"),
+            )),
         }
     }
 
@@ -232,9 +231,18 @@ impl LoadedPlugin {
         })
     }
 
+    /// The plugin's refusal of `item`, its words bounded.
+    fn refused(&self, item: u64, message: &str) -> PluginError {
+        PluginError::Refused {
+            plugin: self.label(),
+            item,
+            message: bounded_message(message),
+        }
+    }
+
     /// A failed call as the plugin's error: the deadline, or a trap.
     fn call_error(&self, items: ItemSpan, e: wasmtime::Error) -> PluginError {
-        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        if is_deadline(&e) {
             PluginError::Deadline {
                 plugin: self.label(),
                 items,
@@ -332,10 +340,11 @@ impl PluginSession<'_> {
                 match outcome {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(message)) => Err(refused(bounded_message(&message))),
-                    Err(e) => Err(refused(bounded_message(&format!(
-                        "it trapped: {}",
-                        plugin.call_error(ItemSpan::one(0), e).message()
-                    )))),
+                    Err(e) if is_deadline(&e) => Err(refused(format!(
+                        "it exceeded its CPU deadline of {} ms",
+                        plugin.cpu_deadline().as_millis()
+                    ))),
+                    Err(e) => Err(refused(bounded_message(&format!("it trapped: {e:#}")))),
                 }
             }
         }
@@ -365,9 +374,7 @@ impl PluginSession<'_> {
             }
             return Ok(());
         };
-        let mut items = std::mem::take(&mut self.range_items);
-        items.clear();
-        items.extend((first..).take(len).map(|index| Item { index, data: None }));
+        let items = range_items(&mut self.range_items, first, len);
         let span = ItemSpan {
             first,
             last: first + len.saturating_sub(1) as u64,
@@ -379,18 +386,13 @@ impl PluginSession<'_> {
         numbers.clear();
         let mut refusal = None;
         for (result, index) in results.into_iter().zip(first..) {
-            match result {
-                Ok(WitOutput::Number(n)) => numbers.push(n),
+            match result.map(Output::from) {
+                Ok(Output::Number(n)) => numbers.push(n),
                 // Records and skips have no place in the numbers' edges: counting them
                 // before the block's numbers gives the same statistics as item order.
-                Ok(WitOutput::Record(bytes)) => outputs.add_record(bytes.len() as u64),
-                Ok(WitOutput::Skip) => outputs.add_skip(),
+                Ok(other) => outputs.add(&other),
                 Err(message) => {
-                    refusal = Some(PluginError::Refused {
-                        plugin: plugin.label(),
-                        item: index,
-                        message: bounded_message(&message),
-                    });
+                    refusal = Some(plugin.refused(index, &message));
                     break;
                 }
             }
@@ -402,9 +404,7 @@ impl PluginSession<'_> {
     /// The outputs of the `len` range items from `first` on, in one call (v2) or one call per
     /// item (v1). The first failing item fails the block.
     pub fn process_range(&mut self, first: u64, len: usize) -> Result<Vec<Output>, PluginError> {
-        let mut items = std::mem::take(&mut self.range_items);
-        items.clear();
-        items.extend((first..).take(len).map(|index| Item { index, data: None }));
+        let items = range_items(&mut self.range_items, first, len);
         let outputs = self.process(&items);
         self.range_items = items;
         outputs
@@ -431,17 +431,12 @@ impl PluginSession<'_> {
             last: tail.index,
         };
         let plugin = &self.plugin;
-        let refused = |item: u64, message: &str| PluginError::Refused {
-            plugin: plugin.label(),
-            item,
-            message: bounded_message(message),
-        };
         match &self.instance {
             Instance::V1(instance) => {
                 let mut outputs = Vec::with_capacity(items.len());
                 for item in items {
                     if item.data.is_some() {
-                        outputs.push(Err(refused(
+                        outputs.push(Err(plugin.refused(
                             item.index,
                             &format!(
                                 "this item is a record, but the plugin implements {}, which \
@@ -459,7 +454,7 @@ impl PluginSession<'_> {
                     plugin.log_output(&mut self.store, &ItemSpan::one(item.index));
                     match outcome {
                         Ok(Ok(n)) => outputs.push(Ok(Output::Number(n))),
-                        Ok(Err(message)) => outputs.push(Err(refused(item.index, &message))),
+                        Ok(Err(message)) => outputs.push(Err(plugin.refused(item.index, &message))),
                         Err(e) => return Err(plugin.call_error(ItemSpan::one(item.index), e)),
                     }
                 }
@@ -470,11 +465,10 @@ impl PluginSession<'_> {
                 Ok(results
                     .into_iter()
                     .zip(items)
-                    .map(|(result, item)| match result {
-                        Ok(WitOutput::Number(n)) => Ok(Output::Number(n)),
-                        Ok(WitOutput::Record(bytes)) => Ok(Output::Record(bytes)),
-                        Ok(WitOutput::Skip) => Ok(Output::Skip),
-                        Err(message) => Err(refused(item.index, &message)),
+                    .map(|(result, item)| {
+                        result
+                            .map(Output::from)
+                            .map_err(|message| plugin.refused(item.index, &message))
                     })
                     .collect())
             }
@@ -485,6 +479,30 @@ impl PluginSession<'_> {
     pub fn memory_bytes(&self) -> usize {
         self.store.data().memory_bytes()
     }
+}
+
+impl From<WitOutput> for Output {
+    fn from(output: WitOutput) -> Self {
+        match output {
+            WitOutput::Number(n) => Output::Number(n),
+            WitOutput::Record(bytes) => Output::Record(bytes),
+            WitOutput::Skip => Output::Skip,
+        }
+    }
+}
+
+/// The range items `first..first + len`, in `buffer`'s allocation (taken: give it back by
+/// assigning it again), so a session's blocks allocate nothing.
+fn range_items(buffer: &mut Vec<Item>, first: u64, len: usize) -> Vec<Item> {
+    let mut items = std::mem::take(buffer);
+    items.clear();
+    items.extend((first..).take(len).map(|index| Item { index, data: None }));
+    items
+}
+
+/// Whether a call stopped at its CPU deadline (the epoch interrupt), rather than trapping.
+fn is_deadline(e: &wasmtime::Error) -> bool {
+    e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
 }
 
 /// One v2 `process` call on a block: the deadline armed, what the plugin printed logged, and

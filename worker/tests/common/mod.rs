@@ -56,3 +56,31 @@ pub fn peak_growth_with_callers(
     }
     (peak_rss_kib() - before).max(0) as u64 * 1024
 }
+
+/// The limits of the memory-bound tests (`sandbox_memory*.rs`): a 32 MiB cap, two calls at once.
+pub const MEMORY_BOUND_LIMITS: batch_worker::plugins::SandboxLimits =
+    batch_worker::plugins::SandboxLimits {
+        cpu_deadline: std::time::Duration::from_secs(5),
+        memory_bytes: 32 << 20,
+        calls_at_once: 2,
+        compile_timeout: std::time::Duration::from_secs(60),
+    };
+
+/// Prints how much the peak grew with `callers` (a description) and checks it against the
+/// documented bound of `limits`.
+pub fn assert_under_memory_bound(
+    grown: u64,
+    callers: &str,
+    limits: batch_worker::plugins::SandboxLimits,
+) {
+    let bound = limits.memory_bound();
+    println!(
+        "peak RSS grew by {} MiB with {callers}; bound {} MiB",
+        grown >> 20,
+        bound >> 20
+    );
+    assert!(
+        grown <= bound,
+        "peak RSS grew by {grown} bytes, over the documented bound of {bound}"
+    );
+}

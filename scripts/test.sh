@@ -11,8 +11,34 @@ bash scripts/setup.sh
 cargo build --release --workspace --bins --tests
 bash scripts/build-plugins.sh
 bash scripts/build-plugins.sh --fixtures
-cargo test --release --workspace "$@"
-# The documents' commands, run as documented (skipped when only some tests were asked for).
-if [ $# -eq 0 ]; then
-  bash scripts/check-readme.sh
+if [ $# -gt 0 ]; then
+  # Only some tests: as asked, in cargo's order.
+  cargo test --release --workspace "$@"
+  exit 0
 fi
+
+# Every test. The crash tests (e2e/tests/faults.rs) spend most of their ~5 minutes waiting for
+# Temporal's timeouts (a killed worker's heartbeat, a restarted server), so they run beside the
+# other tests instead of before them. The sandbox tests measure how a worker shares the cores,
+# so they run alone, after both. Each cargo test prints as it finishes.
+faults_log=$(mktemp)
+cargo test --release -p e2e --test faults >"$faults_log" 2>&1 &
+faults=$!
+others=()
+for file in e2e/tests/*.rs; do
+  name=$(basename "$file" .rs)
+  case "$name" in faults | sandbox | record_histories) continue ;; esac
+  others+=(--test "$name")
+done
+status=0
+cargo test --release --workspace --exclude e2e || status=$?
+if [ $status -eq 0 ]; then
+  cargo test --release -p e2e --lib "${others[@]}" || status=$?
+fi
+wait $faults || status=$?
+cat "$faults_log"
+rm -f "$faults_log"
+[ $status -eq 0 ] || exit $status
+cargo test --release -p e2e --test sandbox
+# The documents' commands, run as documented.
+bash scripts/check-readme.sh

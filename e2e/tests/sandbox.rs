@@ -149,19 +149,25 @@ fn an_honest_plugin_never_fails_beside_a_hostile_wasi_plugin() {
 
 /// Requirement 4: a plugin that instantiates many core instances and tables and then loops,
 /// run as a large batch, cannot make another plugin's batch fail: the pools hold every
-/// call slot at its per-call limits.
+/// call slot at its per-call limits. Two such hogs at once: a v1 component, and a v2 one that
+/// imports WASI.
 #[test]
 fn a_hog_at_its_limits_never_fails_another_batch() {
     let _alone = alone();
     let node = node(
         "pools",
         &["square_number"],
-        &[("hog", components::hog(8))],
+        &[
+            ("hog", components::hog(8)),
+            ("hog_v2_wasi", components::hog_v2_wasi(8)),
+        ],
         &["--plugin-deadline-ms", "200"],
     );
     let noise = keep_running(&node, &["400", "100", "4", "--plugin", "hog"]);
+    let noise_v2 = keep_running(&node, &["400", "100", "4", "--plugin", "hog_v2_wasi"]);
     let run = node.run(&["300"]);
-    noise.finish();
+    let (batches, batches_v2) = (noise.finish(), noise_v2.finish());
+    assert!(batches >= 1 && batches_v2 >= 1, "both hogs ran beside it");
     assert!(run.success, "{}", node.explain(&run));
     assert_eq!(
         run.field("Sum of all squares"),

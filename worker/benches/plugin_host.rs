@@ -16,9 +16,13 @@
 //!
 //! - `block/native`: the square computed in the host, outputs collected and aggregated;
 //! - `block/v1`: `square_number` (interface v1): one call per item;
-//! - `block/v2`: `square_v2` (interface v2): one call for the whole block.
+//! - `block/v2_list`: `square_list` (interface v2, `compute.process` only, as a Python or
+//!   JavaScript plugin): one call for the whole block, a list of results back;
+//! - `block/v2`: `square_v2` (interface v2 built with the Rust SDK, which exports `ranges`):
+//!   one call for the whole block, its outputs in columns.
 //!
-//! Host overhead per item in blocks = `block/v2` minus `block/native`.
+//! Host overhead per item in blocks = `block/v2` minus `block/native`. (`square_list` is a test
+//! fixture: `scripts/build-plugins.sh --fixtures` too.)
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -33,10 +37,15 @@ fn square_number_wasm() -> (PathBuf, Vec<u8>) {
 }
 
 fn built(name: &str) -> (PathBuf, Vec<u8>) {
+    built_in("plugins", name)
+}
+
+/// A plugin built into `target/<dir>` (`plugins`, or `test-plugins` for fixtures).
+fn built_in(dir: &str, name: &str) -> (PathBuf, Vec<u8>) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(format!("plugins/{name}.wasm"));
+    let path = target.join(format!("{dir}/{name}.wasm"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (run scripts/build-plugins.sh first)",
@@ -125,11 +134,14 @@ fn benches(c: &mut Criterion) {
 const BLOCK: usize = batch_core::blocks::MAX_BLOCK_ITEMS;
 
 fn blocks(c: &mut Criterion, engine: &SandboxedEngine) {
-    let load = |name: &str| {
-        let (path, bytes) = built(name);
+    let load = |dir: &str, name: &str| {
+        let (path, bytes) = built_in(dir, name);
         std::sync::Arc::new(LoadedPlugin::load(engine, None, name, &path, &bytes).expect("load"))
     };
-    let (v1, v2) = (load("square_number"), load("square_v2"));
+    let v1 = load("plugins", "square_number");
+    let v2_list = load("test-plugins", "square_list");
+    let v2 = load("plugins", "square_v2");
+    assert!(!v2_list.has_ranges() && v2.has_ranges());
     let mut group = c.benchmark_group("block");
     group.throughput(Throughput::Elements(BLOCK as u64));
     let mut first = 1u64;
@@ -152,7 +164,7 @@ fn blocks(c: &mut Criterion, engine: &SandboxedEngine) {
             outputs
         })
     });
-    for (name, plugin) in [("v1", &v1), ("v2", &v2)] {
+    for (name, plugin) in [("v1", &v1), ("v2_list", &v2_list), ("v2", &v2)] {
         let mut session = plugin
             .session(engine.call_slot_blocking(), None)
             .expect("session");

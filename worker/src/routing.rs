@@ -35,7 +35,7 @@ pub fn kind(e: &PluginError) -> &'static str {
         PluginError::Refused { .. } => "PluginRefusedItem",
         PluginError::Deadline { .. } => "PluginDeadlineExceeded",
         PluginError::Configure { .. } => "PluginRefusedConfig",
-        PluginError::ResultCount { .. } => "PluginBrokeInterface",
+        PluginError::ResultCount { .. } | PluginError::Columns { .. } => "PluginBrokeInterface",
         PluginError::Trap { .. } => "PluginTrapped",
         PluginError::Instantiate { .. } => "PluginInstantiationFailed",
         PluginError::HostPanic { .. } => "PluginHostPanicked",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use batch_core::{Output, PluginConfig};
+use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::ArtifactCache;
 use batch_worker::plugins::{
     Interface, Item, LoadedPlugin, PluginError, PluginRegistry, SandboxLimits, SandboxedEngine,
@@ -306,6 +306,116 @@ fn a_plugin_that_breaks_the_contract_fails_its_block() {
             && err.message().ends_with("[truncated: 6291456 bytes in all]"),
         "{}",
         err.message().len()
+    );
+}
+
+/// Range blocks go through the optional `ranges` export (outputs in columns) when a plugin has
+/// it, as every Rust SDK plugin does; what comes out equals `compute.process` item by item
+/// (a reversed block is not a range, so it takes that path), for numbers, records, skips and
+/// refusals, and aggregated by the batch-mode hot path.
+#[test]
+fn range_blocks_in_columns_equal_processing_item_by_item() {
+    let (_dir, registry) = registry(&[("plugins", "square_v2"), ("plugins", "mod_filter")]);
+    let numbers = config(r#"{"divisor": 7}"#);
+    let records = config(r#"{"divisor": 7, "output": "record"}"#);
+    for (name, config, first) in [
+        ("square_v2", None, 1),
+        // The last items of this block overflow: refusals in the errors column.
+        ("square_v2", None, u64::from(u32::MAX) - 500),
+        ("mod_filter", Some(&numbers), 1),
+        ("mod_filter", Some(&records), 1),
+    ] {
+        let plugin = registry.resolve(name).expect(name);
+        assert!(plugin.has_ranges(), "{name} is built with the Rust SDK");
+        let block: Vec<Item> = (first..first + 1000)
+            .map(|index| Item { index, data: None })
+            .collect();
+        let mut reversed = block.clone();
+        reversed.reverse();
+        let mut session = plugin
+            .session(plugin.engine().call_slot_blocking(), config)
+            .expect("session");
+        let in_columns: Vec<String> = outcomes(session.process_each(&block).expect("columns"));
+        let mut item_by_item = outcomes(session.process_each(&reversed).expect("items"));
+        item_by_item.reverse();
+        assert_eq!(in_columns, item_by_item, "{name} {config:?} from {first}");
+
+        // The hot path's aggregate equals adding the outputs one by one, up to the first
+        // refusal, which fails the block with its item.
+        let mut aggregated = Outputs::default();
+        let hot = session.process_range_into(first, 1000, &mut aggregated, &mut Vec::new());
+        let mut one_by_one = Outputs::default();
+        let mut first_refusal = None;
+        for outcome in session
+            .process_each(&reversed)
+            .expect("items")
+            .into_iter()
+            .rev()
+        {
+            match outcome {
+                Ok(output) => one_by_one.add(&output),
+                Err(e) => {
+                    first_refusal = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        assert_eq!(hot.err().map(|e| e.to_string()), first_refusal, "{name}");
+        assert_eq!(aggregated, one_by_one, "{name} {config:?} from {first}");
+    }
+}
+
+fn outcomes(results: Vec<Result<Output, PluginError>>) -> Vec<String> {
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(output) => format!("{output:?}"),
+            Err(e) => e.to_string(),
+        })
+        .collect()
+}
+
+/// A plugin's columns are checked before anything is counted: their lengths must agree with
+/// the block and with each other.
+#[test]
+fn columns_that_disagree_fail_their_block() {
+    let (_dir, registry) = registry(&[("test-plugins", "hostile_v2")]);
+    let hostile = registry.resolve("hostile_v2").expect("loads");
+    // Items 19 and 20 are returned unchanged when the plugin keeps the contract.
+    for (config, expected) in [
+        (
+            r#"{"short":true}"#,
+            "returned 1 results for a block of 2 items (items 19..=20 (one call))",
+        ),
+        (
+            r#"{"mismatched":true}"#,
+            "returned inconsistent columns for items 19..=20 (one call): 2 items of kind 0, \
+             but 1 numbers",
+        ),
+    ] {
+        let config = self::config(config);
+        let mut session = hostile
+            .session(hostile.engine().call_slot_blocking(), Some(&config))
+            .expect("session");
+        let mut outputs = Outputs::default();
+        let err = session
+            .process_range_into(19, 2, &mut outputs, &mut Vec::new())
+            .expect_err("broken columns");
+        assert!(err.message().ends_with(expected), "{err}");
+        assert_eq!(
+            outputs,
+            Outputs::default(),
+            "nothing is counted from broken columns"
+        );
+        let err = session.process_range(19, 2).expect_err("broken columns");
+        assert!(err.message().ends_with(expected), "{err}");
+    }
+    let mut session = hostile
+        .session(hostile.engine().call_slot_blocking(), None)
+        .expect("session");
+    assert_eq!(
+        session.process_range(19, 2).expect("kept"),
+        [Output::Number(19), Output::Number(20)]
     );
 }
 

@@ -11,7 +11,9 @@ mod common;
 use batch_core::PluginRef;
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::sandbox::PER_CALL;
-use batch_worker::plugins::{PluginError, PluginRegistry, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{
+    Interface, PluginError, PluginRegistry, SandboxLimits, SandboxedEngine,
+};
 use common::{built_plugin, peak_rss_kib};
 
 /// The tests of this file one at a time: one of them reads the process's peak memory.
@@ -218,105 +220,125 @@ fn a_plugins_words_are_bounded() {
 
 /// Requirement 4: the engine's pools hold `calls_at_once` calls at their per-call limits, so a
 /// plugin that creates every instance and table it may and then loops, called from many
-/// threads at once, never makes another plugin's call fail.
+/// threads at once, never makes another plugin's call fail. As a v1 component, and as a v2
+/// one that imports WASI.
 #[test]
 fn calls_at_their_limits_never_exhaust_the_shared_pools() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("hog.wat"),
-        common::wat::hog(PER_CALL.core_instances),
-    )
-    .expect("hog");
-    std::fs::write(
-        dir.path().join("too_many.wat"),
-        common::wat::hog(PER_CALL.core_instances + 1),
-    )
-    .expect("too_many");
-    copy_plugin(dir.path(), "plugins", "square_number", "square_number");
-    let registry = Arc::new(registry(dir.path(), LIMITS, None));
-    let hog = registry.resolve("hog").expect("hog loads");
-    let square = registry.resolve("square_number").expect("square");
+    type Hog = fn(u32) -> String;
+    let hogs: [(&str, Hog); 2] = [
+        ("hog", common::wat::hog),
+        ("hog_v2_wasi", common::wat::hog_v2_wasi),
+    ];
+    for (name, hog) in hogs {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join(format!("{name}.wat")),
+            hog(PER_CALL.core_instances),
+        )
+        .expect("hog");
+        std::fs::write(
+            dir.path().join("too_many.wat"),
+            hog(PER_CALL.core_instances + 1),
+        )
+        .expect("too_many");
+        copy_plugin(dir.path(), "plugins", "square_number", "square_number");
+        let registry = Arc::new(registry(dir.path(), LIMITS, None));
+        let hog = registry.resolve(name).expect("the hog loads");
+        if name == "hog_v2_wasi" {
+            assert_eq!(hog.interface(), Interface::V2);
+            assert_eq!(hog.imports(), ["wasi:random/random@0.2.0"]);
+        }
+        let square = registry.resolve("square_number").expect("square");
 
-    let threads: Vec<_> = (0..12)
-        .map(|t| {
-            let (hog, square) = (hog.clone(), square.clone());
-            std::thread::spawn(move || {
-                let mut squares = 0;
-                for i in 0..4u64 {
-                    let err = hog.call(i).expect_err("the hog loops");
-                    assert!(matches!(err, PluginError::Deadline { .. }), "hog: {err}");
-                    squares += square.call(t * 10 + i).expect("square is never starved");
-                }
-                squares
+        let threads: Vec<_> = (0..12)
+            .map(|t| {
+                let (hog, square) = (hog.clone(), square.clone());
+                std::thread::spawn(move || {
+                    let mut squares = 0;
+                    for i in 0..4u64 {
+                        let err = hog.call(i).expect_err("the hog loops");
+                        assert!(matches!(err, PluginError::Deadline { .. }), "hog: {err}");
+                        squares += square.call(t * 10 + i).expect("square is never starved");
+                    }
+                    squares
+                })
             })
-        })
-        .collect();
-    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    let expected: u64 = (0..12u64)
-        .flat_map(|t| (0..4).map(move |i| (t * 10 + i).pow(2)))
-        .sum();
-    assert_eq!(total, expected);
+            .collect();
+        let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        let expected: u64 = (0..12u64)
+            .flat_map(|t| (0..4).map(move |i| (t * 10 + i).pow(2)))
+            .sum();
+        assert_eq!(total, expected, "{name}");
 
-    // Over the per-call limit is the plugin's own failure, named at load, never a call's.
-    let err = registry.resolve("too_many").expect_err("over the limit");
-    assert!(
-        matches!(err, PluginError::Invalid { .. })
-            && err
-                .to_string()
-                .contains("17 core module instances, which exceeds the configured maximum of 16"),
-        "{err}"
-    );
+        // Over the per-call limit is the plugin's own failure, named at load, never a call's.
+        let err = registry.resolve("too_many").expect_err("over the limit");
+        assert!(
+            matches!(err, PluginError::Invalid { .. })
+                && err.to_string().contains(
+                    "17 core module instances, which exceeds the configured maximum of 16"
+                ),
+            "{name}: {err}"
+        );
+    }
 }
 
-/// Requirement 5: the memory cap is on the sum of a call's linear memories.
+/// Requirement 5: the memory cap is on the sum of a call's linear memories; as a v1 component,
+/// and as a v2 one that imports WASI.
 #[test]
 fn a_calls_memories_are_capped_together() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().expect("dir");
-    // Each memory grows to 3/4 of the 16 MiB cap: fine alone, over the cap together.
-    let pages = (LIMITS.memory_bytes / 65_536 * 3 / 4) as u32;
-    let two = common::wat::component(
-        r#"(core module $a
+    type Component = fn(&str, &str, &str, &str, &str) -> String;
+    let kinds: [(Component, &str); 2] = [
+        (common::wat::component, "(i32.const 0)"),
+        (common::wat::component_v2_wasi, "(call $one_zero)"),
+    ];
+    for (component, answer_zero) in kinds {
+        let _serial = serial();
+        let dir = tempfile::tempdir().expect("dir");
+        // Each memory grows to 3/4 of the 16 MiB cap: fine alone, over the cap together.
+        let pages = (LIMITS.memory_bytes / 65_536 * 3 / 4) as u32;
+        let two = component(
+            r#"(core module $a
     (memory (export "memory") 1)
     (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
   (core instance $ia (instantiate $a))"#,
-        r#"(import "a" "grow" (func $grow_a (param i32) (result i32)))"#,
-        "",
-        &format!(
-            "(drop (call $grow_a (i32.const {pages}))) (drop (memory.grow (i32.const {pages}))) \
-             (i32.const 0)"
-        ),
-        r#"(with "a" (instance $ia))"#,
-    );
-    let one = common::wat::component(
-        "",
-        "",
-        "",
-        &format!("(drop (memory.grow (i32.const {pages}))) (i32.const 0)"),
-        "",
-    );
-    std::fs::write(dir.path().join("two_memories.wat"), two).expect("write");
-    std::fs::write(dir.path().join("one_memory.wat"), one).expect("write");
-    let registry = registry(dir.path(), LIMITS, None);
-    assert_eq!(
-        registry
-            .resolve("one_memory")
-            .expect("one")
+            r#"(import "a" "grow" (func $grow_a (param i32) (result i32)))"#,
+            "",
+            &format!(
+                "(drop (call $grow_a (i32.const {pages}))) (drop (memory.grow (i32.const {pages}))) \
+                 {answer_zero}"
+            ),
+            r#"(with "a" (instance $ia))"#,
+        );
+        let one = component(
+            "",
+            "",
+            "",
+            &format!("(drop (memory.grow (i32.const {pages}))) {answer_zero}"),
+            "",
+        );
+        std::fs::write(dir.path().join("two_memories.wat"), two).expect("write");
+        std::fs::write(dir.path().join("one_memory.wat"), one).expect("write");
+        let registry = registry(dir.path(), LIMITS, None);
+        assert_eq!(
+            registry
+                .resolve("one_memory")
+                .expect("one")
+                .call(1)
+                .expect("fits"),
+            0
+        );
+        let err = registry
+            .resolve("two_memories")
+            .expect("two")
             .call(1)
-            .expect("fits"),
-        0
-    );
-    let err = registry
-        .resolve("two_memories")
-        .expect("two")
-        .call(1)
-        .expect_err("over the cap together")
-        .message();
-    assert!(
-        err.contains("trapped on item 1") && err.contains("over the cap of 16777216 bytes"),
-        "{err}"
-    );
+            .expect_err("over the cap together")
+            .message();
+        assert!(
+            err.contains("trapped on item 1") && err.contains("over the cap of 16777216 bytes"),
+            "{err}"
+        );
+    }
 }
 
 /// Requirement 7's bound: a plugin that takes longer than the compile timeout is rejected,

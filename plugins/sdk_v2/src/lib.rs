@@ -32,7 +32,8 @@
 //!
 //! The worker calls the function once per item, but hands the plugin whole blocks of items
 //! per call (the macro loops over them), so the per-item cost of crossing into wasm stays at
-//! a few nanoseconds. Build with `cargo build --profile wasm --target wasm32-unknown-unknown`:
+//! a few nanoseconds. The macro also exports the optional `ranges` interface (blocks of a
+//! range source, outputs in columns), which the worker lifts in bulk. Build with `cargo build --profile wasm --target wasm32-unknown-unknown`:
 //! the result imports nothing. (`wasm32-wasip2` also works; the worker links a deny-all WASI
 //! for it.)
 
@@ -40,7 +41,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v2",
-        world: "plugin",
+        world: "plugin-with-ranges",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "batch_plugin_sdk_v2::bindings",
@@ -52,7 +53,82 @@ pub use bindings::exports::batch::plugin::compute::{Item, Output};
 #[doc(hidden)]
 pub use bindings::exports::batch::plugin::compute::Guest;
 #[doc(hidden)]
-pub use std::{cell::RefCell, string::String, vec::Vec};
+pub use bindings::exports::batch::plugin::ranges::{Columns, Guest as RangesGuest};
+
+/// What `ranges.process-range` reports per item (see `plugins/wit/v2/plugin.wit`).
+#[doc(hidden)]
+pub mod kind {
+    pub const NUMBER: u8 = 0;
+    pub const RECORD: u8 = 1;
+    pub const SKIP: u8 = 2;
+    pub const ERROR: u8 = 3;
+}
+
+/// Adds one item's result to `columns`.
+#[doc(hidden)]
+#[inline(always)]
+pub fn push_column(columns: &mut Columns, result: Result<Output, String>) {
+    let kind = match result {
+        Ok(Output::Number(n)) => {
+            columns.numbers.push(n);
+            kind::NUMBER
+        }
+        Ok(Output::Record(bytes)) => {
+            columns.records.push(bytes);
+            kind::RECORD
+        }
+        Ok(Output::Skip) => kind::SKIP,
+        Err(message) => {
+            columns.errors.push(message);
+            kind::ERROR
+        }
+    };
+    columns.kinds.push(kind);
+}
+
+/// Empty columns with room for `count` items of numbers.
+#[doc(hidden)]
+pub fn columns_for(count: u32) -> Columns {
+    Columns {
+        kinds: Vec::with_capacity(count as usize),
+        numbers: Vec::with_capacity(count as usize),
+        records: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+#[doc(hidden)]
+pub use std::{string::String, vec::Vec};
+
+use std::any::Any;
+use std::cell::RefCell;
+
+// The configuration of this instance: `configure` runs before any `process`. wasm32 instances
+// are single-threaded, so a thread-local holds it without locking.
+thread_local! {
+    static CONFIG: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// Keeps this instance's parsed configuration.
+#[doc(hidden)]
+pub fn set_config<C: 'static>(config: C) {
+    CONFIG.with(|c| *c.borrow_mut() = Some(Box::new(config)));
+}
+
+/// Runs `f` with this instance's configuration (of the type `configure` returns), or `None`
+/// before `configure` has run.
+#[doc(hidden)]
+pub fn with_config<C: 'static, R>(
+    _configure: fn(Option<&str>) -> Result<C, String>,
+    f: impl FnOnce(Option<&C>) -> R,
+) -> R {
+    CONFIG.with(|c| f(c.borrow().as_ref().and_then(|c| c.downcast_ref())))
+}
+
+/// The refusal of every item when `configure` has not run (the worker always runs it).
+#[doc(hidden)]
+pub fn unconfigured() -> String {
+    "the plugin was not configured".into()
+}
 
 /// The item's data as UTF-8 text (a line without its line break), or a message saying why it
 /// is not: for plugins that read text records.
@@ -96,33 +172,35 @@ macro_rules! export_plugin {
     ($process:path, configure = $configure:path) => {
         struct __BatchPlugin;
 
-        // The configuration of this instance: `configure` runs before any `process`. wasm32
-        // instances are single-threaded, so a thread-local holds it without locking.
-        ::std::thread_local! {
-            static __BATCH_PLUGIN_CONFIG: $crate::RefCell<Option<Box<dyn ::core::any::Any>>> =
-                const { $crate::RefCell::new(None) };
-        }
-
         impl $crate::Guest for __BatchPlugin {
             fn configure(config: Option<$crate::String>) -> Result<(), $crate::String> {
-                let parsed = $configure(config.as_deref())?;
-                __BATCH_PLUGIN_CONFIG.with(|c| *c.borrow_mut() = Some(Box::new(parsed)));
+                $crate::set_config($configure(config.as_deref())?);
                 Ok(())
             }
 
             fn process(
                 items: $crate::Vec<$crate::Item>,
             ) -> $crate::Vec<Result<$crate::Output, $crate::String>> {
-                __BATCH_PLUGIN_CONFIG.with(|c| {
-                    let config = c.borrow();
-                    match config.as_ref().and_then(|c| c.downcast_ref()) {
-                        Some(config) => items.into_iter().map(|i| $process(config, i)).collect(),
-                        None => items
-                            .iter()
-                            .map(|_| Err("the plugin was not configured".into()))
-                            .collect(),
-                    }
+                $crate::with_config($configure, |config| match config {
+                    Some(config) => items.into_iter().map(|i| $process(config, i)).collect(),
+                    None => items.iter().map(|_| Err($crate::unconfigured())).collect(),
                 })
+            }
+        }
+
+        impl $crate::RangesGuest for __BatchPlugin {
+            fn process_range(first: u64, count: u32) -> $crate::Columns {
+                let mut columns = $crate::columns_for(count);
+                $crate::with_config($configure, |config| {
+                    for index in (first..).take(count as usize) {
+                        let result = match config {
+                            Some(config) => $process(config, $crate::Item { index, data: None }),
+                            None => Err($crate::unconfigured()),
+                        };
+                        $crate::push_column(&mut columns, result);
+                    }
+                });
+                columns
             }
         }
 

@@ -164,7 +164,15 @@ fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {
         .instantiated_memory(&mut slot)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     println!("File: {}", file.display());
-    println!("Interface: {}", plugin.interface().name());
+    if plugin.has_ranges() {
+        println!(
+            "Interface: {} and {} (range blocks in columns)",
+            plugin.interface().name(),
+            batch_worker::plugins::interface::V2_RANGES
+        );
+    } else {
+        println!("Interface: {}", plugin.interface().name());
+    }
     println!("Digest: sha256:{}", plugin.digest());
     println!("Size: {} bytes", plugin.size());
     let imports = plugin.imports();

@@ -85,6 +85,12 @@ pub enum PluginError {
         got: usize,
         want: usize,
     },
+    #[error("plugin {plugin} returned inconsistent columns for {items}: {problem}")]
+    Columns {
+        plugin: String,
+        items: ItemSpan,
+        problem: String,
+    },
     #[error("the plugin host failed (not the plugin)")]
     HostPanic {
         #[source]

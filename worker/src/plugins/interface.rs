@@ -17,9 +17,19 @@ pub mod v2 {
     });
 }
 
+/// The same package's optional `ranges` interface (range blocks, outputs in columns), as the
+/// Rust SDK exports it beside `compute`. Only its bindings are used from this world.
+pub mod v2_ranges {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit/v2",
+        world: "plugin-with-ranges",
+    });
+}
+
 /// The exported interface names, as listed by `starter --list-plugins`.
 pub const V1: &str = "batch:plugin/compute@1.0.0";
 pub const V2: &str = "batch:plugin/compute@2.0.0";
+pub const V2_RANGES: &str = "batch:plugin/ranges@2.0.0";
 
 /// Which interface a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,3 +61,10 @@ impl Interface {
 
 /// One item handed to a v2 plugin.
 pub type Item = v2::exports::batch::plugin::compute::Item;
+
+/// Where a component's `ranges` export is, found once per plugin.
+pub type RangesIndices = v2_ranges::exports::batch::plugin::ranges::GuestIndices;
+/// A live instance's `ranges` export.
+pub type Ranges = v2_ranges::exports::batch::plugin::ranges::Guest;
+/// What `ranges.process-range` returns.
+pub type Columns = v2_ranges::exports::batch::plugin::ranges::Columns;

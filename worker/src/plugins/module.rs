@@ -16,14 +16,14 @@ use batch_core::text::bounded_message;
 use batch_core::{Output, Outputs, PluginConfig};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, StoreContextMut, Trap};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use super::cache::ArtifactCache;
 use super::error::{ItemSpan, PluginError};
-use super::interface::{Interface, Item, v1, v2};
+use super::interface::{Columns, Interface, Item, Ranges, RangesIndices, v1, v2};
 use super::sandbox::{CallSlot, SandboxedEngine, StoreState};
 use super::wasi;
 use v2::exports::batch::plugin::compute::Output as WitOutput;
@@ -39,16 +39,21 @@ pub struct LoadedPlugin {
     imports: Vec<String>,
 }
 
-/// Ready-to-instantiate code, by interface version.
+/// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges`
+/// export is when it has one.
 enum Pre {
     V1(v1::PluginPre<StoreState>),
-    V2(v2::PluginPre<StoreState>),
+    V2 {
+        instance_pre: InstancePre<StoreState>,
+        compute: v2::PluginIndices,
+        ranges: Option<RangesIndices>,
+    },
 }
 
-/// A live instance, by interface version.
+/// A live instance, by interface version (v2: with its `ranges` export, if any).
 enum Instance {
     V1(v1::Plugin),
-    V2(v2::Plugin),
+    V2(v2::Plugin, Option<Ranges>),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -140,8 +145,20 @@ impl LoadedPlugin {
     pub fn interface(&self) -> Interface {
         match self.pre {
             Pre::V1(_) => Interface::V1,
-            Pre::V2(_) => Interface::V2,
+            Pre::V2 { .. } => Interface::V2,
         }
+    }
+
+    /// Whether the plugin exports the optional `ranges` interface (v2: range blocks, outputs
+    /// in columns), through which it gets range blocks.
+    pub fn has_ranges(&self) -> bool {
+        matches!(
+            self.pre,
+            Pre::V2 {
+                ranges: Some(_),
+                ..
+            }
+        )
     }
 
     /// The number the plugin computes for range item `item`, with no configuration, in a fresh
@@ -216,7 +233,17 @@ impl LoadedPlugin {
     fn instantiate(&self, store: &mut Store<StoreState>) -> Result<Instance, PluginError> {
         let instance = match &self.pre {
             Pre::V1(pre) => pre.instantiate(&mut *store).map(Instance::V1),
-            Pre::V2(pre) => pre.instantiate(&mut *store).map(Instance::V2),
+            Pre::V2 {
+                instance_pre,
+                compute,
+                ranges,
+            } => instance_pre.instantiate(&mut *store).and_then(|instance| {
+                let ranges = match ranges {
+                    Some(ranges) => Some(ranges.load(&mut *store, &instance)?),
+                    None => None,
+                };
+                Ok(Instance::V2(compute.load(&mut *store, &instance)?, ranges))
+            }),
         };
         self.log_output(store, &"instantiation");
         instance.map_err(|source| {
@@ -331,7 +358,7 @@ impl PluginSession<'_> {
                     super::interface::V2
                 ))),
             },
-            Instance::V2(instance) => {
+            Instance::V2(instance, _) => {
                 plugin.engine.arm_deadline(&mut self.store);
                 let outcome = instance
                     .batch_plugin_compute()
@@ -367,26 +394,39 @@ impl PluginSession<'_> {
         outputs: &mut Outputs,
         numbers: &mut Vec<u64>,
     ) -> Result<(), PluginError> {
-        let Instance::V2(instance) = &self.instance else {
-            // v1: one call per item anyway.
-            for output in self.process_range(first, len)? {
-                outputs.add(&output);
-            }
-            return Ok(());
-        };
-        let items = range_items(&mut self.range_items, first, len);
-        let span = ItemSpan {
-            first,
-            last: first + len.saturating_sub(1) as u64,
-        };
+        let span = span_of(first, len);
         let plugin = &self.plugin;
-        let results = process_v2(plugin, &mut self.store, instance, &items, span);
-        self.range_items = items;
-        let results = results?;
+        let results = match &self.instance {
+            Instance::V1(_) => {
+                // One call per item anyway.
+                for output in self.process_range(first, len)? {
+                    outputs.add(&output);
+                }
+                return Ok(());
+            }
+            Instance::V2(_, Some(ranges)) => {
+                let columns = process_ranges(plugin, &mut self.store, ranges, span, len)?;
+                if check_columns(plugin, &columns, span, len)? == len {
+                    // Numbers only: aggregated straight from their column.
+                    outputs.extend_numbers(&columns.numbers);
+                    return Ok(());
+                }
+                expand_columns(columns)
+            }
+            Instance::V2(instance, None) => {
+                let items = range_items(&mut self.range_items, first, len);
+                let results = process_v2(plugin, &mut self.store, instance, &items, span);
+                self.range_items = items;
+                results?
+                    .into_iter()
+                    .map(|result| result.map(Output::from))
+                    .collect()
+            }
+        };
         numbers.clear();
         let mut refusal = None;
         for (result, index) in results.into_iter().zip(first..) {
-            match result.map(Output::from) {
+            match result {
                 Ok(Output::Number(n)) => numbers.push(n),
                 // Records and skips have no place in the numbers' edges: counting them
                 // before the block's numbers gives the same statistics as item order.
@@ -418,7 +458,9 @@ impl PluginSession<'_> {
     }
 
     /// Each item's output or refusal, in order; `Err` when the whole call failed (a trap, the
-    /// deadline, a broken interface), which no item can be blamed for alone.
+    /// deadline, a broken interface), which no item can be blamed for alone. A block of range
+    /// items (consecutive, without data) goes through the plugin's `ranges` export when it
+    /// has one, as in a `batch`-mode leaf.
     pub fn process_each(
         &mut self,
         items: &[Item],
@@ -431,7 +473,7 @@ impl PluginSession<'_> {
             last: tail.index,
         };
         let plugin = &self.plugin;
-        match &self.instance {
+        let results: Vec<Result<Output, String>> = match &self.instance {
             Instance::V1(instance) => {
                 let mut outputs = Vec::with_capacity(items.len());
                 for item in items {
@@ -458,21 +500,25 @@ impl PluginSession<'_> {
                         Err(e) => return Err(plugin.call_error(ItemSpan::one(item.index), e)),
                     }
                 }
-                Ok(outputs)
+                return Ok(outputs);
             }
-            Instance::V2(instance) => {
-                let results = process_v2(plugin, &mut self.store, instance, items, span)?;
-                Ok(results
+            Instance::V2(_, Some(ranges)) if is_range_block(items) => {
+                let columns = process_ranges(plugin, &mut self.store, ranges, span, items.len())?;
+                check_columns(plugin, &columns, span, items.len())?;
+                expand_columns(columns)
+            }
+            Instance::V2(instance, _) => {
+                process_v2(plugin, &mut self.store, instance, items, span)?
                     .into_iter()
-                    .zip(items)
-                    .map(|(result, item)| {
-                        result
-                            .map(Output::from)
-                            .map_err(|message| plugin.refused(item.index, &message))
-                    })
-                    .collect())
+                    .map(|result| result.map(Output::from))
+                    .collect()
             }
-        }
+        };
+        Ok(results
+            .into_iter()
+            .zip(items)
+            .map(|(result, item)| result.map_err(|message| plugin.refused(item.index, &message)))
+            .collect())
     }
 
     /// Bytes of linear memory the instance holds now.
@@ -489,6 +535,118 @@ impl From<WitOutput> for Output {
             WitOutput::Skip => Output::Skip,
         }
     }
+}
+
+/// The items `first..first + len` of a range, as one call's span.
+fn span_of(first: u64, len: usize) -> ItemSpan {
+    ItemSpan {
+        first,
+        last: first + len.saturating_sub(1) as u64,
+    }
+}
+
+/// Whether `items` are consecutive range items (no data): what `ranges.process-range` takes.
+fn is_range_block(items: &[Item]) -> bool {
+    items
+        .iter()
+        .zip(items.first().map_or(0, |i| i.index)..)
+        .all(|(item, index)| item.data.is_none() && item.index == index)
+}
+
+/// What `ranges.process-range` reports per item (`plugins/wit/v2/plugin.wit`).
+mod kind {
+    pub(super) const NUMBER: u8 = 0;
+    pub(super) const RECORD: u8 = 1;
+    pub(super) const SKIP: u8 = 2;
+    pub(super) const ERROR: u8 = 3;
+}
+
+/// One `ranges.process-range` call on the `len` items of `span`: the deadline armed, what the
+/// plugin printed logged.
+fn process_ranges(
+    plugin: &LoadedPlugin,
+    store: &mut Store<StoreState>,
+    ranges: &Ranges,
+    span: ItemSpan,
+    len: usize,
+) -> Result<Columns, PluginError> {
+    let count = u32::try_from(len).expect("a block is far smaller than 2^32 items");
+    plugin.engine.arm_deadline(store);
+    let outcome = ranges.call_process_range(&mut *store, span.first, count);
+    plugin.log_output(store, &span);
+    outcome.map_err(|e| plugin.call_error(span, e))
+}
+
+/// Checks that a plugin's columns (untrusted) agree with each other and with the block of `len`
+/// items; returns how many items are numbers.
+fn check_columns(
+    plugin: &LoadedPlugin,
+    columns: &Columns,
+    span: ItemSpan,
+    len: usize,
+) -> Result<usize, PluginError> {
+    if columns.kinds.len() != len {
+        return Err(PluginError::ResultCount {
+            plugin: plugin.label(),
+            items: span,
+            got: columns.kinds.len(),
+            want: len,
+        });
+    }
+    // The common case first, in one vectorized pass: every item a number.
+    if columns.numbers.len() == len && columns.kinds.iter().fold(0, |any, &kind| any | kind) == 0 {
+        return Ok(len);
+    }
+    let inconsistent = |problem: String| PluginError::Columns {
+        plugin: plugin.label(),
+        items: span,
+        problem,
+    };
+    let mut of_kind = [0usize; 4];
+    for (&kind, index) in columns.kinds.iter().zip(span.first..) {
+        match of_kind.get_mut(usize::from(kind)) {
+            Some(count) => *count += 1,
+            None => {
+                return Err(inconsistent(format!(
+                    "item {index} is of unknown kind {kind}"
+                )));
+            }
+        }
+    }
+    for (kind, name, column) in [
+        (kind::NUMBER, "numbers", columns.numbers.len()),
+        (kind::RECORD, "records", columns.records.len()),
+        (kind::ERROR, "errors", columns.errors.len()),
+    ] {
+        let want = of_kind[usize::from(kind)];
+        if column != want {
+            return Err(inconsistent(format!(
+                "{want} items of kind {kind}, but {column} {name}"
+            )));
+        }
+    }
+    Ok(of_kind[usize::from(kind::NUMBER)])
+}
+
+/// Checked columns ([`check_columns`]) as one output or refusal message per item, in order.
+fn expand_columns(columns: Columns) -> Vec<Result<Output, String>> {
+    let Columns {
+        kinds,
+        numbers,
+        records,
+        errors,
+    } = columns;
+    let (mut numbers, mut records, mut errors) =
+        (numbers.into_iter(), records.into_iter(), errors.into_iter());
+    kinds
+        .into_iter()
+        .map(|kind| match kind {
+            kind::NUMBER => Ok(Output::Number(numbers.next().unwrap_or_default())),
+            kind::RECORD => Ok(Output::Record(records.next().unwrap_or_default())),
+            kind::SKIP => Ok(Output::Skip),
+            _ => Err(errors.next().unwrap_or_default()),
+        })
+        .collect()
 }
 
 /// The range items `first..first + len`, in `buffer`'s allocation (taken: give it back by
@@ -562,7 +720,18 @@ fn link(component: &Component, engine: &SandboxedEngine) -> Result<Pre, String> 
         |e: wasmtime::Error| format!("does not implement {}: {e:#}", interface.name());
     Ok(match interface {
         Interface::V1 => Pre::V1(v1::PluginPre::new(instance_pre).map_err(does_not_implement)?),
-        Interface::V2 => Pre::V2(v2::PluginPre::new(instance_pre).map_err(does_not_implement)?),
+        Interface::V2 => Pre::V2 {
+            compute: v2::PluginIndices::new(&instance_pre).map_err(does_not_implement)?,
+            // Optional: without it, range blocks go through `compute.process`. Its types are
+            // checked at instantiation, as the other exports' are.
+            ranges: match exports.iter().any(|e| e == super::interface::V2_RANGES) {
+                true => Some(RangesIndices::new(&instance_pre).map_err(|e| {
+                    format!("does not implement {}: {e:#}", super::interface::V2_RANGES)
+                })?),
+                false => None,
+            },
+            instance_pre,
+        },
     })
 }
 

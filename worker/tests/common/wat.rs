@@ -48,3 +48,79 @@ pub fn hog(instances: u32) -> String {
 pub fn spinner() -> String {
     plugin("(loop $spin (br $spin)) (unreachable)")
 }
+
+/// A component exporting `batch:plugin/compute@2.0.0` and importing WASI (`wasi:random`'s
+/// `get-random-u64`, as core function `$random`), whose `process` is `body`: a core function
+/// body (locals first, parameters `$items` and `$len`) that leaves the address of its result
+/// (a list pointer and length) on the stack, or calls `$one_zero` to answer one `number(0)`.
+/// `configure` accepts anything. `prelude`, `imports`, `extra` and `with` as in [`component`].
+pub fn component_v2_wasi(
+    prelude: &str,
+    imports: &str,
+    extra: &str,
+    body: &str,
+    with: &str,
+) -> String {
+    format!(
+        r#"(component
+  (import "wasi:random/random@0.2.0" (instance $wasi_random
+    (export "get-random-u64" (func (result u64)))))
+  (core func $random (canon lower (func $wasi_random "get-random-u64")))
+  {prelude}
+  (core module $m
+    (import "wasi" "random" (func $random (result i64)))
+    {imports}
+    (memory (export "memory") 1)
+    (global $next (mut i32) (i32.const 4096))
+    {extra}
+    ;; A bump allocator above the first page's low addresses, which hold the results below.
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+      (local $at i32)
+      (local.set $at (i32.and (i32.add (global.get $next) (i32.const 7)) (i32.const -8)))
+      (global.set $next (i32.add (local.get $at) (local.get 3)))
+      (if (i32.gt_u (global.get $next) (i32.mul (memory.size) (i32.const 65536)))
+        (then (unreachable)))
+      (local.get $at))
+    ;; result<_, string> at address 0: ok (all zeros).
+    (func (export "configure") (param i32 i32 i32) (result i32) (i32.const 0))
+    ;; A list of one result<output, string> (24 zero bytes at 16: ok(number(0))), its pointer
+    ;; and length at 0.
+    (func $one_zero (result i32)
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 1))
+      (i32.const 0))
+    (func (export "process") (param $items i32) (param $len i32) (result i32) {body}))
+  (core instance $i (instantiate $m
+    (with "wasi" (instance (export "random" (func $random))))
+    {with}))
+  (type $item (record (field "index" u64) (field "data" (option (list u8)))))
+  (type $output (variant (case "number" u64) (case "record" (list u8)) (case "skip")))
+  (func $configure (param "config" (option string)) (result (result (error string)))
+    (canon lift (core func $i "configure") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (func $process (param "items" (list $item)) (result (list (result $output (error string))))
+    (canon lift (core func $i "process") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (instance $c
+    (export "item" (type $item))
+    (export "output" (type $output))
+    (export "configure" (func $configure))
+    (export "process" (func $process)))
+  (export "batch:plugin/compute@2.0.0" (instance $c)))"#
+    )
+}
+
+/// [`hog`] as a v2 plugin that imports WASI (and asks it for a random number first).
+pub fn hog_v2_wasi(instances: u32) -> String {
+    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
+    for _ in 1..instances {
+        prelude.push_str("  (core instance (instantiate $t))\n");
+    }
+    component_v2_wasi(
+        &prelude,
+        "",
+        "(table 1 funcref)",
+        "(drop (call $random)) (loop $spin (br $spin)) (unreachable)",
+        "",
+    )
+}

@@ -180,32 +180,49 @@ fn a_hog_at_its_limits_never_fails_another_batch() {
 #[test]
 fn a_plugins_flood_of_words_fails_its_batch_promptly_and_bounded() {
     let _alone = alone();
-    let node = node("words", &["chatty"], &[], &[]);
-    let started = Instant::now();
-    let run = starter_within(
-        server(),
-        &node.queue,
-        &["10", "--plugin", "chatty"],
-        Duration::from_secs(60),
+    // A v1 plugin, and a v2 one that imports WASI.
+    let node = node(
+        "words",
+        &["chatty"],
+        &[("flood_v2_wasi", components::flood_v2_wasi())],
+        &[],
     );
-    let took = started.elapsed();
-    assert!(!run.success, "{}", node.explain(&run));
-    assert!(
-        run.stderr
-            .contains("refused item 7: item 7 is refused at great length: blah blah")
-            && run.stderr.contains("[truncated: 6291490 bytes in all]"),
-        "{}",
-        node.explain(&run)
-    );
-    assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
-    assert!(took < Duration::from_secs(30), "took {took:?}");
-    let log = node.worker.log_text();
-    assert!(log.contains("[truncated: 6291490 bytes in all]"), "{log}");
-    assert!(
-        log.len() < 1 << 20,
-        "the worker's log is {} bytes",
-        log.len()
-    );
+    for (plugin, refusal, length) in [
+        (
+            "chatty",
+            "refused item 7: item 7 is refused at great length: blah blah",
+            "[truncated: 6291490 bytes in all]",
+        ),
+        (
+            "flood_v2_wasi",
+            "refused item 1: xxxx",
+            "[truncated: 6291456 bytes in all]",
+        ),
+    ] {
+        let started = Instant::now();
+        let run = starter_within(
+            server(),
+            &node.queue,
+            &["10", "--plugin", plugin],
+            Duration::from_secs(60),
+        );
+        let took = started.elapsed();
+        assert!(!run.success, "{}", node.explain(&run));
+        assert!(
+            run.stderr.contains(refusal) && run.stderr.contains(length),
+            "{}",
+            node.explain(&run)
+        );
+        assert!(run.stderr.len() < 16 << 10, "{} bytes", run.stderr.len());
+        assert!(took < Duration::from_secs(30), "took {took:?}");
+        let log = node.worker.log_text();
+        assert!(log.contains(length), "{log}");
+        assert!(
+            log.len() < 1 << 20,
+            "the worker's log is {} bytes",
+            log.len()
+        );
+    }
 }
 
 /// Requirement 7: a large plugin dropped into a running worker mid-batch is compiled off the

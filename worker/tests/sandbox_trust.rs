@@ -216,6 +216,23 @@ fn a_plugins_words_are_bounded() {
         &message[message.len().saturating_sub(80)..]
     );
     assert!(err.message().len() < 2048 + 256, "{}", err.message().len());
+
+    // The same from a v2 plugin that imports WASI.
+    std::fs::write(dir.path().join("flood.wat"), common::wat::flood_v2_wasi()).expect("flood");
+    let err = registry
+        .resolve("flood")
+        .expect("flood loads")
+        .call(1)
+        .expect_err("refused");
+    let PluginError::Refused { message, .. } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert!(
+        message.starts_with("xxxx") && message.ends_with("... [truncated: 6291456 bytes in all]"),
+        "{}",
+        &message[message.len().saturating_sub(80)..]
+    );
+    assert!(err.message().len() < 2048 + 256, "{}", err.message().len());
 }
 
 /// Requirement 4: the engine's pools hold `calls_at_once` calls at their per-call limits, so a

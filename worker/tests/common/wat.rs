@@ -124,3 +124,24 @@ pub fn hog_v2_wasi(instances: u32) -> String {
         "",
     )
 }
+
+/// A v2 plugin that imports WASI and refuses every item with 6 MiB of `x`: one result per call
+/// (so a block of one item, as in `item` mode).
+pub fn flood_v2_wasi() -> String {
+    component_v2_wasi(
+        "",
+        "",
+        "",
+        r#"(drop (call $random))
+      (drop (memory.grow (i32.const 100)))
+      (memory.fill (i32.const 65536) (i32.const 120) (i32.const 6291456))
+      ;; err(string): discriminant 1, then the string's pointer and length at offset 8.
+      (i32.store8 (i32.const 16) (i32.const 1))
+      (i32.store (i32.const 24) (i32.const 65536))
+      (i32.store (i32.const 28) (i32.const 6291456))
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 1))
+      (i32.const 0)"#,
+        "",
+    )
+}

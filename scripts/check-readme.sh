@@ -149,15 +149,15 @@ for document in "${documents[@]}"; do
           plugins/python/*) write_example "$document" "$dir/app.py" python ;;
           *) write_example "$document" "$dir/plugin.js" javascript ;;
         esac ;;
-      "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
-      "scripts/build-plugins.sh" | \
-      "./target/release/starter"* | "./target/release/worker --list-plugins" | \
-      "./target/release/batch-plugin "* | \
       "cargo bench "*)
         # Every benchmark runs, each measured briefly: the figures are for docs/benchmarks.md,
         # taken with criterion's defaults; here only that the command works as documented.
         case "$command" in *" -- "*) quick="" ;; *) quick=" --" ;; esac
         run "$where" "$command$quick --warm-up-time 0.2 --measurement-time 0.5" "$expected" ;;
+      "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
+      "scripts/build-plugins.sh" | \
+      "./target/release/starter"* | "./target/release/worker --list-plugins" | \
+      "./target/release/batch-plugin "* | \
       "temporal workflow "* | "temporal task-queue describe "* | "bench/run.sh "* | \
       "curl -s http://127.0.0.1:9464/metrics"*)
         run "$where" "$command" "$expected" ;;

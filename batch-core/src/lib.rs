@@ -1,5 +1,6 @@
 //! Pure logic shared by the worker and the starter: what a batch is ([`config`]), how a tree
-//! node splits its range ([`plan`]), what a node returns and how results merge ([`result`]),
+//! node splits its range ([`plan`]), what a whole batch will do before it starts
+//! ([`batch_plan`]), what a node returns and how results merge ([`result`]),
 //! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
 //!
@@ -8,6 +9,7 @@
 //! a `--plugin-config @FILE` in [`plugin_config`], shared by the starter and `batch-plugin`), so
 //! all of it is unit-tested exhaustively without a server.
 
+pub mod batch_plan;
 pub mod blocks;
 pub mod config;
 #[cfg(feature = "temporal")]
@@ -21,6 +23,7 @@ pub mod text;
 #[cfg(feature = "temporal")]
 pub mod workflow_ref;
 
+pub use batch_plan::BatchPlan;
 pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, PluginRef};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use plugin_config::PluginConfig;

@@ -620,3 +620,75 @@ fn sortable_time(time: &str) -> String {
     let (whole, fraction) = time.split_once('.').unwrap_or((time, ""));
     format!("{whole}.{fraction:0<9}")
 }
+
+/// `starter --plan` starts nothing and needs no server; what it says holds for the batch when it
+/// runs: the same tree, and no workflow's history longer than its bound (read back from the
+/// server), in each per-item mode.
+#[test]
+fn the_plan_of_a_batch_holds_when_it_runs() {
+    for mode in ["item", "local"] {
+        let id = format!("plan-120-{mode}");
+        let args = ["120", "10", "4", "--mode", mode, "--workflow-id", &id];
+        // Nothing listens on port 1: the plan must not need a server.
+        let planned = std::process::Command::new(support::binary("starter"))
+            .args(args)
+            .args(["--plan", "--json", "--address", "127.0.0.1:1"])
+            .output()
+            .expect("run starter --plan");
+        let text = String::from_utf8_lossy(&planned.stdout);
+        assert!(
+            planned.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&planned.stderr)
+        );
+        let plan: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        let workflows = plan["workflows"].as_u64().expect("workflows");
+        let bound = plan["largest_history_events"].as_u64().expect("bound");
+        let shape = TreeShape::of(120, 10, 4);
+        assert_eq!(
+            (workflows, plan["leaves"].as_u64()),
+            (shape.workflows, Some(shape.leaves))
+        );
+        assert!(
+            env()
+                .server
+                .count(&format!("WorkflowId STARTS_WITH '{id}'"))
+                == Some(0),
+            "--plan started nothing"
+        );
+
+        let run = run(&args);
+        assert_succeeded(&run);
+        assert_eq!(run.field("Workflows"), workflows.to_string());
+        let query = format!("WorkflowId STARTS_WITH '{id}' AND ExecutionStatus = 'Completed'");
+        let listed = wait_for(
+            "every workflow closed in visibility",
+            Duration::from_secs(30),
+            || {
+                let out = env().server.cli(&[
+                    "workflow", "list", "--query", &query, "--limit", "10000", "--output", "json",
+                ]);
+                let listed: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                (listed.as_array()?.len() as u64 == workflows).then_some(listed)
+            },
+        );
+        let lengths: Vec<u64> = listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|w| {
+                let length = &w["historyLength"];
+                length
+                    .as_u64()
+                    .or_else(|| length.as_str()?.parse().ok())
+                    .unwrap_or_else(|| panic!("no history length in {w}"))
+            })
+            .collect();
+        let longest = lengths.iter().max().copied().unwrap_or_default();
+        eprintln!("{mode}: longest history {longest} events, plan's bound {bound}");
+        assert!(
+            longest > 0 && longest <= bound,
+            "{mode}: longest history {longest} events, plan's bound {bound}: {lengths:?}"
+        );
+    }
+}

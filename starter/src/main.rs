@@ -14,7 +14,7 @@ use batch_core::ids::root_workflow_id;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
-    DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, PluginConfig, TreeShape,
+    BatchPlan, DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, PluginConfig, TreeShape,
 };
 use clap::Parser;
 use temporalio_client::errors::WorkflowGetResultError;
@@ -32,7 +32,8 @@ Examples:
   starter 2000 --plugin cube     # the same tree, running the `cube` plugin
   starter 1000 --plugin mod_filter --plugin-config '{\"divisor\": 7}'   # a configured v2 plugin
   starter 2000 --mode local      # one local activity per item (no task-queue round trip)
-  starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6";
+  starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6
+  starter 100000000 1000000 10 --mode batch --plan   # what that batch would do; starts nothing";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
@@ -71,6 +72,10 @@ struct Args {
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
+    /// Print what the batch would do (the tree, the work per leaf, the largest history against
+    /// Temporal's limits, the work in flight) and exit, starting nothing: needs no server.
+    #[arg(long, conflicts_with_all = ["attach", "no_wait", "list_plugins"])]
+    plan: bool,
     /// Start the batch, print its workflow id and how to follow it, and exit.
     #[arg(long, conflicts_with = "attach")]
     no_wait: bool,
@@ -167,6 +172,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
     input.validate()?;
+    if args.plan {
+        let plan = BatchPlan::of(args.n, &input.config);
+        if args.json {
+            println!("{}", serde_json::to_string(&plan)?);
+        } else {
+            print!("{}", plan.render());
+        }
+        return Ok(());
+    }
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         root_workflow_id(
             args.n,

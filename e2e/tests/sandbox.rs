@@ -86,7 +86,9 @@ impl Drop for Background {
 
 /// A valid plugin large enough to take many seconds to compile (on one core): `functions`
 /// functions of 500 arithmetic steps the optimizer cannot fold away, as a binary component
-/// (compact: about 10 bytes per step).
+/// (compact: about 10 bytes per step). Interface v2 and importing WASI, the heavier link; the
+/// compile path is the same for v1 (whose compile timeout `worker/tests/sandbox_trust.rs`
+/// checks beside v2's).
 fn large_plugin(functions: usize) -> Vec<u8> {
     let mut extra = String::with_capacity(functions * 50_000);
     for f in 0..functions {
@@ -100,8 +102,8 @@ fn large_plugin(functions: usize) -> Vec<u8> {
         }
         extra.push_str("(local.get $x))\n");
     }
-    let body = "(drop (call $f0 (local.get $item))) (i32.const 0)";
-    let text = components::component("", "", &extra, body, "");
+    let body = "(drop (call $f0 (i64.extend_i32_u (local.get $len)))) (call $one_zero)";
+    let text = components::component_v2_wasi("", "", &extra, body, "");
     wat::parse_str(&text).expect("a valid component")
 }
 

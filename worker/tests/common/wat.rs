@@ -31,17 +31,23 @@ pub fn plugin(body: &str) -> String {
 
 /// Creates `instances` core instances in all (each with a table), then loops until stopped.
 pub fn hog(instances: u32) -> String {
-    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
-    for _ in 1..instances {
-        prelude.push_str("  (core instance (instantiate $t))\n");
-    }
     component(
-        &prelude,
+        &tables_in_instances(instances - 1),
         "",
         "(table 1 funcref)",
         "(loop $spin (br $spin)) (unreachable)",
         "",
     )
+}
+
+/// Component items creating `count` core instances, each with a table (beside the plugin's
+/// own instance and table).
+fn tables_in_instances(count: u32) -> String {
+    let mut items = String::from("(core module $t (table 1 funcref))\n");
+    for _ in 0..count {
+        items.push_str("  (core instance (instantiate $t))\n");
+    }
+    items
 }
 
 /// Loops on every item until the deadline stops it.
@@ -112,12 +118,8 @@ pub fn component_v2_wasi(
 
 /// [`hog`] as a v2 plugin that imports WASI (and asks it for a random number first).
 pub fn hog_v2_wasi(instances: u32) -> String {
-    let mut prelude = String::from("(core module $t (table 1 funcref))\n");
-    for _ in 1..instances {
-        prelude.push_str("  (core instance (instantiate $t))\n");
-    }
     component_v2_wasi(
-        &prelude,
+        &tables_in_instances(instances - 1),
         "",
         "(table 1 funcref)",
         "(drop (call $random)) (loop $spin (br $spin)) (unreachable)",

@@ -66,6 +66,7 @@ impl BatchPlan {
             LeafMode::Item | LeafMode::Local => items_per_leaf,
             LeafMode::Batch => 1,
         };
+        // The root's children: no inner workflow of the tree has more (tested below).
         let children = match plan_node(ItemRange::new(1, n), config.batch_size, config.max_children)
         {
             NodePlan::Leaf(_) => 0,
@@ -174,6 +175,36 @@ mod tests {
              is 51200)\n\
              In flight at most: 200 leaves, 2000 activities, 2000 items, 656 open workflows\n"
         );
+    }
+
+    /// The most children any inner workflow of the tree over `range` starts.
+    fn most_children(range: ItemRange, batch_size: u64, max_children: u64) -> u64 {
+        match plan_node(range, batch_size, max_children) {
+            NodePlan::Leaf(_) => 0,
+            NodePlan::Split(chunks) => chunks
+                .iter()
+                .map(|&chunk| most_children(chunk, batch_size, max_children))
+                .max()
+                .unwrap_or(0)
+                .max(chunks.len() as u64),
+        }
+    }
+
+    #[test]
+    fn no_inner_workflow_has_more_children_than_the_root() {
+        for n in 1..=300 {
+            for batch_size in 1..=8 {
+                for max_children in 2..=10 {
+                    let plan =
+                        BatchPlan::of(n, &config(n, batch_size, max_children, LeafMode::Item));
+                    assert_eq!(
+                        plan.children_per_workflow,
+                        most_children(ItemRange::new(1, n), batch_size, max_children),
+                        "n={n} b={batch_size} c={max_children}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

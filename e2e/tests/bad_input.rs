@@ -5,26 +5,9 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{DevServer, Worker, binary, install_plugin, starter, sum_of_squares};
-
-/// Runs a binary to completion; these cases must never need a server that answers.
-fn run_offline(program: &str, args: &[&str]) -> (Output, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(binary(program))
-        .args(args)
-        // Nothing must be read from the developer's own Temporal configuration.
-        .env("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")
-        .env_remove("TEMPORAL_ADDRESS")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out, text, started.elapsed())
-}
+use support::{DevServer, Worker, install_plugin, run_offline, starter, sum_of_squares};
 
 fn assert_refused(program: &str, args: &[&str], message: &str, within: Duration) {
     let (out, text, took) = run_offline(program, args);

@@ -630,18 +630,11 @@ fn the_plan_of_a_batch_holds_when_it_runs() {
         let id = format!("plan-120-{mode}");
         let args = ["120", "10", "4", "--mode", mode, "--workflow-id", &id];
         // Nothing listens on port 1: the plan must not need a server.
-        let planned = std::process::Command::new(support::binary("starter"))
-            .args(args)
-            .args(["--plan", "--json", "--address", "127.0.0.1:1"])
-            .output()
-            .expect("run starter --plan");
-        let text = String::from_utf8_lossy(&planned.stdout);
-        assert!(
-            planned.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&planned.stderr)
-        );
-        let plan: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        let plan_args = [&args[..], &["--plan", "--json", "--address", "127.0.0.1:1"]].concat();
+        let (planned, text, _) = support::run_offline("starter", &plan_args);
+        assert!(planned.status.success(), "{text}");
+        let plan: serde_json::Value =
+            serde_json::from_slice(&planned.stdout).expect("one JSON object");
         let workflows = plan["workflows"].as_u64().expect("workflows");
         let bound = plan["largest_history_events"].as_u64().expect("bound");
         let shape = TreeShape::of(120, 10, 4);

@@ -206,6 +206,23 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs a binary to completion without a server that answers (nothing is read from the
+/// developer's own Temporal configuration either): its output, stdout and stderr as one text,
+/// and how long it took.
+pub fn run_offline(program: &str, args: &[&str]) -> (Output, String, Duration) {
+    let started = Instant::now();
+    let out = Command::new(binary(program))
+        .args(args)
+        .env("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")
+        .env_remove("TEMPORAL_ADDRESS")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, text, started.elapsed())
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

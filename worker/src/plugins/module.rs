@@ -394,45 +394,36 @@ impl PluginSession<'_> {
         outputs: &mut Outputs,
         numbers: &mut Vec<u64>,
     ) -> Result<(), PluginError> {
-        let span = span_of(first, len);
-        let plugin = &self.plugin;
         let results = match &self.instance {
-            Instance::V1(_) => {
-                // One call per item anyway.
-                for output in self.process_range(first, len)? {
-                    outputs.add(&output);
-                }
-                return Ok(());
-            }
             Instance::V2(_, Some(ranges)) => {
+                let span = span_of(first, len);
+                let plugin = &self.plugin;
                 let columns = process_ranges(plugin, &mut self.store, ranges, span, len)?;
                 if check_columns(plugin, &columns, span, len)? == len {
                     // Numbers only: aggregated straight from their column.
                     outputs.extend_numbers(&columns.numbers);
                     return Ok(());
                 }
-                expand_columns(columns)
+                refusals_named(plugin, expand_columns(columns), first..)
             }
-            Instance::V2(instance, None) => {
+            // `compute.process` (v2), or one call per item (v1).
+            _ => {
                 let items = range_items(&mut self.range_items, first, len);
-                let results = process_v2(plugin, &mut self.store, instance, &items, span);
+                let results = self.process_each(&items);
                 self.range_items = items;
                 results?
-                    .into_iter()
-                    .map(|result| result.map(Output::from))
-                    .collect()
             }
         };
         numbers.clear();
         let mut refusal = None;
-        for (result, index) in results.into_iter().zip(first..) {
+        for result in results {
             match result {
                 Ok(Output::Number(n)) => numbers.push(n),
                 // Records and skips have no place in the numbers' edges: counting them
                 // before the block's numbers gives the same statistics as item order.
                 Ok(other) => outputs.add(&other),
-                Err(message) => {
-                    refusal = Some(plugin.refused(index, &message));
+                Err(e) => {
+                    refusal = Some(e);
                     break;
                 }
             }
@@ -514,11 +505,11 @@ impl PluginSession<'_> {
                     .collect()
             }
         };
-        Ok(results
-            .into_iter()
-            .zip(items)
-            .map(|(result, item)| result.map_err(|message| plugin.refused(item.index, &message)))
-            .collect())
+        Ok(refusals_named(
+            plugin,
+            results,
+            items.iter().map(|item| item.index),
+        ))
     }
 
     /// Bytes of linear memory the instance holds now.
@@ -535,6 +526,20 @@ impl From<WitOutput> for Output {
             WitOutput::Skip => Output::Skip,
         }
     }
+}
+
+/// Each item's output, or the plugin's refusal of it as an error naming the plugin and the
+/// item (`indexes`, in the order of `results`).
+fn refusals_named(
+    plugin: &LoadedPlugin,
+    results: Vec<Result<Output, String>>,
+    indexes: impl Iterator<Item = u64>,
+) -> Vec<Result<Output, PluginError>> {
+    results
+        .into_iter()
+        .zip(indexes)
+        .map(|(result, index)| result.map_err(|message| plugin.refused(index, &message)))
+        .collect()
 }
 
 /// The items `first..first + len` of a range, as one call's span.

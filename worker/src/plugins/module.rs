@@ -394,36 +394,45 @@ impl PluginSession<'_> {
         outputs: &mut Outputs,
         numbers: &mut Vec<u64>,
     ) -> Result<(), PluginError> {
+        let span = span_of(first, len);
+        let plugin = &self.plugin;
         let results = match &self.instance {
+            Instance::V1(_) => {
+                // One call per item anyway.
+                for output in self.process_range(first, len)? {
+                    outputs.add(&output);
+                }
+                return Ok(());
+            }
             Instance::V2(_, Some(ranges)) => {
-                let span = span_of(first, len);
-                let plugin = &self.plugin;
                 let columns = process_ranges(plugin, &mut self.store, ranges, span, len)?;
                 if check_columns(plugin, &columns, span, len)? == len {
                     // Numbers only: aggregated straight from their column.
                     outputs.extend_numbers(&columns.numbers);
                     return Ok(());
                 }
-                refusals_named(plugin, expand_columns(columns), first..)
+                expand_columns(columns)
             }
-            // `compute.process` (v2), or one call per item (v1).
-            _ => {
+            Instance::V2(instance, None) => {
                 let items = range_items(&mut self.range_items, first, len);
-                let results = self.process_each(&items);
+                let results = process_v2(plugin, &mut self.store, instance, &items, span);
                 self.range_items = items;
                 results?
+                    .into_iter()
+                    .map(|result| result.map(Output::from))
+                    .collect()
             }
         };
         numbers.clear();
         let mut refusal = None;
-        for result in results {
+        for (result, index) in results.into_iter().zip(first..) {
             match result {
                 Ok(Output::Number(n)) => numbers.push(n),
                 // Records and skips have no place in the numbers' edges: counting them
                 // before the block's numbers gives the same statistics as item order.
                 Ok(other) => outputs.add(&other),
-                Err(e) => {
-                    refusal = Some(e);
+                Err(message) => {
+                    refusal = Some(plugin.refused(index, &message));
                     break;
                 }
             }
@@ -505,11 +514,11 @@ impl PluginSession<'_> {
                     .collect()
             }
         };
-        Ok(refusals_named(
-            plugin,
-            results,
-            items.iter().map(|item| item.index),
-        ))
+        Ok(results
+            .into_iter()
+            .zip(items)
+            .map(|(result, item)| result.map_err(|message| plugin.refused(item.index, &message)))
+            .collect())
     }
 
     /// Bytes of linear memory the instance holds now.
@@ -526,20 +535,6 @@ impl From<WitOutput> for Output {
             WitOutput::Skip => Output::Skip,
         }
     }
-}
-
-/// Each item's output, or the plugin's refusal of it as an error naming the plugin and the
-/// item (`indexes`, in the order of `results`).
-fn refusals_named(
-    plugin: &LoadedPlugin,
-    results: Vec<Result<Output, String>>,
-    indexes: impl Iterator<Item = u64>,
-) -> Vec<Result<Output, PluginError>> {
-    results
-        .into_iter()
-        .zip(indexes)
-        .map(|(result, index)| result.map_err(|message| plugin.refused(index, &message)))
-        .collect()
 }
 
 /// The items `first..first + len` of a range, as one call's span.

@@ -386,7 +386,8 @@ impl PluginSession<'_> {
     /// Adds the outputs of the `len` range items from `first` on to `outputs`, without
     /// collecting them first: the hot path of a `batch`-mode leaf (`numbers` is scratch space,
     /// reused across blocks). The first failing item fails the block, and then `outputs` holds
-    /// the items before it.
+    /// the items before it (v2; a v1 block then adds nothing). The caller discards a failed
+    /// block's outputs either way.
     pub fn process_range_into(
         &mut self,
         first: u64,

@@ -35,7 +35,7 @@ peer=$(cd "$peer" && pwd)
 case $n in '' | *[!0-9]*) echo "compare: N must be a whole number, got '$n'" >&2; exit 2 ;; esac
 case $rounds in '' | *[!0-9]* | 0) echo "compare: ROUNDS must be at least 1, got '$rounds'" >&2; exit 2 ;; esac
 
-[ -x target/release/worker ] && [ -x target/release/starter ] || cargo build --quiet --release --bins
+[ -x target/release/worker ] && [ -x target/release/starter ] || cargo build --quiet --release --workspace --bins
 [ -f target/plugins/square_number.wasm ] || bash scripts/build-plugins.sh >/dev/null
 
 if ! "$venv/bin/python" -c 'import temporalio.version as v, sys; sys.exit(v.__version__ != "1.35.0")' 2>/dev/null; then

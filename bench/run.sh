@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000} batch=${2:-10} children=${3:-5} mode=${4:-item}
 
-cargo build --quiet --release --bins
+cargo build --quiet --release --workspace --bins
 [ -f target/plugins/square_number.wasm ] || bash scripts/build-plugins.sh >/dev/null
 
 source scripts/lib.sh

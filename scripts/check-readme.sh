@@ -154,7 +154,7 @@ for document in "${documents[@]}"; do
         # taken with criterion's defaults; here only that the command works as documented.
         case "$command" in *" -- "*) quick="" ;; *) quick=" --" ;; esac
         run "$where" "$command$quick --warm-up-time 0.2 --measurement-time 0.5" "$expected" ;;
-      "scripts/setup.sh && cargo build --release --bins && scripts/build-plugins.sh" | \
+      "scripts/setup.sh && cargo build --release --workspace --bins && scripts/build-plugins.sh" | \
       "scripts/build-plugins.sh" | \
       "./target/release/starter"* | "./target/release/worker --list-plugins" | \
       "./target/release/batch-plugin "* | \

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --bins
+cargo build --release --workspace --bins
 bash scripts/build-plugins.sh
 source scripts/lib.sh
 

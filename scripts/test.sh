@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Binaries and tests in one build, so both see the same features (the end-to-end tests run the
 # binaries), then the plugins, then every test of the workspace (plugins' own unit tests too).
-cargo build --release --workspace --bins --tests
+# Every cargo command here and in the documents selects --workspace: cargo resolves features
+# for the packages selected, so `-p e2e` or `-p batch-worker` would compile ~80 crates again
+# (wasmtime and the Temporal SDK among them) with other features.
+main_build=$(mktemp)
+cargo build --release --workspace --bins --tests --message-format=json-render-diagnostics \
+  >"$main_build"
+bash scripts/check-one-build.sh "$main_build"
+rm -f "$main_build"
 bash scripts/build-plugins.sh
 bash scripts/build-plugins.sh --fixtures
 if [ $# -gt 0 ]; then
@@ -22,7 +29,7 @@ fi
 # other tests instead of before them. The sandbox tests measure how a worker shares the cores,
 # so they run alone, after both. Each cargo test prints as it finishes.
 faults_log=$(mktemp)
-cargo test --release -p e2e --test faults >"$faults_log" 2>&1 &
+cargo test --release --workspace --test faults >"$faults_log" 2>&1 &
 faults=$!
 others=()
 for file in e2e/tests/*.rs; do
@@ -33,12 +40,12 @@ done
 status=0
 cargo test --release --workspace --exclude e2e || status=$?
 if [ $status -eq 0 ]; then
-  cargo test --release -p e2e --lib "${others[@]}" || status=$?
+  cargo test --release --workspace "${others[@]}" || status=$?
 fi
 wait $faults || status=$?
 cat "$faults_log"
 rm -f "$faults_log"
 [ $status -eq 0 ] || exit $status
-cargo test --release -p e2e --test sandbox
+cargo test --release --workspace --test sandbox
 # The documents' commands, run as documented.
 bash scripts/check-readme.sh

@@ -4,7 +4,7 @@
 //! the workflow's commands, behind a patch marker, to add histories of the new version:
 //!
 //! ```text
-//! cargo test --release -p e2e --features record-histories --test record_histories -- --ignored
+//! cargo test --release --workspace --features e2e/record-histories --test record_histories -- --ignored
 //! ```
 
 mod support;

@@ -1,4 +1,4 @@
-//! What the plugin host costs: `cargo bench -p batch-worker --bench plugin_host` (after
+//! What the plugin host costs: `cargo bench --workspace --bench plugin_host` (after
 //! `scripts/build-plugins.sh`). Prints, for the `square_number` plugin:
 //!
 //! - `load/cold`: a new plugin version: wrap as a component, compile, validate;

@@ -200,7 +200,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --release --bins`)",
+        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --release --workspace --bins`)",
         path.display()
     );
     path

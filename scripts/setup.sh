@@ -12,6 +12,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=()
 command -v protoc >/dev/null 2>&1 || packages+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+# jq for the data benchmark (bench/data.sh), which compares the batch against it.
+command -v jq >/dev/null 2>&1 || packages+=(jq)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "setup: installing ${packages[*]}"

@@ -183,6 +183,15 @@ pub struct BatchConfig {
     /// exactly the payloads it always had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_config: Option<crate::PluginConfig>,
+    /// Where the items come from when they are not the range `1..=n` (`--source`): then the
+    /// tree's item positions are the object's byte positions, and each leaf is a split
+    /// ([`crate::source`]). Absent from the JSON for a range batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::DataSource>,
+    /// Where a data batch writes its outputs (`--output`): a directory or an object-store
+    /// prefix ([`crate::output`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -216,6 +225,8 @@ impl NodeInput {
                 max_in_flight: MAX_IN_FLIGHT,
                 max_leaves_in_flight: DEFAULT_MAX_LEAVES_IN_FLIGHT,
                 plugin_config: None,
+                source: None,
+                output: None,
             },
             leaf_budget: None,
         }
@@ -267,8 +278,36 @@ impl NodeInput {
         if let Some(config) = &self.config.plugin_config {
             config.validate()?;
         }
+        validate_data(&self.config)?;
+        if let Some(source) = &self.config.source
+            && self.last > source.size
+        {
+            return Err(ConfigError::BeyondSource {
+                last: self.last,
+                size: source.size,
+            });
+        }
         Ok(())
     }
+}
+
+/// Checks a batch's source and output: a data source runs in `batch` mode, an output needs a
+/// data source, and both locations are well formed.
+pub fn validate_data(config: &BatchConfig) -> Result<(), ConfigError> {
+    use crate::source::{SourceError, validate_location};
+    if let Some(source) = &config.source {
+        source.validate()?;
+        if config.mode != LeafMode::Batch {
+            return Err(SourceError::Mode(config.mode).into());
+        }
+    }
+    if let Some(output) = &config.output {
+        if config.source.is_none() {
+            return Err(SourceError::OutputWithoutSource.into());
+        }
+        validate_location(output)?;
+    }
+    Ok(())
 }
 
 /// Why a batch or node input is rejected.
@@ -278,6 +317,10 @@ pub enum ConfigError {
     NoItems,
     #[error(transparent)]
     PluginConfig(#[from] crate::plugin_config::PluginConfigError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error("the range ends at byte {last}, past the source's {size} bytes")]
+    BeyondSource { last: u64, size: u64 },
     #[error("n must be at most {MAX_ITEMS} (got {0})")]
     TooManyItems(u64),
     #[error("the first item must be at least 1 (got 0): items are numbered from 1")]

@@ -38,6 +38,29 @@ pub fn root_workflow_id(
     }
 }
 
+/// A data batch's root id: the plugin (and configuration) as for a range batch, then
+/// `.src{12 hex digits}` of the source's digest ([`crate::DataSource::short_digest`]: where,
+/// which version, which format, where to), then the source's size, the split size and the
+/// fan-out: `batch-processing-json_filter.src0123456789ab-1048576-batch65536-c5`. The same data
+/// through the same plugin to the same output is the same batch (starting it again attaches
+/// to it); any change makes another.
+pub fn data_workflow_id(
+    size: u64,
+    split_bytes: u64,
+    max_children: u64,
+    plugin: &str,
+    config: Option<&PluginConfig>,
+    source_digest: &str,
+) -> String {
+    let plugin = match config {
+        Some(config) => format!("{plugin}.cfg{}", config.short_digest()),
+        None => plugin.to_owned(),
+    };
+    format!(
+        "{ROOT_ID_PREFIX}-{plugin}.src{source_digest}-{size}-batch{split_bytes}-c{max_children}"
+    )
+}
+
 /// The id of a node's `index`-th child (0-based), as in the demo: `{parent}-c{index}`.
 pub fn child_workflow_id(parent_id: &str, index: usize) -> String {
     format!("{parent_id}-c{index}")
@@ -66,6 +89,11 @@ mod tests {
 
     #[test]
     fn default_plugin_uses_the_demo_ids() {
+        let data = data_workflow_id(1000, 64, 5, "json_field", None, "0123456789ab");
+        assert_eq!(
+            data,
+            "batch-processing-json_field.src0123456789ab-1000-batch64-c5"
+        );
         let root = root_workflow_id(2000, 10, 5, "square_number", LeafMode::Item, None);
         assert_eq!(root, "batch-processing-2000-b10-c5");
         assert_eq!(

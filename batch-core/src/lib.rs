@@ -1,6 +1,7 @@
 //! Pure logic shared by the worker and the starter: what a batch is ([`config`]), how a tree
 //! node splits its range ([`plan`]), what a whole batch will do before it starts
 //! ([`batch_plan`]), what a node returns and how results merge ([`result`]),
+//! data sources and outputs ([`source`]), which records a split owns ([`split`]),
 //! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
 //!
@@ -15,9 +16,13 @@ pub mod config;
 #[cfg(feature = "temporal")]
 pub mod connect;
 pub mod ids;
+pub mod output;
 pub mod plan;
 pub mod plugin_config;
+pub mod record_items;
 pub mod result;
+pub mod source;
+pub mod split;
 pub mod summary;
 pub mod text;
 #[cfg(feature = "temporal")]
@@ -28,6 +33,7 @@ pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, Plug
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use plugin_config::PluginConfig;
 pub use result::{ItemOutcome, NodeResult, Output, Outputs};
+pub use source::{DataSource, Format};
 
 /// The workflow type name the worker registers and every client starts.
 pub const WORKFLOW_TYPE: &str = "BatchProcessingWorkflow";

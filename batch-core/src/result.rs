@@ -195,6 +195,9 @@ pub struct NodeResult {
     pub workflows: u64,
     /// Plugin activities run in this node's subtree (one per item in per-item mode).
     pub activities: u64,
+    /// A data batch with an output: the parts written in this subtree, in source order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::output::PartInfo>,
 }
 
 impl NodeResult {
@@ -213,6 +216,7 @@ impl NodeResult {
             max_depth: depth,
             workflows: 1,
             activities,
+            parts: Vec::new(),
         }
     }
 
@@ -231,13 +235,17 @@ impl NodeResult {
                 max_depth: depth,
                 workflows: 1,
                 activities: 0,
+                parts: Vec::new(),
             },
-            |acc, child| Self {
-                outputs: acc.outputs.then(child.outputs),
-                max_depth: acc.max_depth.max(child.max_depth),
-                workflows: acc.workflows + child.workflows,
-                activities: acc.activities + child.activities,
-                ..acc
+            |mut acc, child| {
+                acc.parts.extend(child.parts);
+                Self {
+                    outputs: acc.outputs.then(child.outputs),
+                    max_depth: acc.max_depth.max(child.max_depth),
+                    workflows: acc.workflows + child.workflows,
+                    activities: acc.activities + child.activities,
+                    ..acc
+                }
             },
         )
     }

@@ -47,6 +47,23 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     if o.skipped > 0 {
         let _ = writeln!(s, "Skipped: {}", o.skipped);
     }
+    if let Some(source) = &config.source {
+        let _ = writeln!(
+            s,
+            "Source: {} ({}, {} bytes, splits of {} bytes)",
+            source.location, source.format, source.size, config.batch_size
+        );
+    }
+    if let Some(output) = &config.output {
+        let _ = writeln!(
+            s,
+            "Output: {} ({} parts, {} bytes; manifest {})",
+            output,
+            result.parts.len(),
+            crate::output::total_bytes(&result.parts),
+            crate::source::MANIFEST_NAME
+        );
+    }
     let _ = writeln!(s, "Workflows: {}", result.workflows);
     let _ = writeln!(s, "Activities: {}", result.activities);
     let _ = writeln!(s, "Workflow ID: {workflow_id}");
@@ -75,6 +92,8 @@ mod tests {
             max_in_flight: 1000,
             max_leaves_in_flight: 200,
             plugin_config: None,
+            source: None,
+            output: None,
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),
@@ -83,6 +102,7 @@ mod tests {
             max_depth: 1,
             workflows: 6,
             activities: 50,
+            parts: Vec::new(),
         };
         let text = render_summary("batch-processing-50-b10-c5", &result);
         let demo = "\

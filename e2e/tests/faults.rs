@@ -351,3 +351,82 @@ fn the_batch_and_its_starter_survive_a_server_restart() {
     let run = batch.join().expect("starter thread");
     assert_exact_2000(&server, &run);
 }
+
+/// A data batch whose worker is killed while leaves are reading, processing and writing: the
+/// splits it held run again from their first byte on another worker and rewrite their parts
+/// whole, so the output directory holds exactly one part per split, the parts concatenated are
+/// exactly the outputs, and the counts are exact.
+#[test]
+fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
+    use support::data::{FILTER, check_manifest, events, expected_filter_output};
+
+    let server = DevServer::start();
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    install_plugin(plugins.path(), "json_filter", "json_filter");
+    let queue = "data-crash";
+    let mut first = Worker::start(&server, queue, plugins.path());
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("events.jsonl");
+    let data = events(60_000);
+    std::fs::write(&source, &data).expect("write source");
+    let out = scratch.path().join("out");
+    let parts_written = || {
+        std::fs::read_dir(&out).map_or(0, |dir| {
+            dir.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("part-"))
+            })
+            .count()
+        })
+    };
+    let (run, at_crash, _second) = std::thread::scope(|scope| {
+        let batch = scope.spawn(|| {
+            starter(
+                &server,
+                queue,
+                &[
+                    "--source",
+                    source.to_str().expect("utf-8"),
+                    "--plugin",
+                    "json_filter",
+                    "--plugin-config",
+                    FILTER,
+                    "--output",
+                    out.to_str().expect("utf-8"),
+                    "--split-size",
+                    "65536",
+                    // One leaf at a time, so that the crash falls in the middle of the batch.
+                    "--max-leaves-in-flight",
+                    "1",
+                ],
+            )
+        });
+        wait_for("some parts", Duration::from_secs(120), || {
+            (parts_written() >= 5).then_some(())
+        });
+        first.crash();
+        let at_crash = parts_written();
+        let second = Worker::start(&server, queue, plugins.path());
+        (batch.join().expect("starter thread"), at_crash, second)
+    });
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let (expected, items, kept) = expected_filter_output(&data);
+    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("the manifest"))
+            .expect("json");
+    let concatenated = check_manifest(&manifest, data.len() as u64, items, kept, &|name| {
+        std::fs::read(out.join(name)).expect("part")
+    });
+    assert!(
+        concatenated == expected,
+        "the parts are exactly the outputs"
+    );
+    let parts = manifest["parts"].as_array().expect("parts").len();
+    assert_eq!(parts_written(), parts, "one part per split, nothing else");
+    assert!(
+        at_crash < parts,
+        "the crash fell mid-batch: {at_crash} of {parts} parts"
+    );
+    assert_eq!(run.field("Activities"), parts.to_string());
+}

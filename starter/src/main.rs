@@ -14,9 +14,11 @@ use batch_core::ids::root_workflow_id;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
-    BatchPlan, DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, LeafMode, NodeInput, PluginConfig, TreeShape,
+    BatchPlan, DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, Format, LeafMode, NodeInput, PluginConfig,
+    TreeShape,
 };
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowStartOptions};
 
@@ -33,7 +35,10 @@ Examples:
   starter 1000 --plugin mod_filter --plugin-config '{\"divisor\": 7}'   # a configured v2 plugin
   starter 2000 --mode local      # one local activity per item (no task-queue round trip)
   starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6
-  starter 100000000 1000000 10 --mode batch --plan   # what that batch would do; starts nothing";
+  starter 100000000 1000000 10 --mode batch --plan   # what that batch would do; starts nothing
+  starter --source events.jsonl --plugin json_filter --plugin-config '{\"field\": \"kind\", \"equals\": \"click\"}' --output out/
+                                 # a JSON Lines file through a record plugin, outputs to out/
+  starter --source s3://bucket/rows.csv --plugin csv_to_json --output s3://bucket/out/ --plan";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
@@ -69,6 +74,26 @@ struct Args {
     /// `batch` mode.
     #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
     max_leaves_in_flight: Option<u64>,
+    /// Read the items from this file or object instead of the range 1..=N: a path, or a
+    /// file://, s3://, gs://, az:// or http(s):// URL (credentials and endpoints from the
+    /// environment, as each store's own tools read them). The tree splits the object's bytes:
+    /// one `batch`-mode leaf per split, reading only its split; an item's index is the byte
+    /// position of its first byte.
+    #[arg(long, value_name = "PATH|URL")]
+    source: Option<String>,
+    /// How the source's bytes become items: `lines`, `jsonl` (blank lines skipped) or `csv`
+    /// (a header line; each row given to the plugin as a JSON object). Default: from the
+    /// source's name (.jsonl/.ndjson, .csv, else lines).
+    #[arg(long, requires = "source")]
+    format: Option<Format>,
+    /// Write the outputs to this directory or object-store prefix: one part per split, in
+    /// source order, then `_manifest.json`, which marks the output complete.
+    #[arg(long, value_name = "DIR|URL", requires = "source")]
+    output: Option<String>,
+    /// Bytes per split (one leaf each) of a --source. Default: 64 MiB, raised to keep a batch
+    /// at 2000 parts at most.
+    #[arg(long, value_name = "BYTES", requires = "source", value_parser = parse_count)]
+    split_size: Option<u64>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -132,8 +157,18 @@ fn parse_count(text: &str) -> Result<u64, String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
+    let matches = Args::command().get_matches();
+    let explicit = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let given = Given {
+        n: explicit("n"),
+        batch_size: explicit("batch_size"),
+        mode: explicit("mode"),
+    };
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match run(args, given).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -142,7 +177,117 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Which arguments with defaults were given on the command line.
+struct Given {
+    n: bool,
+    batch_size: bool,
+    mode: bool,
+}
+
+/// A batch ready to start: its root input, its id, and how to describe it.
+struct Batch {
+    input: NodeInput,
+    workflow_id: String,
+    /// Items (or, for a data source, bytes) of the tree.
+    n: u64,
+}
+
+fn range_batch(args: &Args) -> anyhow::Result<Batch> {
+    batch_core::config::validate_n(args.n)?;
+    let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
+    input.config.mode = args.mode;
+    input.config.plugin_config = args.plugin_config.clone();
+    input.config.max_in_flight = args.max_in_flight;
+    input.config.max_leaves_in_flight = args
+        .max_leaves_in_flight
+        .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
+    input.validate()?;
+    let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
+        root_workflow_id(
+            args.n,
+            args.batch_size,
+            args.max_children,
+            &args.plugin,
+            args.mode,
+            args.plugin_config.as_ref(),
+        )
+    });
+    Ok(Batch {
+        input,
+        workflow_id,
+        n: args.n,
+    })
+}
+
+/// A batch over a file or an object: looks at it (size, version, CSV header) to plan the
+/// tree over its bytes, and checks that the output location can be opened.
+async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Result<Batch> {
+    if given.n || given.batch_size {
+        anyhow::bail!(
+            "N and BATCH_SIZE do not apply to --source: the source's size is the tree's, and \
+             --split-size sets the bytes per leaf"
+        );
+    }
+    let mode = if given.mode {
+        args.mode
+    } else {
+        LeafMode::Batch
+    };
+    let location = data_io::location::absolute(location)?;
+    let opened = data_io::Location::open(&location)?;
+    let info = data_io::read::stat(&opened).await?;
+    let format = args.format.unwrap_or_else(|| Format::from_name(&location));
+    let header = match format {
+        Format::Csv if info.size > 0 => Some(
+            data_io::read::first_line(&opened, &info, batch_core::source::MAX_HEADER_BYTES).await?,
+        ),
+        _ => None,
+    };
+    let source = batch_core::DataSource {
+        location,
+        format,
+        size: info.size,
+        version: info.version,
+        header,
+    };
+    source.validate()?;
+    let output = match &args.output {
+        Some(output) => {
+            let output = data_io::location::absolute(output)?;
+            data_io::Location::open(&output)?;
+            Some(output)
+        }
+        None => None,
+    };
+    let split = batch_core::source::choose_split(source.size, args.split_size, args.max_children)?;
+    let mut input = NodeInput::root(source.size, split, args.max_children, &args.plugin);
+    input.config.mode = mode;
+    input.config.plugin_config = args.plugin_config.clone();
+    input.config.max_in_flight = args.max_in_flight;
+    input.config.max_leaves_in_flight = args
+        .max_leaves_in_flight
+        .unwrap_or_else(|| batch_core::config::default_leaf_budget(mode, split));
+    let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
+        batch_core::ids::data_workflow_id(
+            source.size,
+            split,
+            args.max_children,
+            &args.plugin,
+            args.plugin_config.as_ref(),
+            &source.short_digest(output.as_deref()),
+        )
+    });
+    input.config.source = Some(source);
+    input.config.output = output;
+    input.validate()?;
+    Ok(Batch {
+        n: input.last,
+        input,
+        workflow_id,
+    })
+}
+
+async fn run(args: Args, given: Given) -> anyhow::Result<()> {
     if args.list_plugins {
         return list_plugins(&args).await;
     }
@@ -163,34 +308,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         return wait_and_report(&args, workflow_id, handle, progress, Instant::now(), web_ui).await;
     }
-    batch_core::config::validate_n(args.n)?;
-    let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
-    input.config.mode = args.mode;
-    input.config.plugin_config = args.plugin_config.clone();
-    input.config.max_in_flight = args.max_in_flight;
-    input.config.max_leaves_in_flight = args
-        .max_leaves_in_flight
-        .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
-    input.validate()?;
+    let Batch {
+        input,
+        workflow_id,
+        n,
+    } = match &args.source {
+        Some(location) => data_batch(&args, location, &given).await?,
+        None => range_batch(&args)?,
+    };
+    let config = &input.config;
     if args.plan {
-        let plan = BatchPlan::of(args.n, &input.config);
+        let plan = BatchPlan::of(n, config);
         if args.json {
-            println!("{}", serde_json::to_string(&plan)?);
+            let mut json = serde_json::to_value(&plan)?;
+            if let (Some(source), Some(object)) = (&config.source, json.as_object_mut()) {
+                object.insert("source".into(), serde_json::to_value(source)?);
+                object.insert("output".into(), serde_json::to_value(&config.output)?);
+            }
+            println!("{json}");
         } else {
             print!("{}", plan.render());
+            if let Some(source) = &config.source {
+                print!("{}", render_source_plan(source, config, &plan));
+            }
         }
         return Ok(());
     }
-    let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
-        root_workflow_id(
-            args.n,
-            args.batch_size,
-            args.max_children,
-            &args.plugin,
-            args.mode,
-            args.plugin_config.as_ref(),
-        )
-    });
 
     let connected = connect_from(&args).await?;
     let client = connected.client;
@@ -208,22 +351,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // instead of failing or running it twice.
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         // Shown by the Web UI and `temporal workflow describe`, like each child's.
-        .static_summary(format!(
-            "items 1..={} (depth 0, {} mode, plugin {}, batch size {}, max children {})",
-            args.n, args.mode, args.plugin, args.batch_size, args.max_children
-        ))
+        .static_summary(match &config.source {
+            Some(source) => format!(
+                "{} ({}, bytes 1..={n}; splits of {} bytes, plugin {}, max children {})",
+                source.location, source.format, config.batch_size, args.plugin, args.max_children
+            ),
+            None => format!(
+                "items 1..={} (depth 0, {} mode, plugin {}, batch size {}, max children {})",
+                args.n, args.mode, args.plugin, args.batch_size, args.max_children
+            ),
+        })
         .build();
+    let mode = config.mode;
+    let tree = TreeShape::of(n, config.batch_size, config.max_children);
+    let input_source = config.source.as_ref().map(|s| s.location.clone());
     let handle = client
         .start_workflow(BatchWorkflowRef, input, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start batch {workflow_id}: {e}"))?;
+    let what = match &input_source {
+        Some(location) => format!("{location} ({n} bytes)"),
+        None => format!("{n} items"),
+    };
     eprintln!(
-        "Started batch {workflow_id} (run {}) on task queue {}: {} items, plugin {}, {} mode",
+        "Started batch {workflow_id} (run {}) on task queue {}: {what}, plugin {}, {mode} mode",
         handle.run_id().unwrap_or("?"),
         args.task_queue,
-        args.n,
         args.plugin,
-        args.mode
     );
     if let Some(page) = &web_ui {
         eprintln!("Web UI: {page}");
@@ -240,10 +394,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let progress = Progress {
         client: &client,
-        total_workflows: Some(TreeShape::of(args.n, args.batch_size, args.max_children).workflows),
-        items: args.n,
+        total_workflows: Some(tree.workflows),
+        items: n,
     };
     wait_and_report(&args, &workflow_id, handle, progress, started_at, web_ui).await
+}
+
+/// What `--plan` adds for a data source: the object and how the tree splits it.
+fn render_source_plan(
+    source: &batch_core::DataSource,
+    config: &batch_core::BatchConfig,
+    plan: &BatchPlan,
+) -> String {
+    let splits = plan.leaves;
+    let mut text = format!(
+        "Source: {} ({}, {} bytes{})\nSplits: {splits} of at most {} bytes (one leaf and one \
+         activity each; a record belongs to the split holding its first byte)\n",
+        source.location,
+        source.format,
+        source.size,
+        source
+            .version
+            .as_ref()
+            .map_or(String::new(), |v| format!(", version {v}")),
+        config.batch_size,
+    );
+    match &config.output {
+        Some(output) => text.push_str(&format!(
+            "Output: {output} ({splits} parts, then {})\n",
+            batch_core::source::MANIFEST_NAME
+        )),
+        None => text.push_str("Output: none (statistics only)\n"),
+    }
+    text
 }
 
 /// What the progress bar needs to follow a batch.

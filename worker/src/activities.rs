@@ -31,6 +31,17 @@ use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
 
+mod split_leaf;
+
+pub use split_leaf::{SplitOutcome, SplitTask};
+
+/// The manifest of a data batch's output, written by its root once every part is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestTask {
+    pub output: String,
+    pub manifest: batch_core::output::Manifest,
+}
+
 /// A leaf's whole range for one pinned plugin (`batch` mode).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeTask {
@@ -274,6 +285,49 @@ impl PluginActivities {
         })
     }
 
+    /// One split of a data batch: its records through the plugin, its outputs to its part.
+    #[activity(name = "process_split")]
+    pub async fn process_split(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        task: SplitTask,
+    ) -> Result<SplitOutcome, ActivityError> {
+        let _running = self.count_task();
+        validate_split(&task).map_err(|e| invalid_task(&e))?;
+        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
+        self.run_split(&ctx, task)
+            .await
+            .map_err(|e| e.into_activity_error(&self, &ctx))
+    }
+
+    /// Writes a data batch's manifest (last, so that its presence means the output is whole).
+    #[activity(name = "write_manifest")]
+    pub async fn write_manifest(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        task: ManifestTask,
+    ) -> Result<(), ActivityError> {
+        let _running = self.count_task();
+        let write = async {
+            let target =
+                data_io::Location::open(&task.output)?.child(batch_core::source::MANIFEST_NAME);
+            let mut json = serde_json::to_vec_pretty(&task.manifest).map_err(|e| {
+                data_io::DataError::invalid(&task.output, format!("cannot encode: {e}"))
+            })?;
+            json.push(b'\n');
+            data_io::write::put(&target, json).await
+        };
+        write.await.map_err(|e: data_io::DataError| {
+            tracing::warn!("{}", e.message());
+            ActivityError::application(
+                ApplicationFailure::builder(e.message())
+                    .type_name("DataUnavailable".to_owned())
+                    .non_retryable(e.is_permanent())
+                    .build(),
+            )
+        })
+    }
+
     /// The plugin's output for one item: a number (as v1 always returned), or a record's size
     /// or a skip (v2).
     #[activity(name = "process_item")]
@@ -479,6 +533,18 @@ fn validate_range(task: &RangeTask) -> Result<(), String> {
         return Err(format!(
             "the range {}..={} is empty: last must be at least first",
             task.first, task.last
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a split task from any Temporal client: a valid source, and a split within it.
+fn validate_split(task: &SplitTask) -> Result<(), String> {
+    task.source.validate().map_err(|e| e.to_string())?;
+    if task.first == 0 || task.last < task.first || task.last > task.source.size {
+        return Err(format!(
+            "the split {}..={} is not within the source's bytes 1..={}",
+            task.first, task.last, task.source.size
         ));
     }
     Ok(())

@@ -19,7 +19,9 @@ use temporalio_sdk::{
     WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
-use crate::activities::{ItemTask, PluginActivities, RangeTask};
+use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
+
+use crate::activities::{ItemTask, ManifestTask, PluginActivities, RangeTask, SplitTask};
 use crate::routing::{HELD_ELSEWHERE, VERSION_UNAVAILABLE, here_or_there};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
@@ -119,18 +121,125 @@ impl BatchProcessingWorkflow {
                 ))
             })?;
         }
-        match plan_node(
+        let result = match plan_node(
             node.range(),
             node.config.batch_size,
             node.config.max_children,
         ) {
+            NodePlan::Leaf(range) if node.config.source.is_some() => {
+                run_split(ctx, &node, range).await
+            }
             NodePlan::Leaf(range) => match node.config.mode {
                 LeafMode::Item | LeafMode::Local => run_items(ctx, &node, range).await,
                 LeafMode::Batch => run_range(ctx, &node, range).await,
             },
             NodePlan::Split(children) => run_children(ctx, &node, children).await,
+        }?;
+        if node.depth == 0
+            && let Some(output) = &node.config.output
+        {
+            write_manifest(ctx, output, &result).await?;
         }
+        Ok(result)
     }
+}
+
+/// A data batch's leaf: one activity reads its split, runs the plugin over the records and
+/// writes the split's part ([`crate::activities::SplitTask`]).
+async fn run_split(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+    range: ItemRange,
+) -> WorkflowResult<NodeResult> {
+    let plugin = &node.config.plugin;
+    let Some(source) = node.config.source.clone() else {
+        return Err(invalid_input("a split needs a data source".into()));
+    };
+    let task = SplitTask {
+        plugin: plugin.clone(),
+        config: node.config.plugin_config.clone(),
+        source,
+        first: range.first,
+        last: range.last,
+        output: node.config.output.clone(),
+    };
+    let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
+    let there = || {
+        ctx.execute_activity(
+            PluginActivities::process_split,
+            task.clone(),
+            routed_options(range_activity_options(), &queue),
+        )
+    };
+    let here = ctx.execute_activity(
+        PluginActivities::process_split,
+        task.clone(),
+        range_activity_options(),
+    );
+    let outcome = here_or_there(here, VERSION_UNAVAILABLE, there)
+        .await
+        .map_err(|e| range_failed(range, e.failure(), &e))?;
+    let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
+    result.parts.extend(outcome.part);
+    Ok(result)
+}
+
+/// The root of a data batch with an output writes the manifest once every part is written:
+/// its presence marks the output complete.
+async fn write_manifest(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    output: &str,
+    result: &NodeResult,
+) -> WorkflowResult<()> {
+    let Some(source) = result.config.source.clone() else {
+        return Err(invalid_input("--output needs a data source".into()));
+    };
+    // The workflow's own clock: the same on every replay.
+    let time = |t: Option<std::time::SystemTime>| {
+        t.map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+        .unwrap_or_default()
+    };
+    let o = &result.outputs;
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        batch: ctx.workflow_id().to_owned(),
+        source,
+        plugin: result.config.plugin.clone(),
+        plugin_config_sha256: result
+            .config
+            .plugin_config
+            .as_ref()
+            .map(|c| c.digest.clone()),
+        started: time(ctx.info().start_time()),
+        finished: time(ctx.workflow_time()),
+        items: o.count,
+        records: o.records,
+        numbers: o.numbers(),
+        skipped: o.skipped,
+        failed: 0,
+        sum: o.sum.to_string(),
+        bytes: total_bytes(&result.parts),
+        parts: result.parts.clone(),
+    };
+    let task = ManifestTask {
+        output: output.to_owned(),
+        manifest,
+    };
+    ctx.execute_activity(
+        PluginActivities::write_manifest,
+        task,
+        item_activity_options(),
+    )
+    .await
+    .map_err(|e| {
+        fail(format!(
+            "every part is written, but not the manifest: {}",
+            deepest_message(e.failure(), &e)
+        ))
+    })
 }
 
 /// `item` and `local` modes: one (local) activity per item, at most `max_in_flight` at once;

@@ -9,6 +9,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod data;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -502,6 +504,17 @@ impl Worker {
         plugins_dir: &Path,
         extra_args: &[&str],
     ) -> Self {
+        Self::start_with_env(server, task_queue, plugins_dir, extra_args, &[])
+    }
+
+    /// The same, with more environment variables (an object store's endpoint and keys).
+    pub fn start_with_env(
+        server: &DevServer,
+        task_queue: &str,
+        plugins_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = server
@@ -532,12 +545,9 @@ impl Worker {
             args.extend(["--cache-dir", &cache]);
         }
         args.extend(extra_args);
-        let process = Guarded::spawn(
-            &binary("worker"),
-            &args,
-            &log,
-            &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
-        );
+        let mut vars = vec![("RUST_LOG", "info"), ("NO_COLOR", "1")];
+        vars.extend_from_slice(env);
+        let process = Guarded::spawn(&binary("worker"), &args, &log, &vars);
         let worker = Self { log, process };
         wait_for("the worker to start", Duration::from_secs(60), || {
             let text = worker.log_text();
@@ -648,8 +658,20 @@ pub fn starter_within(server: &DevServer, task_queue: &str, args: &[&str], limit
 
 /// [`starter_within`] against an address (when the server object is busy being restarted).
 pub fn starter_at(address: &str, task_queue: &str, args: &[&str], limit: Duration) -> Run {
+    starter_with_env(address, task_queue, args, &[], limit)
+}
+
+/// [`starter_at`] with more environment variables.
+pub fn starter_with_env(
+    address: &str,
+    task_queue: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Run {
     let mut child = Command::new(binary("starter"))
         .args(args)
+        .envs(env.iter().copied())
         .args(["--address", address, "--task-queue", task_queue])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -680,4 +702,72 @@ pub fn starter_at(address: &str, task_queue: &str, args: &[&str], limit: Duratio
 
 pub fn starter(server: &DevServer, task_queue: &str, args: &[&str]) -> Run {
     starter_within(server, task_queue, args, Duration::from_secs(180))
+}
+
+/// The S3-compatible server (`s3_test_server`, s3s-fs from crates.io) on a free local port,
+/// serving a scratch directory: one subdirectory per bucket.
+pub struct S3Server {
+    pub root: tempfile::TempDir,
+    pub endpoint: String,
+    _process: Guarded,
+}
+
+/// The keys requests to [`S3Server`] are signed with.
+pub const S3_ACCESS_KEY: &str = "test-access-key";
+pub const S3_SECRET_KEY: &str = "test-secret-key";
+
+impl S3Server {
+    /// Starts it with `buckets` created, and waits until it listens.
+    pub fn start(buckets: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("s3 root");
+        for bucket in buckets {
+            std::fs::create_dir(root.path().join(bucket)).expect("bucket");
+        }
+        let log = root.path().with_extension("log");
+        let process = Guarded::spawn(
+            &binary("s3_test_server"),
+            &[
+                root.path().to_str().expect("utf-8"),
+                S3_ACCESS_KEY,
+                S3_SECRET_KEY,
+            ],
+            &log,
+            &[],
+        );
+        let endpoint = wait_for("the S3 server to listen", Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("listening on "))
+                .map(str::to_owned)
+        });
+        Self {
+            root,
+            endpoint,
+            _process: process,
+        }
+    }
+
+    /// The environment a worker or starter needs to reach it, as AWS's tools read it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// The same as `object_store` options (lowercase keys), for the test's own uploads.
+    pub fn options(&self) -> Vec<(String, String)> {
+        self.env()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    }
+
+    /// Where the object `bucket/key` lives on disk (what the server stored).
+    pub fn file(&self, bucket: &str, key: &str) -> PathBuf {
+        self.root.path().join(bucket).join(key)
+    }
 }

@@ -1,0 +1,358 @@
+//! Where a batch's items come from when they are not the range `1..=n`: a file or an object
+//! (`--source`), read as lines, JSON Lines or CSV, and where its outputs go (`--output`).
+//!
+//! A data batch runs the same tree as a range batch, over the object's bytes: item positions
+//! `1..=size` are byte positions, so every node's input stays a range of a few dozen bytes and
+//! the tree, its ids and its bounds are the ones of a range of `size` items. A leaf's range is a
+//! *split*: it reads only that byte range (and the rest of the record that straddles its end),
+//! with ranged reads, and processes the records whose first byte it holds ([`crate::split`]).
+//! An item's index is the 1-based byte position of the record's first byte in the object:
+//! stable across runs and split sizes, and `tail -c +INDEX FILE | head -1` shows the record.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest CSV header carried with a batch (it travels in every node's input).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest location accepted (a URL or a path).
+pub const MAX_LOCATION_BYTES: usize = 2048;
+/// Default split size of a data batch: large enough that a leaf's fixed costs (a workflow, an
+/// activity, a plugin instance per slice, a part) are small against its reading and
+/// computing, small enough that a retried leaf redoes little and many leaves share the work.
+pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most parts one batch writes: each part's entry travels up the tree to the manifest, so this
+/// bounds the root's result (~100 bytes a part) well under Temporal's payload limits. The
+/// starter raises the split size of a larger object to stay within it.
+pub const MAX_PARTS: u64 = 2_000;
+/// The manifest's name in an output location: written last, it marks the output complete.
+pub const MANIFEST_NAME: &str = "_manifest.json";
+
+/// How an object's bytes become items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Every line is an item, its bytes without the line end (`\n` or `\r\n`), empty or not.
+    Lines,
+    /// Every line that is not blank is an item: a JSON value, which the plugin parses.
+    Jsonl,
+    /// The first line is the header; every later non-empty line is a row, given to the plugin
+    /// as a JSON object of the header's names to the row's fields (strings), so the same JSON
+    /// plugins serve CSV and JSON Lines. A quoted field may not hold a line break.
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Lines, Format::Jsonl, Format::Csv];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Lines => "lines",
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+    }
+
+    /// The format a location's name suggests: `.jsonl`/`.ndjson` JSON Lines, `.csv` CSV,
+    /// anything else lines.
+    pub fn from_name(location: &str) -> Format {
+        let name = location.rsplit('/').next().unwrap_or(location);
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+            Format::Jsonl
+        } else if lower.ends_with(".csv") {
+            Format::Csv
+        } else {
+            Format::Lines
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown format {s:?}: expected lines, jsonl or csv"))
+    }
+}
+
+/// A batch's data source, as the starter found it: the object, its format and its size (the
+/// size fixes the tree; `version` pins the bytes, so a source replaced mid-batch fails the
+/// leaves that read it instead of mixing two versions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSource {
+    /// A URL (`s3://`, `gs://`, `az://`, `https://`, `file://`) or an absolute path.
+    pub location: String,
+    pub format: Format,
+    /// The object's size in bytes when the batch started.
+    pub size: u64,
+    /// The object's version or ETag when the batch started, if the store has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// CSV: the header line, without its line end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+/// Why a data source or an output is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("the source {location} is empty: it has no items")]
+    Empty { location: String },
+    #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
+    LocationTooLong(String),
+    #[error("the location is empty: give a path or a URL")]
+    NoLocation,
+    #[error("the CSV source {location} has no header: {reason}")]
+    Header { location: String, reason: String },
+    #[error(
+        "a data source runs in batch mode (one activity per split): got --mode {0}; per-item \
+         activities would put every record in the workflow's history"
+    )]
+    Mode(crate::LeafMode),
+    #[error("--output needs a data source (--source): a range batch reports statistics only")]
+    OutputWithoutSource,
+    #[error(
+        "the source's {size} bytes in splits of at most {split} bytes make {parts} leaves (parts), \
+         over the limit of {MAX_PARTS}: use a split of at least {min_split} bytes"
+    )]
+    TooManyParts {
+        size: u64,
+        split: u64,
+        parts: u64,
+        min_split: u64,
+    },
+}
+
+/// Checks a location's shape (not whether it exists: only a worker or the starter can).
+pub fn validate_location(location: &str) -> Result<(), SourceError> {
+    if location.trim().is_empty() {
+        Err(SourceError::NoLocation)
+    } else if location.len() > MAX_LOCATION_BYTES {
+        Err(SourceError::LocationTooLong(crate::text::bounded(
+            location, 200,
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+impl DataSource {
+    /// 12 hex digits of the sha256 of what makes a data batch's items and outputs: the
+    /// location, the format, the version and the output location.
+    pub fn short_digest(&self, output: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in [
+            self.location.as_str(),
+            self.format.as_str(),
+            self.version.as_deref().unwrap_or(""),
+            output.unwrap_or(""),
+        ] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Checks what every node relies on.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        validate_location(&self.location)?;
+        if self.size == 0 {
+            return Err(SourceError::Empty {
+                location: self.location.clone(),
+            });
+        }
+        if self.format == Format::Csv {
+            let reason = match &self.header {
+                None => Some("the first line (the header) is missing".to_owned()),
+                Some(h) if h.len() > MAX_HEADER_BYTES => Some(format!(
+                    "the header is {} bytes, over the limit of {MAX_HEADER_BYTES}",
+                    h.len()
+                )),
+                Some(h) if h.contains('\n') => Some("the header holds a line break".to_owned()),
+                Some(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(SourceError::Header {
+                    location: self.location.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The split size (the tree's batch size, in bytes) of a data batch of `size` bytes with
+/// `max_children`: `wanted` if given and within [`MAX_PARTS`] leaves (parts), else the default,
+/// raised (doubled) until the tree has at most [`MAX_PARTS`] leaves. The tree's leaves may be
+/// smaller than the split size: a node splits into `max_children` equal chunks, as in the demo.
+pub fn choose_split(size: u64, wanted: Option<u64>, max_children: u64) -> Result<u64, SourceError> {
+    let leaves = |split| crate::TreeShape::of(size, split, max_children).leaves;
+    match wanted {
+        Some(split) if leaves(split) <= MAX_PARTS => Ok(split),
+        Some(split) => {
+            let mut min_split = split;
+            while leaves(min_split) > MAX_PARTS {
+                min_split = min_split.saturating_mul(2);
+            }
+            Err(SourceError::TooManyParts {
+                size,
+                split,
+                parts: leaves(split),
+                min_split,
+            })
+        }
+        None => {
+            let mut split = DEFAULT_SPLIT_BYTES.max(size.div_ceil(MAX_PARTS));
+            while leaves(split) > MAX_PARTS {
+                split = split.saturating_mul(2);
+            }
+            Ok(split)
+        }
+    }
+}
+
+/// The name of the part holding the outputs of the split of byte positions `first..=last`:
+/// zero-padded, so that names sort in source order as well as the manifest lists them.
+pub fn part_name(first: u64, last: u64) -> String {
+    format!("part-{first:020}-{last:020}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_follow_the_name_and_parse_by_name() {
+        for (name, format) in [
+            ("s3://b/events.jsonl", Format::Jsonl),
+            ("/data/x.NDJSON", Format::Jsonl),
+            ("file:///a/b/rows.csv", Format::Csv),
+            ("https://h/p/log.txt", Format::Lines),
+            ("no_extension", Format::Lines),
+            ("dir.csv/file", Format::Lines),
+        ] {
+            assert_eq!(Format::from_name(name), format, "{name}");
+        }
+        for format in Format::ALL {
+            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
+        }
+        assert_eq!(
+            "json".parse::<Format>().expect_err("an error"),
+            "unknown format \"json\": expected lines, jsonl or csv"
+        );
+    }
+
+    fn source(format: Format, size: u64, header: Option<&str>) -> DataSource {
+        DataSource {
+            location: "/data/x".into(),
+            format,
+            size,
+            version: None,
+            header: header.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn sources_are_checked_with_the_reason() {
+        assert_eq!(source(Format::Jsonl, 10, None).validate(), Ok(()));
+        assert_eq!(source(Format::Csv, 10, Some("a,b")).validate(), Ok(()));
+        let cases = [
+            (
+                source(Format::Lines, 0, None),
+                "the source /data/x is empty: it has no items",
+            ),
+            (
+                source(Format::Csv, 5, None),
+                "the CSV source /data/x has no header: the first line (the header) is missing",
+            ),
+            (
+                source(Format::Csv, 5, Some("a\nb")),
+                "the CSV source /data/x has no header: the header holds a line break",
+            ),
+        ];
+        for (source, message) in cases {
+            assert_eq!(
+                source.validate().expect_err("an error").to_string(),
+                message
+            );
+        }
+        let long = "x".repeat(MAX_HEADER_BYTES + 1);
+        assert!(
+            source(Format::Csv, 5, Some(&long))
+                .validate()
+                .expect_err("an error")
+                .to_string()
+                .contains("over the limit of 16384")
+        );
+        assert_eq!(validate_location(" "), Err(SourceError::NoLocation));
+        assert!(matches!(
+            validate_location(&"y".repeat(MAX_LOCATION_BYTES + 1)),
+            Err(SourceError::LocationTooLong(_))
+        ));
+    }
+
+    #[test]
+    fn splits_grow_to_keep_parts_bounded() {
+        assert_eq!(choose_split(1_000, None, 5), Ok(DEFAULT_SPLIT_BYTES));
+        let huge = 100 * 1024 * 1024 * 1024 * 1024; // 100 TiB
+        let split = choose_split(huge, None, 5).expect("no error");
+        assert!(crate::TreeShape::of(huge, split, 5).leaves <= MAX_PARTS);
+        assert_eq!(choose_split(huge, Some(split), 5), Ok(split));
+        assert_eq!(
+            choose_split(10_000, Some(2), 5)
+                .expect_err("an error")
+                .to_string(),
+            "the source's 10000 bytes in splits of at most 2 bytes make 10000 leaves (parts), \
+             over the limit of 2000: use a split of at least 16 bytes"
+        );
+        for size in [1, 2, 1999, 2000, 2001, 123_456_789, u64::MAX / 2] {
+            for children in [2, 5, 1000] {
+                let split = choose_split(size, None, children).expect("no error");
+                assert!(crate::TreeShape::of(size, split, children).leaves <= MAX_PARTS);
+            }
+        }
+    }
+
+    #[test]
+    fn the_digest_changes_with_anything_that_changes_the_outputs() {
+        let a = source(Format::Jsonl, 10, None);
+        let digest = a.short_digest(None);
+        assert_eq!(digest.len(), 12);
+        assert_eq!(digest, a.short_digest(None));
+        let mut other = a.clone();
+        other.version = Some("v2".into());
+        assert_ne!(other.short_digest(None), digest);
+        assert_ne!(a.short_digest(Some("/out")), digest);
+        let lines = DataSource {
+            format: Format::Lines,
+            ..a.clone()
+        };
+        assert_ne!(lines.short_digest(None), digest);
+    }
+
+    #[test]
+    fn part_names_sort_in_source_order() {
+        let names: Vec<String> = [(1, 9), (10, 99), (100, 1000)]
+            .iter()
+            .map(|&(a, b)| part_name(a, b))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(
+            part_name(1, 64),
+            "part-00000000000000000001-00000000000000000064"
+        );
+    }
+}

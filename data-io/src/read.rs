@@ -1,0 +1,135 @@
+//! Reading a source: what it is before a batch starts (size, version, CSV header), then a
+//! split's bytes with ranged reads, pinned to the version the batch started with.
+
+use bytes::Bytes;
+use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _};
+
+use crate::{DataError, Location};
+
+/// What the starter needs to know of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub size: u64,
+    /// The store's ETag: every later read must match it.
+    pub version: Option<String>,
+}
+
+/// The object's size and version.
+pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
+    let meta = source
+        .store()
+        .head(source.path())
+        .await
+        .map_err(|e| DataError::store(source.text(), "cannot read the source", e))?;
+    Ok(SourceInfo {
+        size: meta.size,
+        version: meta.e_tag,
+    })
+}
+
+/// The first line of the object (a CSV header), without its line end; at most `max` bytes.
+pub async fn first_line(
+    source: &Location,
+    info: &SourceInfo,
+    max: usize,
+) -> Result<String, DataError> {
+    let end = info.size.min(max as u64 + 2);
+    let bytes = read_range(source, info.version.as_deref(), 1, end).await?;
+    let line = match bytes.iter().position(|&b| b == b'\n') {
+        Some(at) => &bytes[..at],
+        None if info.size <= end => &bytes[..],
+        None => {
+            return Err(DataError::invalid(
+                source.text(),
+                format!("the first line (the CSV header) is longer than {max} bytes"),
+            ));
+        }
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8(line.to_vec())
+        .map_err(|_| DataError::invalid(source.text(), "the CSV header is not UTF-8"))
+}
+
+/// Bytes `first..=last` (1-based positions) of the object, if it still has `version`.
+pub async fn read_range(
+    source: &Location,
+    version: Option<&str>,
+    first: u64,
+    last: u64,
+) -> Result<Bytes, DataError> {
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(first - 1..last)),
+        if_match: version.map(str::to_owned),
+        ..GetOptions::default()
+    };
+    let what = || format!("cannot read bytes {first}..={last}");
+    let result = source
+        .store()
+        .get_opts(source.path(), options)
+        .await
+        .map_err(|e| DataError::store(source.text(), what(), e))?;
+    let bytes = result
+        .bytes()
+        .await
+        .map_err(|e| DataError::store(source.text(), what(), e))?;
+    let expected = last - first + 1;
+    if bytes.len() as u64 != expected {
+        return Err(DataError::invalid(
+            source.text(),
+            format!(
+                "{}: got {} bytes, expected {expected} (the object is shorter than when the \
+                 batch started?)",
+                what(),
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_is_read_by_ranges_and_pinned_to_its_version() {
+        let dir = tempfile::tempdir().expect("no error");
+        let file = dir.path().join("rows.csv");
+        std::fs::write(&file, "a,b\r\n1,2\n").expect("no error");
+        let source = Location::open(file.to_str().expect("no error")).expect("no error");
+        let info = stat(&source).await.expect("no error");
+        assert_eq!(info.size, 9);
+        assert_eq!(
+            first_line(&source, &info, 100).await.expect("no error"),
+            "a,b"
+        );
+        let long = first_line(&source, &info, 2).await.expect_err("an error");
+        assert!(long.to_string().ends_with("longer than 2 bytes"), "{long}");
+        let bytes = read_range(&source, info.version.as_deref(), 6, 8)
+            .await
+            .expect("no error");
+        assert_eq!(&bytes[..], b"1,2");
+        // Replaced: the old version's reads fail for good, saying why.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "a,b\r\n3,4,5\n").expect("no error");
+        let changed = read_range(&source, info.version.as_deref(), 6, 8)
+            .await
+            .expect_err("an error");
+        assert!(changed.is_permanent());
+        assert!(
+            changed
+                .to_string()
+                .contains("the object changed since the batch started"),
+            "{changed}"
+        );
+        let missing =
+            Location::open(dir.path().join("none").to_str().expect("no error")).expect("no error");
+        let err = stat(&missing).await.expect_err("an error");
+        assert!(err.is_permanent());
+        assert!(
+            err.to_string()
+                .ends_with("cannot read the source: not found"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Data batches end to end (`--source`, `--output`): a real dev server, the real worker and
+//! starter, record plugins, local files and an S3-compatible server (s3s-fs from crates.io,
+//! `s3_test_server`). Every output is checked byte for byte against what the test computes
+//! from the data it generated, and every manifest field against the data and the parts.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::data::{FILTER, check_manifest, events, expected_filter_output};
+use support::{DevServer, Node, Run, S3Server};
+
+fn server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(DevServer::start)
+}
+
+fn s3() -> &'static S3Server {
+    static S3: OnceLock<S3Server> = OnceLock::new();
+    S3.get_or_init(|| S3Server::start(&["data"]))
+}
+
+const PLUGINS: [(&str, &str); 2] = [("json_filter", "json_filter"), ("json_field", "json_field")];
+
+/// One worker for the file, which can reach the S3 server.
+fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let env = s3().env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let dir = tempfile::tempdir().expect("plugins dir");
+        for (name, as_name) in PLUGINS {
+            support::install_plugin(dir.path(), name, as_name);
+        }
+        let worker = support::Worker::start_with_env(server(), "data", dir.path(), &[], &env);
+        Node {
+            server: server(),
+            queue: "data".into(),
+            plugins: dir,
+            worker,
+        }
+    })
+}
+
+fn starter(args: &[&str]) -> Run {
+    node();
+    let env = s3().env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    support::starter_with_env(
+        &server().address,
+        "data",
+        args,
+        &env,
+        Duration::from_secs(180),
+    )
+}
+
+fn ok(run: Run) -> Run {
+    assert!(run.success, "{}", node().explain(&run));
+    run
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("output dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn a_jsonl_file_becomes_an_output_directory_with_a_manifest() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("events.jsonl");
+    let data = events(20_000);
+    std::fs::write(&source, &data).expect("write source");
+    let out = scratch.path().join("out");
+    let run = ok(starter(&[
+        "--source",
+        path_str(&source),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        path_str(&out),
+        "--split-size",
+        "65536",
+    ]));
+    let (expected, items, kept) = expected_filter_output(&data);
+    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    assert_eq!(
+        run.field("Records"),
+        format!("{kept} ({} bytes)", expected.len() - kept as usize)
+    );
+    assert_eq!(run.field("Skipped"), (items - kept).to_string());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("the manifest"))
+            .expect("manifest json");
+    let concatenated = check_manifest(&manifest, data.len() as u64, items, kept, &|name| {
+        std::fs::read(out.join(name)).expect("part")
+    });
+    assert!(
+        concatenated == expected,
+        "the parts, concatenated, are the outputs in source order"
+    );
+    // Nothing else in the output: no staging files, one part per leaf.
+    let mut listed: Vec<String> = manifest["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect();
+    let shape = batch_core::TreeShape::of(data.len() as u64, 65536, 5);
+    assert_eq!(listed.len() as u64, shape.leaves, "one part per leaf");
+    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+    listed.push("_manifest.json".into());
+    listed.sort();
+    assert_eq!(names_in(&out), listed);
+    assert_eq!(
+        run.field("Output"),
+        format!(
+            "{} ({} parts, {} bytes; manifest _manifest.json)",
+            out.display(),
+            listed.len() - 1,
+            expected.len()
+        )
+    );
+}
+
+#[test]
+fn csv_rows_reach_json_plugins_as_objects_and_a_bad_row_is_named() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("orders.csv");
+    let mut csv = String::from("id,country,amount\r\n");
+    let mut expected = Vec::new();
+    for id in 1..=3000u64 {
+        let country = if id % 4 == 0 { "FR" } else { "\"D,E\"" };
+        csv.push_str(&format!("{id},{country},{}\r\n", id % 10));
+        if id % 4 == 0 {
+            expected.extend_from_slice(
+                format!("{{\"amount\":\"{}\",\"id\":\"{id}\"}}\n", id % 10).as_bytes(),
+            );
+        }
+    }
+    std::fs::write(&source, &csv).expect("write source");
+    let out = scratch.path().join("out");
+    let run = ok(starter(&[
+        "--source",
+        path_str(&source),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        path_str(&out),
+        "--split-size",
+        "8192",
+    ]));
+    assert_eq!(run.field("Total numbers processed"), "3000");
+    assert_eq!(run.field("Skipped"), "2250");
+    let mut parts: Vec<String> = names_in(&out);
+    parts.retain(|n| n.starts_with("part-"));
+    let concatenated: Vec<u8> = parts
+        .iter()
+        .flat_map(|n| std::fs::read(out.join(n)).expect("part"))
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&concatenated),
+        String::from_utf8_lossy(&expected)
+    );
+
+    // A row that does not fit the header fails the batch, naming the row by its position.
+    let bad = scratch.path().join("bad.csv");
+    let text = "id,country,amount\n1,FR,3\n2,FR\n";
+    std::fs::write(&bad, text).expect("write");
+    let failed = starter(&[
+        "--source",
+        path_str(&bad),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+    ]);
+    assert!(!failed.success, "{}", failed.stdout);
+    let position = text.find("2,FR").expect("the bad row") + 1;
+    assert!(
+        failed.stderr.contains(&format!(
+            "item {position}: the CSV row has 2 fields, the header has 3"
+        )),
+        "{}",
+        failed.stderr
+    );
+}
+
+#[test]
+fn an_s3_compatible_store_is_source_and_sink() {
+    let data = events(8_000);
+    let source_url = "s3://data/in/events.jsonl";
+    // Uploaded through the S3 protocol, as any client would.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upload = data_io::Location::open_with(source_url, s3().options()).expect("s3 location");
+    runtime
+        .block_on(data_io::write::put(&upload, data.clone()))
+        .expect("upload");
+    assert_eq!(
+        std::fs::read(s3().file("data", "in/events.jsonl")).expect("stored"),
+        data
+    );
+    let run = ok(starter(&[
+        "--source",
+        source_url,
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        "s3://data/out/",
+        "--split-size",
+        "32768",
+    ]));
+    let (expected, items, kept) = expected_filter_output(&data);
+    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    let manifest_location =
+        data_io::Location::open_with("s3://data/out/_manifest.json", s3().options())
+            .expect("location");
+    let manifest = runtime
+        .block_on(data_io::write::get(&manifest_location))
+        .expect("the manifest, read back through S3");
+    let manifest: Value = serde_json::from_slice(&manifest).expect("json");
+    assert_eq!(manifest["source"]["location"], source_url);
+    let out_dir: PathBuf = s3().file("data", "out");
+    let concatenated = check_manifest(&manifest, data.len() as u64, items, kept, &|name| {
+        std::fs::read(out_dir.join(name)).expect("part stored by the S3 server")
+    });
+    assert!(
+        concatenated == expected,
+        "S3 parts, concatenated, are the outputs"
+    );
+
+    // A source the worker cannot find fails its batch at once (not after five attempts),
+    // naming the location.
+    let missing = starter(&[
+        "--source",
+        "s3://data/in/none.jsonl",
+        "--plugin",
+        "json_field",
+    ]);
+    assert!(!missing.success);
+    assert!(
+        missing
+            .stderr
+            .contains("s3://data/in/none.jsonl: cannot read the source: not found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// The worker's view of a source may differ from the starter's (another machine): a source
+/// gone by the time a leaf reads it fails the batch promptly, naming the location, without
+/// the five attempts a transient failure gets.
+#[test]
+fn a_source_a_worker_cannot_read_fails_the_batch_promptly_naming_it() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("gone.jsonl");
+    std::fs::write(&source, events(100)).expect("write");
+    // Started on a queue no worker polls yet, so that the source is gone before any leaf.
+    let started = support::starter_with_env(
+        &server().address,
+        "data-late",
+        &[
+            "--source",
+            path_str(&source),
+            "--plugin",
+            "json_field",
+            "--no-wait",
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(started.success, "{}", started.stderr);
+    std::fs::remove_file(&source).expect("remove");
+    let plugins = tempfile::tempdir().expect("plugins");
+    support::install_plugin(plugins.path(), "json_field", "json_field");
+    let _worker = support::Worker::start(server(), "data-late", plugins.path());
+    let id = started.stdout.trim();
+    let began = std::time::Instant::now();
+    let attached = support::starter_with_env(
+        &server().address,
+        "data-late",
+        &["--attach", id],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(!attached.success, "{}", attached.stdout);
+    assert!(
+        attached
+            .stderr
+            .contains(&format!("{}: cannot read bytes", source.display()))
+            && attached.stderr.contains("not found"),
+        "{}",
+        attached.stderr
+    );
+    // Five attempts would take 1 + 2 + 4 + 8 s of backoff at least.
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+}

@@ -1,0 +1,87 @@
+//! The data tests' dataset and checks, shared by tests/data.rs and tests/faults.rs: generated
+//! JSON Lines, the outputs json_filter must give for them (computed here, not by the system
+//! under test), and the checks of a manifest against its parts.
+
+use serde_json::{Value, json};
+
+pub const FILTER: &str = r#"{"field": "country", "equals": "FR", "select": ["id", "amount"]}"#;
+
+/// `n` JSON Lines records, deterministic, with a blank line every 97 records (not an item)
+/// and no line end after the last.
+pub fn events(n: u64) -> Vec<u8> {
+    let mut text = String::new();
+    for id in 1..=n {
+        let country = ["FR", "DE", "US"][(id * 7 % 3) as usize];
+        let amount = id * 37 % 101;
+        text.push_str(&format!(
+            "{{\"id\":{id},\"country\":\"{country}\",\"amount\":{amount},\"note\":\"n{id}\"}}"
+        ));
+        if id < n {
+            text.push('\n');
+        }
+        if id % 97 == 0 {
+            text.push_str("  \n");
+        }
+    }
+    text.into_bytes()
+}
+
+/// What json_filter with [`FILTER`] outputs for `events`, computed here: the FR records'
+/// id and amount (serde_json writes an object's keys in order), one per line.
+pub fn expected_filter_output(data: &[u8]) -> (Vec<u8>, u64, u64) {
+    let mut out = Vec::new();
+    let (mut items, mut kept) = (0, 0);
+    for line in data.split(|&b| b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        items += 1;
+        let record: Value = serde_json::from_slice(line).expect("json");
+        if record["country"] == "FR" {
+            kept += 1;
+            let projected = json!({"id": record["id"], "amount": record["amount"]});
+            out.extend_from_slice(projected.to_string().as_bytes());
+            out.push(b'\n');
+        }
+    }
+    (out, items, kept)
+}
+
+/// Checks a manifest against the source and the parts: counts, digests, contiguous splits
+/// covering the source, each part's size; returns the parts' names in order.
+pub fn check_manifest(
+    manifest: &Value,
+    source_size: u64,
+    items: u64,
+    records: u64,
+    read_part: &dyn Fn(&str) -> Vec<u8>,
+) -> Vec<u8> {
+    assert_eq!(manifest["manifest_version"], 1);
+    assert_eq!(manifest["items"], items, "{manifest:#}");
+    assert_eq!(manifest["records"], records);
+    assert_eq!(manifest["skipped"], items - records);
+    assert_eq!(manifest["failed"], 0);
+    assert_eq!(manifest["source"]["size"], source_size);
+    assert_eq!(
+        manifest["plugin"]["digest"],
+        super::sha256_of(&super::built_plugin("json_filter"))
+    );
+    let parts = manifest["parts"].as_array().expect("parts");
+    let mut next = 1;
+    let mut concatenated = Vec::new();
+    let (mut part_items, mut part_bytes) = (0, 0);
+    for part in parts {
+        assert_eq!(part["first"], next, "parts are contiguous: {part}");
+        next = part["last"].as_u64().expect("last") + 1;
+        let name = part["name"].as_str().expect("name");
+        let bytes = read_part(name);
+        assert_eq!(part["bytes"], bytes.len() as u64, "{name}");
+        part_items += part["items"].as_u64().expect("items");
+        part_bytes += bytes.len() as u64;
+        concatenated.extend(bytes);
+    }
+    assert_eq!(next, source_size + 1, "the parts cover the source");
+    assert_eq!(part_items, items);
+    assert_eq!(manifest["bytes"], part_bytes);
+    concatenated
+}

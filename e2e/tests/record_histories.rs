@@ -34,6 +34,7 @@ fn record_replay_fixtures() {
     let plugins = tempfile::tempdir().expect("plugins");
     install_plugin(plugins.path(), "square_number", "square_number");
     install_plugin(plugins.path(), "hostile", "hostile");
+    install_plugin(plugins.path(), "json_filter", "json_filter");
     let mut holder = Worker::start(&server, QUEUE, plugins.path());
 
     let mut recorded = Vec::new();
@@ -50,6 +51,39 @@ fn record_replay_fixtures() {
     let failing = starter(&server, QUEUE, &["5", "5", "--plugin", "hostile"]);
     assert!(!failing.success);
     recorded.push(root_workflow_id(5, 5, 5, "hostile", LeafMode::Item, None));
+
+    // A data batch: a JSON Lines file in splits of 1 KiB (several levels), parts and a
+    // manifest written to a directory.
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let source = data_dir.path().join("events.jsonl");
+    let data = support::data::events(300);
+    std::fs::write(&source, &data).expect("write source");
+    let output = data_dir.path().join("out");
+    let run = starter(
+        &server,
+        QUEUE,
+        &[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            support::data::FILTER,
+            "--output",
+            output.to_str().expect("utf-8"),
+            "--split-size",
+            "1024",
+            "--workflow-id",
+            "data-1024",
+        ],
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(output.join("_manifest.json").exists());
+    recorded.extend(
+        support::tree_nodes("data-1024", data.len() as u64, 1024, 5)
+            .into_iter()
+            .map(|node| node.id),
+    );
 
     // A worker without the plugin takes some leaves: their items fail there and are re-sent
     // to the plugin's queue, which only the holder polls.

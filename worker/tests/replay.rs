@@ -73,4 +73,6 @@ fn the_recorded_histories_cover_every_path() {
         "an item re-routed to a plugin queue"
     );
     assert!(any("BatchNodeFailed"), "a failing batch");
+    assert!(any("process_split"), "a data batch's leaves");
+    assert!(any("write_manifest"), "a data batch's manifest");
 }

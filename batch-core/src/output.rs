@@ -57,7 +57,7 @@ pub struct Manifest {
     pub parts: Vec<PartInfo>,
 }
 
-/// The parts of consecutive ranges, in order (as [`crate::NodeResult::merge`] merges them).
+/// Bytes of all `parts` (the manifest's `bytes`, the summary's output size).
 pub fn total_bytes(parts: &[PartInfo]) -> u64 {
     parts.iter().map(|p| p.bytes).sum()
 }

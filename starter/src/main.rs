@@ -188,8 +188,6 @@ struct Given {
 struct Batch {
     input: NodeInput,
     workflow_id: String,
-    /// Items (or, for a data source, bytes) of the tree.
-    n: u64,
 }
 
 fn range_batch(args: &Args) -> anyhow::Result<Batch> {
@@ -212,11 +210,7 @@ fn range_batch(args: &Args) -> anyhow::Result<Batch> {
             args.plugin_config.as_ref(),
         )
     });
-    Ok(Batch {
-        input,
-        workflow_id,
-        n: args.n,
-    })
+    Ok(Batch { input, workflow_id })
 }
 
 /// A batch over a file or an object: looks at it (size, version, CSV header) to plan the
@@ -280,11 +274,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     input.config.source = Some(source);
     input.config.output = output;
     input.validate()?;
-    Ok(Batch {
-        n: input.last,
-        input,
-        workflow_id,
-    })
+    Ok(Batch { input, workflow_id })
 }
 
 async fn run(args: Args, given: Given) -> anyhow::Result<()> {
@@ -308,14 +298,12 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         };
         return wait_and_report(&args, workflow_id, handle, progress, Instant::now(), web_ui).await;
     }
-    let Batch {
-        input,
-        workflow_id,
-        n,
-    } = match &args.source {
+    let Batch { input, workflow_id } = match &args.source {
         Some(location) => data_batch(&args, location, &given).await?,
         None => range_batch(&args)?,
     };
+    // Items of the tree: 1..=N, or a data source's bytes.
+    let n = input.last;
     let config = &input.config;
     if args.plan {
         let plan = BatchPlan::of(n, config);

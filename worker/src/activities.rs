@@ -317,15 +317,7 @@ impl PluginActivities {
             json.push(b'\n');
             data_io::write::put(&target, json).await
         };
-        write.await.map_err(|e: data_io::DataError| {
-            tracing::warn!("{}", e.message());
-            ActivityError::application(
-                ApplicationFailure::builder(e.message())
-                    .type_name("DataUnavailable".to_owned())
-                    .non_retryable(e.is_permanent())
-                    .build(),
-            )
-        })
+        write.await.map_err(|e| routing::data_failure(&e))
     }
 
     /// The plugin's output for one item: a number (as v1 always returned), or a record's size

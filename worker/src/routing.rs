@@ -89,6 +89,20 @@ pub fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
     )
 }
 
+/// A source or output failure ([`data_io::DataError`]) as Temporal should see it: kind
+/// `DataUnavailable`, retried only when a retry can help (a network error, not a missing
+/// object or a denied request). The message names the location.
+pub fn data_failure(e: &data_io::DataError) -> ActivityError {
+    let permanent = e.is_permanent();
+    tracing::warn!(permanent, "{}", e.message());
+    ActivityError::application(
+        ApplicationFailure::builder(e.message())
+            .type_name("DataUnavailable".to_owned())
+            .non_retryable(permanent)
+            .build(),
+    )
+}
+
 /// Runs `here`; if it fails with a failure of `routed_kind`, runs `there` (the same work on the
 /// plugin's own queue) instead. The one shape of every plugin call of the workflow.
 pub async fn here_or_there<T, Here, There>(

@@ -91,16 +91,7 @@ impl SplitError {
     ) -> ActivityError {
         match self {
             SplitError::Plugin(e) => activities.failure(ctx, e),
-            SplitError::Data(e) => {
-                let permanent = e.is_permanent();
-                tracing::warn!(permanent, "{}", e.message());
-                ActivityError::application(
-                    ApplicationFailure::builder(e.message())
-                        .type_name("DataUnavailable".to_owned())
-                        .non_retryable(permanent)
-                        .build(),
-                )
-            }
+            SplitError::Data(e) => crate::routing::data_failure(&e),
             SplitError::BadRecord { index, reason } => ActivityError::application(
                 ApplicationFailure::builder(anyhow::anyhow!("item {index}: {reason}"))
                     .type_name("BadRecord".to_owned())

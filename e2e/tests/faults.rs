@@ -340,8 +340,12 @@ fn the_batch_and_its_starter_survive_a_server_restart() {
     let _worker = Worker::start(&server, queue, plugins.path());
     let address = server.address.clone();
     // The starter gets the address, not the server: the server object is restarted below.
+    // Its limit only guards against a hang: alone this test takes ~90 s here, but CI runs the
+    // crash tests beside the other tests on 2 cores, and there the first 100 items alone took
+    // 130 s and the whole batch more than 300 s (the SQLite server replays every open workflow
+    // after its restart).
     let batch =
-        std::thread::spawn(move || starter_at(&address, queue, &[], Duration::from_secs(300)));
+        std::thread::spawn(move || starter_at(&address, queue, &[], Duration::from_secs(900)));
     wait_for(
         "progress before the restart",
         Duration::from_secs(300),

@@ -690,9 +690,24 @@ pub fn starter_with_env(
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let status = wait_for("the starter to finish", limit, || {
-        child.try_wait().ok().flatten()
-    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // Show what it printed so far (its progress line says where the batch stood).
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "timed out after {limit:?} waiting for the starter to finish\n\
+                 --- its stdout ---\n{}\n--- its stderr ---\n{}",
+                out_reader.join().unwrap_or_default(),
+                err_reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     Run {
         success: status.success(),
         stdout: out_reader.join().unwrap_or_default(),

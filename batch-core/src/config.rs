@@ -192,6 +192,10 @@ pub struct BatchConfig {
     /// prefix ([`crate::output`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// How many failed items the batch tolerates (`--max-failures`, `--max-failure-ratio`);
+    /// absent from the JSON when none, as a batch has always been.
+    #[serde(default, skip_serializing_if = "crate::Tolerance::is_none")]
+    pub tolerance: crate::Tolerance,
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -227,6 +231,7 @@ impl NodeInput {
                 plugin_config: None,
                 source: None,
                 output: None,
+                tolerance: crate::Tolerance::default(),
             },
             leaf_budget: None,
         }

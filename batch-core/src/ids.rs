@@ -10,7 +10,7 @@
 //! configuration are another batch, and since names never contain '.', no other batch's id
 //! starts with it.
 
-use crate::{DEFAULT_PLUGIN, LeafMode, PluginConfig};
+use crate::{DEFAULT_PLUGIN, LeafMode, PluginConfig, Tolerance};
 
 pub const ROOT_ID_PREFIX: &str = "batch-processing";
 
@@ -21,6 +21,7 @@ pub fn root_workflow_id(
     plugin: &str,
     mode: LeafMode,
     config: Option<&PluginConfig>,
+    tolerance: &Tolerance,
 ) -> String {
     let leaf = match mode {
         LeafMode::Item => "b",
@@ -28,14 +29,29 @@ pub fn root_workflow_id(
         LeafMode::Batch => "batch",
     };
     let shape = format!("{n}-{leaf}{batch_size}-c{max_children}");
-    match config {
-        Some(config) => format!(
-            "{ROOT_ID_PREFIX}-{plugin}.cfg{}-{shape}",
-            config.short_digest()
-        ),
-        None if plugin == DEFAULT_PLUGIN => format!("{ROOT_ID_PREFIX}-{shape}"),
-        None => format!("{ROOT_ID_PREFIX}-{plugin}-{shape}"),
+    let qualified = qualified_plugin(plugin, config, tolerance);
+    if qualified == DEFAULT_PLUGIN {
+        format!("{ROOT_ID_PREFIX}-{shape}")
+    } else {
+        format!("{ROOT_ID_PREFIX}-{qualified}-{shape}")
     }
+}
+
+/// The plugin's name followed by what else changes a batch's outcome: `.cfg{digest}` of its
+/// configuration, `.f{N}` for `--max-failures N` and `.r{PPM}` for a failure ratio in parts
+/// per million (`square_number.f5.r10000`).
+fn qualified_plugin(plugin: &str, config: Option<&PluginConfig>, tolerance: &Tolerance) -> String {
+    let mut name = plugin.to_owned();
+    if let Some(config) = config {
+        name.push_str(&format!(".cfg{}", config.short_digest()));
+    }
+    if let Some(n) = tolerance.max_failures {
+        name.push_str(&format!(".f{n}"));
+    }
+    if let Some(ppm) = tolerance.max_failure_ppm {
+        name.push_str(&format!(".r{ppm}"));
+    }
+    name
 }
 
 /// A data batch's root id: the plugin (and configuration) as for a range batch, then
@@ -50,12 +66,10 @@ pub fn data_workflow_id(
     max_children: u64,
     plugin: &str,
     config: Option<&PluginConfig>,
+    tolerance: &Tolerance,
     source_digest: &str,
 ) -> String {
-    let plugin = match config {
-        Some(config) => format!("{plugin}.cfg{}", config.short_digest()),
-        None => plugin.to_owned(),
-    };
+    let plugin = qualified_plugin(plugin, config, tolerance);
     format!(
         "{ROOT_ID_PREFIX}-{plugin}.src{source_digest}-{size}-batch{split_bytes}-c{max_children}"
     )
@@ -89,12 +103,28 @@ mod tests {
 
     #[test]
     fn default_plugin_uses_the_demo_ids() {
-        let data = data_workflow_id(1000, 64, 5, "json_field", None, "0123456789ab");
+        let data = data_workflow_id(
+            1000,
+            64,
+            5,
+            "json_field",
+            None,
+            &Tolerance::default(),
+            "0123456789ab",
+        );
         assert_eq!(
             data,
             "batch-processing-json_field.src0123456789ab-1000-batch64-c5"
         );
-        let root = root_workflow_id(2000, 10, 5, "square_number", LeafMode::Item, None);
+        let root = root_workflow_id(
+            2000,
+            10,
+            5,
+            "square_number",
+            LeafMode::Item,
+            None,
+            &Tolerance::default(),
+        );
         assert_eq!(root, "batch-processing-2000-b10-c5");
         assert_eq!(
             child_workflow_id(&child_workflow_id(&root, 0), 3),
@@ -104,11 +134,29 @@ mod tests {
 
     #[test]
     fn other_plugins_never_share_a_prefix_with_the_default() {
-        let id = |n, plugin, mode| root_workflow_id(n, 10, 5, plugin, mode, None);
+        let none = Tolerance::default();
+        let id = |n, plugin, mode| root_workflow_id(n, 10, 5, plugin, mode, None, &none);
         let config = |text| PluginConfig::parse(text).expect("valid");
         let (a, b) = (config(r#"{"a":1}"#), config(r#"{"a":2}"#));
-        let configured =
-            |plugin, config| root_workflow_id(2000, 10, 5, plugin, LeafMode::Item, Some(config));
+        let configured = |plugin, config| {
+            root_workflow_id(2000, 10, 5, plugin, LeafMode::Item, Some(config), &none)
+        };
+        let tolerant = |max_failures, max_failure_ppm| {
+            let tolerance = Tolerance {
+                max_failures,
+                max_failure_ppm,
+                items: None,
+            };
+            root_workflow_id(
+                2000,
+                10,
+                5,
+                "square_number",
+                LeafMode::Item,
+                None,
+                &tolerance,
+            )
+        };
         let cube = id(2000, "cube", LeafMode::Item);
         assert_eq!(cube, "batch-processing-cube-2000-b10-c5");
         let square = id(2000, "square_number", LeafMode::Item);
@@ -124,7 +172,16 @@ mod tests {
             configured("square_number", &a),
             configured("square_number", &b),
             configured("cube", &a),
+            tolerant(Some(5), None),
+            tolerant(None, Some(10_000)),
+            tolerant(Some(5), Some(10_000)),
+            tolerant(Some(50), None),
         ];
+        assert_eq!(ids[10], "batch-processing-square_number.f5-2000-b10-c5");
+        assert_eq!(
+            ids[12],
+            "batch-processing-square_number.f5.r10000-2000-b10-c5"
+        );
         assert_eq!(
             ids[7],
             format!(

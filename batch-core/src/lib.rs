@@ -1,7 +1,8 @@
 //! Pure logic shared by the worker and the starter: what a batch is ([`config`]), how a tree
 //! node splits its range ([`plan`]), what a whole batch will do before it starts
 //! ([`batch_plan`]), what a node returns and how results merge ([`result`]),
-//! data sources and outputs ([`source`]), which records a split owns ([`split`]),
+//! items that failed and how many a batch tolerates ([`failures`]), data sources and outputs
+//! ([`source`]), which records a split owns ([`split`]),
 //! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
 //!
@@ -15,6 +16,7 @@ pub mod blocks;
 pub mod config;
 #[cfg(feature = "temporal")]
 pub mod connect;
+pub mod failures;
 pub mod ids;
 pub mod output;
 pub mod plan;
@@ -30,6 +32,7 @@ pub mod workflow_ref;
 
 pub use batch_plan::BatchPlan;
 pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, PluginRef};
+pub use failures::{FailedItem, Failures, Tolerance};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use plugin_config::PluginConfig;
 pub use result::{ItemOutcome, NodeResult, Output, Outputs};

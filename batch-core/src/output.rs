@@ -23,8 +23,51 @@ pub struct PartInfo {
     pub records: u64,
     pub numbers: u64,
     pub skipped: u64,
+    /// Items of the split that failed (in its `failed/` part); items = records + numbers +
+    /// skipped + failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: u64,
     /// The part's size.
     pub bytes: u64,
+}
+
+/// One `failed/` part: the failed items of one split, one JSON object per line, in source
+/// order: `{"index": .., "kind": .., "reason": .., "excerpt": ..}` (the reason and the excerpt of
+/// the input bounded by [`crate::failures::REASON_BYTES`] and
+/// [`crate::failures::EXCERPT_BYTES`]). Written only for a split with failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedPartInfo {
+    /// `failed/part-…`, named as the split's part.
+    pub name: String,
+    pub first: u64,
+    pub last: u64,
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+/// The folder of the `failed/` parts in an output.
+pub const FAILED_DIR: &str = "failed";
+
+/// A line of a `failed/` part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedLine {
+    pub index: u64,
+    pub kind: String,
+    pub reason: String,
+    /// The start of the item's input (lossy UTF-8), bounded.
+    pub excerpt: String,
+}
+
+impl FailedLine {
+    pub fn new(index: u64, kind: &str, reason: &str, input: &[u8]) -> Self {
+        let cut = &input[..input.len().min(crate::failures::EXCERPT_BYTES)];
+        Self {
+            index,
+            kind: kind.to_owned(),
+            reason: crate::text::bounded(reason, crate::failures::REASON_BYTES),
+            excerpt: String::from_utf8_lossy(cut).into_owned(),
+        }
+    }
 }
 
 /// The manifest (`_manifest.json`): what the output holds and how it was made. The parts,
@@ -48,13 +91,24 @@ pub struct Manifest {
     pub records: u64,
     pub numbers: u64,
     pub skipped: u64,
-    /// Items that failed (always 0 today: one failed item fails its batch).
+    /// Items that failed for good and were tolerated: items = records + numbers + skipped +
+    /// failed.
     pub failed: u64,
+    /// Failed items per kind.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub failed_by_kind: std::collections::BTreeMap<String, u64>,
     /// Sum of the numbers, exact, in decimal.
     pub sum: String,
     /// Bytes of all parts.
     pub bytes: u64,
     pub parts: Vec<PartInfo>,
+    /// The `failed/` parts, in source order (none when no item failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_parts: Vec<FailedPartInfo>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Bytes of all `parts` (the manifest's `bytes`, the summary's output size).

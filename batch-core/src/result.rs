@@ -198,6 +198,14 @@ pub struct NodeResult {
     /// A data batch with an output: the parts written in this subtree, in source order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<crate::output::PartInfo>,
+    /// Items of this subtree that failed for good and were tolerated (absent when none): with
+    /// `outputs.count` they add up to the subtree's items.
+    #[serde(default, skip_serializing_if = "crate::Failures::is_empty")]
+    pub failures: crate::Failures,
+    /// A data batch with an output: the `failed/` parts written in this subtree, in source
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_parts: Vec<crate::output::FailedPartInfo>,
 }
 
 impl NodeResult {
@@ -217,6 +225,8 @@ impl NodeResult {
             workflows: 1,
             activities,
             parts: Vec::new(),
+            failures: crate::Failures::default(),
+            failed_parts: Vec::new(),
         }
     }
 
@@ -236,10 +246,14 @@ impl NodeResult {
                 workflows: 1,
                 activities: 0,
                 parts: Vec::new(),
+                failures: crate::Failures::default(),
+                failed_parts: Vec::new(),
             },
             |mut acc, child| {
                 acc.parts.extend(child.parts);
+                acc.failed_parts.extend(child.failed_parts);
                 Self {
+                    failures: acc.failures.then(child.failures),
                     outputs: acc.outputs.then(child.outputs),
                     max_depth: acc.max_depth.max(child.max_depth),
                     workflows: acc.workflows + child.workflows,

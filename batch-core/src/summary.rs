@@ -47,6 +47,9 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     if o.skipped > 0 {
         let _ = writeln!(s, "Skipped: {}", o.skipped);
     }
+    if !config.tolerance.is_none() || !result.failures.is_empty() {
+        write_failures(&mut s, result);
+    }
     if let Some(source) = &config.source {
         let _ = writeln!(
             s,
@@ -69,6 +72,41 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     let _ = writeln!(s, "Workflow ID: {workflow_id}");
     let _ = writeln!(s, "{RULE}");
     s
+}
+
+/// How many failed items the summary shows (the JSON result has [`crate::failures::SAMPLES`]).
+const SUMMARY_SAMPLES: usize = 5;
+
+/// The failed items' lines: how many, by kind, against the tolerance, the first few, and where
+/// the full report is.
+fn write_failures(s: &mut String, result: &NodeResult) {
+    let f = &result.failures;
+    let tolerance = result.config.tolerance.describe();
+    if f.is_empty() {
+        let _ = writeln!(s, "Failed items: 0 (tolerated: {tolerance})");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Failed items: {} ({}; tolerated: {tolerance})",
+        f.count,
+        f.kinds()
+    );
+    for item in f.samples.iter().take(SUMMARY_SAMPLES) {
+        let _ = writeln!(s, "  item {}: {}: {}", item.index, item.kind, item.reason);
+    }
+    if f.count > SUMMARY_SAMPLES as u64 {
+        let _ = writeln!(s, "  ... and {} more", f.count - SUMMARY_SAMPLES as u64);
+    }
+    if let Some(output) = &result.config.output {
+        let _ = writeln!(
+            s,
+            "Failed items report: {}/{}/ ({} parts)",
+            output.trim_end_matches('/'),
+            crate::output::FAILED_DIR,
+            result.failed_parts.len()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +132,7 @@ mod tests {
             plugin_config: None,
             source: None,
             output: None,
+            tolerance: crate::Tolerance::default(),
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),
@@ -103,6 +142,8 @@ mod tests {
             workflows: 6,
             activities: 50,
             parts: Vec::new(),
+            failures: crate::Failures::default(),
+            failed_parts: Vec::new(),
         };
         let text = render_summary("batch-processing-50-b10-c5", &result);
         let demo = "\

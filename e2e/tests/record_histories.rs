@@ -45,12 +45,20 @@ fn record_replay_fixtures() {
     ] {
         let run = starter(&server, QUEUE, &args);
         assert!(run.success, "{}", run.stderr);
-        let root = root_workflow_id(50, 10, 5, DEFAULT_PLUGIN, mode, None);
+        let root = root_workflow_id(50, 10, 5, DEFAULT_PLUGIN, mode, None, &Default::default());
         recorded.extend(tree_ids(&root, 50));
     }
     let failing = starter(&server, QUEUE, &["5", "5", "--plugin", "hostile"]);
     assert!(!failing.success);
-    recorded.push(root_workflow_id(5, 5, 5, "hostile", LeafMode::Item, None));
+    recorded.push(root_workflow_id(
+        5,
+        5,
+        5,
+        "hostile",
+        LeafMode::Item,
+        None,
+        &Default::default(),
+    ));
 
     // A data batch: a JSON Lines file in splits of 1 KiB (several levels), parts and a
     // manifest written to a directory.

@@ -94,6 +94,24 @@ struct Args {
     /// at 2000 parts at most.
     #[arg(long, value_name = "BYTES", requires = "source", value_parser = parse_count)]
     split_size: Option<u64>,
+    /// Tolerate up to N items that fail for good (the plugin refuses them, traps or runs past
+    /// its deadline on them, or their record is malformed): they are counted, reported (the
+    /// summary, --json, and a failed/ part per split with --output) and left out, and the
+    /// batch stops as soon as more fail. Default: none (the first failed item fails the
+    /// batch). Part of the batch's identity.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    max_failures: Option<u64>,
+    /// Tolerate failed items up to this share of the batch's items: a fraction (0.01) or a
+    /// percentage (1%). With --max-failures too, the stricter applies. A data batch knows its
+    /// item count only at its end, so there the ratio is checked then (add --max-failures to
+    /// stop early).
+    #[arg(long, value_name = "RATIO", value_parser = batch_core::Tolerance::parse_ratio)]
+    max_failure_ratio: Option<u64>,
+    /// Cancel the batch with this root workflow id: the root and every descendant workflow,
+    /// and the plugin calls they run, stop; its output gets no manifest (incomplete). Waits
+    /// until the root has closed.
+    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins"])]
+    cancel: Option<String>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -130,6 +148,16 @@ struct Args {
     /// local dev server (its port + 1000, when it answers) and for Temporal Cloud.
     #[arg(long, env = "TEMPORAL_UI_URL", value_name = "URL", value_parser = parse_ui_url)]
     ui_url: Option<String>,
+}
+
+impl Args {
+    fn tolerance(&self) -> batch_core::Tolerance {
+        batch_core::Tolerance {
+            max_failures: self.max_failures,
+            max_failure_ppm: self.max_failure_ratio,
+            items: None,
+        }
+    }
 }
 
 fn parse_ui_url(text: &str) -> Result<String, String> {
@@ -196,6 +224,7 @@ fn range_batch(args: &Args) -> anyhow::Result<Batch> {
     input.config.mode = args.mode;
     input.config.plugin_config = args.plugin_config.clone();
     input.config.max_in_flight = args.max_in_flight;
+    input.config.tolerance = args.tolerance();
     input.config.max_leaves_in_flight = args
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
@@ -208,6 +237,7 @@ fn range_batch(args: &Args) -> anyhow::Result<Batch> {
             &args.plugin,
             args.mode,
             args.plugin_config.as_ref(),
+            &input.config.tolerance,
         )
     });
     Ok(Batch { input, workflow_id })
@@ -258,6 +288,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     input.config.mode = mode;
     input.config.plugin_config = args.plugin_config.clone();
     input.config.max_in_flight = args.max_in_flight;
+    input.config.tolerance = args.tolerance();
     input.config.max_leaves_in_flight = args
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(mode, split));
@@ -268,6 +299,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
             args.max_children,
             &args.plugin,
             args.plugin_config.as_ref(),
+            &input.config.tolerance,
             &source.short_digest(output.as_deref()),
         )
     });
@@ -280,6 +312,9 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
 async fn run(args: Args, given: Given) -> anyhow::Result<()> {
     if args.list_plugins {
         return list_plugins(&args).await;
+    }
+    if let Some(workflow_id) = &args.cancel {
+        return cancel(&args, workflow_id).await;
     }
     if let Some(workflow_id) = &args.attach {
         let connected = connect_from(&args).await?;
@@ -535,6 +570,43 @@ async fn list_plugins(args: &Args) -> anyhow::Result<()> {
             describe_failure(&e)
         ),
     }
+}
+
+/// Cancels a batch and waits until its root has closed. The root's cancellation reaches every
+/// child (each waits for its own children's), and each leaf's activities (a `batch`-mode
+/// leaf's plugin call stops at its next heartbeat, within 2 s); a child still open when its
+/// parent closes is terminated by its parent-close policy.
+async fn cancel(args: &Args, workflow_id: &str) -> anyhow::Result<()> {
+    let client = connect_from(args).await?.client;
+    let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.to_owned());
+    handle
+        .cancel(
+            temporalio_client::WorkflowCancelOptions::builder()
+                .reason("cancelled with starter --cancel".to_owned())
+                .build(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot cancel batch {workflow_id}: {e}"))?;
+    eprintln!("Cancelling batch {workflow_id}");
+    match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(_) => anyhow::bail!("batch {workflow_id} completed before it could be cancelled"),
+        Err(e) if is_cancelled(&e) => {
+            println!(
+                "Batch {workflow_id} cancelled: no workflow of it runs any more; its output, if \
+                 any, has no {} (incomplete)",
+                batch_core::source::MANIFEST_NAME
+            );
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "batch {workflow_id} ended otherwise: {}",
+            describe_failure(&e)
+        ),
+    }
+}
+
+fn is_cancelled(e: &WorkflowGetResultError) -> bool {
+    matches!(e, WorkflowGetResultError::Cancelled { .. })
 }
 
 /// The failure and its causes, outermost first, without repeating a message.

@@ -19,7 +19,10 @@ use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
 
 use batch_core::blocks::BlockSizer;
-use batch_core::{ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef};
+use batch_core::failures::is_item_failure;
+use batch_core::{
+    FailedItem, Failures, ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef, Tolerance,
+};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -27,7 +30,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::metrics::PluginMetrics;
 use crate::plugins::sandbox::CallSlot;
-use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
+use crate::plugins::{Item, LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
 
@@ -51,14 +54,31 @@ pub struct RangeTask {
     /// The batch's plugin configuration; absent from the payload when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<PluginConfig>,
+    /// The batch's tolerance of failed items: with none (absent), the first failed item fails
+    /// the leaf; with one, failed items are collected ([`RangeOutcome::failures`]) and the leaf
+    /// fails only when they exceed it.
+    #[serde(default, skip_serializing_if = "Tolerance::is_none")]
+    pub tolerance: Tolerance,
+}
+
+/// What a `batch`-mode leaf returns: its outputs' statistics (the same JSON as before failures
+/// could be tolerated, so recorded histories still replay) and its tolerated failures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeOutcome {
+    #[serde(flatten)]
+    pub outputs: Outputs,
+    #[serde(default, skip_serializing_if = "Failures::is_empty")]
+    pub failures: Failures,
 }
 
 /// What a `batch`-mode leaf has done so far, sent with each heartbeat: a retry starts from
-/// `next` with these outputs instead of from the beginning.
+/// `next` with these outputs and failures instead of from the beginning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct RangeProgress {
     next: u64,
     outputs: Outputs,
+    #[serde(default, skip_serializing_if = "Failures::is_empty")]
+    failures: Failures,
 }
 
 /// How long a `batch`-mode leaf computes between heartbeats.
@@ -141,12 +161,20 @@ impl PluginActivities {
         &self,
         ctx: &ActivityContext,
         progress: &P,
-    ) -> CallSlot {
+    ) -> Result<CallSlot, ActivityError> {
         let engine = self.registry.engine();
         // The common case, a free slot, without arming a heartbeat timer per item.
-        match engine.try_call_slot() {
-            Some(slot) => slot,
-            None => heartbeating(ctx, progress, engine.call_slot()).await,
+        if let Some(slot) = engine.try_call_slot() {
+            return Ok(slot);
+        }
+        // A cancelled task stops waiting (its heartbeats bring the cancellation), so a
+        // cancelled batch does not wait for its queued leaves to take turns.
+        tokio::select! {
+            slot = heartbeating(ctx, progress, engine.call_slot()) => Ok(slot),
+            () = ctx.cancelled() => {
+                tracing::info!("cancelled while waiting for a call slot");
+                Err(ActivityError::cancelled())
+            }
         }
     }
 
@@ -275,7 +303,7 @@ impl PluginActivities {
         self: Arc<Self>,
         ctx: ActivityContext,
         task: RangeTask,
-    ) -> Result<Outputs, ActivityError> {
+    ) -> Result<RangeOutcome, ActivityError> {
         let _running = self.count_task();
         validate_range(&task).map_err(|e| invalid_task(&e))?;
         validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
@@ -336,7 +364,7 @@ impl PluginActivities {
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))
             .map_err(|e| self.failure(&ctx, e))?;
-        let mut slot = self.call_slot(&ctx, &()).await;
+        let mut slot = self.call_slot(&ctx, &()).await?;
         let metrics = self.metrics.clone();
         on_blocking_pool(move || {
             let started = Instant::now();
@@ -360,33 +388,73 @@ impl PluginActivities {
         &self,
         ctx: &ActivityContext,
         task: RangeTask,
-    ) -> Result<Outputs, RangeError> {
+    ) -> Result<RangeOutcome, RangeError> {
         let mut progress = resume_point(ctx, &task);
         let plugin = self
             .plugin(ctx, &progress, &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
         while progress.next <= task.last {
-            let slot = self.call_slot(ctx, &progress).await;
+            let slot = self
+                .call_slot(ctx, &progress)
+                .await
+                .map_err(RangeError::Activity)?;
             let slice = RangeSlice {
                 plugin: plugin.clone(),
                 config: task.config.clone(),
+                tolerance: task.tolerance,
                 last: task.last,
                 metrics: self.metrics.clone(),
                 progress,
             };
             progress = on_blocking_pool(move || slice.run(slot)).await?;
+            if task.tolerance.exceeded_by(progress.failures.count) {
+                return Err(RangeError::Activity(tolerance_exceeded(
+                    &progress.failures,
+                    &task.tolerance,
+                    task.first,
+                    task.last,
+                )));
+            }
             if progress.next <= task.last {
                 if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
                     tracing::warn!("cannot record a heartbeat: {e}");
                 }
                 if ctx.is_cancelled() {
+                    tracing::info!(
+                        first = task.first,
+                        last = task.last,
+                        next = progress.next,
+                        "batch leaf cancelled: its plugin calls stopped"
+                    );
                     return Err(RangeError::Activity(ActivityError::cancelled()));
                 }
             }
         }
-        Ok(progress.outputs)
+        Ok(RangeOutcome {
+            outputs: progress.outputs,
+            failures: progress.failures,
+        })
     }
+}
+
+/// A leaf whose failed items exceed the batch's tolerance fails for good, saying how many
+/// failed and the first of them; the workflow then stops the batch.
+pub(crate) fn tolerance_exceeded(
+    failures: &Failures,
+    tolerance: &Tolerance,
+    first: u64,
+    last: u64,
+) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(anyhow::anyhow!(
+            "{}",
+            failures.exceeded_message(tolerance, first, last)
+        ))
+        .type_name(batch_core::failures::TOLERANCE_EXCEEDED.to_owned())
+        .non_retryable(true)
+        .build(),
+    )
 }
 
 /// Runs `work`, heartbeating `progress` every [`HEARTBEAT_EVERY`] until it is done: waiting for
@@ -428,6 +496,7 @@ fn resume_point(ctx: &ActivityContext, task: &RangeTask) -> RangeProgress {
         _ => RangeProgress {
             next: task.first,
             outputs: Outputs::default(),
+            failures: Failures::default(),
         },
     }
 }
@@ -436,6 +505,7 @@ fn resume_point(ctx: &ActivityContext, task: &RangeTask) -> RangeProgress {
 struct RangeSlice {
     plugin: Arc<LoadedPlugin>,
     config: Option<PluginConfig>,
+    tolerance: Tolerance,
     last: u64,
     metrics: PluginMetrics,
     progress: RangeProgress,
@@ -455,13 +525,37 @@ impl RangeSlice {
             .plugin
             .session(slot, self.config.as_ref())
             .inspect_err(|e| self.metrics.failure(&name, e))?;
+        let tolerant = !self.tolerance.is_none();
         loop {
             let next = self.progress.next;
             let left = self.last - next + 1;
             let len = usize::try_from(left).map_or(sizer.next_len(), |l| l.min(sizer.next_len()));
             let block_started = Instant::now();
+            // A failed block leaves part of its outputs counted: with a tolerance, it is counted
+            // again item by item from here.
+            let before = tolerant.then(|| self.progress.outputs.clone());
             match session.process_range_into(next, len, &mut self.progress.outputs, &mut numbers) {
                 Ok(()) => {}
+                Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
+                    self.progress.outputs = before.unwrap_or_default();
+                    let items: Vec<Item> = (next..next + len as u64)
+                        .map(|index| Item { index, data: None })
+                        .collect();
+                    let (renewed, results) = session.isolate(&items, self.config.as_ref())?;
+                    session = renewed;
+                    for (item, result) in items.iter().zip(results) {
+                        match result {
+                            Ok(output) => self.progress.outputs.add(&output),
+                            Err(e) if is_item_failure(routing::kind(&e)) => {
+                                self.metrics.failure(&name, &e);
+                                let kind = routing::kind(&e);
+                                let failed = FailedItem::new(item.index, kind, &e.message());
+                                self.progress.failures.push(failed);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
                 Err(e) => {
                     self.metrics.items(&name, next - from);
                     self.metrics.failure(&name, &e);
@@ -470,7 +564,10 @@ impl RangeSlice {
             }
             sizer.record(len, block_started.elapsed());
             self.progress.next = next + len as u64;
-            if self.progress.next > self.last || started.elapsed() >= HEARTBEAT_EVERY {
+            if self.progress.next > self.last
+                || started.elapsed() >= HEARTBEAT_EVERY
+                || self.tolerance.exceeded_by(self.progress.failures.count)
+            {
                 self.metrics.items(&name, self.progress.next - from);
                 return Ok(self.progress);
             }
@@ -622,18 +719,24 @@ mod tests {
         // leaf keeps them and computes only 6..=10.
         let mut outputs = Outputs::default();
         (1..=5).for_each(|_| outputs.push(0));
-        let progress = RangeProgress { next: 6, outputs };
+        let progress = RangeProgress {
+            next: 6,
+            outputs,
+            failures: Failures::default(),
+        };
         let env = environment(registry, Some(progress), Arc::default());
         let task = RangeTask {
             plugin,
             first: 1,
             last: 10,
             config: None,
+            tolerance: Tolerance::default(),
         };
         let result = env
             .run(PluginActivities::process_range, task)
             .await
             .expect("resumed leaf");
+        let result = result.outputs;
         assert_eq!(result.count, 10);
         assert_eq!(result.sum, 36 + 49 + 64 + 81 + 100);
         assert_eq!(result.tail, [0, 0, 0, 0, 0, 36, 49, 64, 81, 100]);
@@ -650,6 +753,7 @@ mod tests {
             first: 1,
             last: 1_000_000_000,
             config: None,
+            tolerance: Tolerance::default(),
         };
         let started = Instant::now();
         let (result, ()) = tokio::join!(env.run(PluginActivities::process_range, task), async {
@@ -714,6 +818,7 @@ mod tests {
                 first,
                 last,
                 config: None,
+                tolerance: Tolerance::default(),
             };
             let err = message(
                 env.run(PluginActivities::process_range, task)

@@ -5,24 +5,27 @@
 
 use std::time::Duration;
 
+use batch_core::failures::{TOLERANCE_EXCEEDED, is_item_failure};
 use batch_core::ids::{child_workflow_id, plugin_task_queue};
 use batch_core::plan::{ItemRange, NodePlan, plan_node, share_leaf_budget};
 use batch_core::workflow_ref::BatchWorkflowRef;
-use batch_core::{LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
+use batch_core::{FailedItem, Failures, LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::join_all;
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions,
-    WorkflowContext, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
+    LocalActivityOptions, WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
 use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
 
 use crate::activities::{ItemTask, ManifestTask, PluginActivities, RangeTask, SplitTask};
-use crate::routing::{HELD_ELSEWHERE, VERSION_UNAVAILABLE, here_or_there};
+use crate::routing::{
+    HELD_ELSEWHERE, VERSION_UNAVAILABLE, failure_kind, here_or_there, is_cancellation,
+};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
 /// The timeout covers a wait for a call slot behind other batches' calls; a lost worker is
@@ -35,9 +38,12 @@ fn local_activity_options() -> LocalActivityOptions {
 }
 
 /// `batch` mode: a leaf may run for long, so liveness is checked by heartbeats (every 2 s
-/// while computing) rather than by a short start-to-close timeout.
+/// while computing) rather than by a short start-to-close timeout. A cancelled leaf waits
+/// until its activity has stopped (it sees the cancellation at its next heartbeat), so a
+/// cancelled batch's closing means its plugin calls have stopped.
 fn range_activity_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(3600))
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(retry_policy())
         .build()
@@ -94,6 +100,14 @@ impl BatchProcessingWorkflow {
         let mut node = decode_input(input)?;
         node.validate()
             .map_err(|e| invalid_input(format!("invalid batch input: {e}")))?;
+        if node.depth == 0 {
+            // A range batch's items are known from the start, so its ratio bounds failures
+            // from the start; a data batch's are known only at its end.
+            node.config.tolerance.items = match node.config.source {
+                None => Some(node.range().len()),
+                Some(_) => None,
+            };
+        }
         if node.config.plugin.digest.is_none() {
             // Pin the batch to the plugin's current version: every leaf runs this digest.
             let name = node.config.plugin.name.clone();
@@ -134,14 +148,34 @@ impl BatchProcessingWorkflow {
                 LeafMode::Batch => run_range(ctx, &node, range).await,
             },
             NodePlan::Split(children) => run_children(ctx, &node, children).await,
-        }?;
-        if node.depth == 0
-            && let Some(output) = &node.config.output
-        {
-            write_manifest(ctx, output, &result).await?;
+        };
+        // A cancelled batch ends cancelled, not failed, whatever its cancelled work reported.
+        if ctx.cancellation_token().is_cancelled() {
+            return Err(WorkflowTermination::cancelled());
+        }
+        let result = result?;
+        if node.depth == 0 {
+            let f = &result.failures;
+            let items = result.outputs.count + f.count;
+            node.config
+                .tolerance
+                .check_final(f.count, items)
+                .map_err(|reason| tolerance_failure(format!("{reason}{}", first_failed(f))))?;
+            if let Some(output) = &node.config.output {
+                write_manifest(ctx, output, &result).await?;
+            }
         }
         Ok(result)
     }
+}
+
+/// "; first, item 5: reason", or nothing.
+fn first_failed(failures: &Failures) -> String {
+    failures
+        .samples
+        .first()
+        .map(|item| format!("; first, item {}: {}", item.index, item.reason))
+        .unwrap_or_default()
 }
 
 /// A data batch's leaf: one activity reads its split, runs the plugin over the records and
@@ -162,6 +196,7 @@ async fn run_split(
         first: range.first,
         last: range.last,
         output: node.config.output.clone(),
+        tolerance: node.config.tolerance,
     };
     let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let there = || {
@@ -181,6 +216,8 @@ async fn run_split(
         .map_err(|e| range_failed(range, e.failure(), &e))?;
     let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
     result.parts.extend(outcome.part);
+    result.failures = outcome.failures;
+    result.failed_parts.extend(outcome.failed_part);
     Ok(result)
 }
 
@@ -203,6 +240,7 @@ async fn write_manifest(
         .unwrap_or_default()
     };
     let o = &result.outputs;
+    let failed = &result.failures;
     let manifest = Manifest {
         manifest_version: MANIFEST_VERSION,
         batch: ctx.workflow_id().to_owned(),
@@ -215,14 +253,16 @@ async fn write_manifest(
             .map(|c| c.digest.clone()),
         started: time(ctx.info().start_time()),
         finished: time(ctx.workflow_time()),
-        items: o.count,
+        items: o.count + failed.count,
         records: o.records,
         numbers: o.numbers(),
         skipped: o.skipped,
-        failed: 0,
+        failed: failed.count,
+        failed_by_kind: failed.by_kind.clone(),
         sum: o.sum.to_string(),
         bytes: total_bytes(&result.parts),
         parts: result.parts.clone(),
+        failed_parts: result.failed_parts.clone(),
     };
     let task = ManifestTask {
         output: output.to_owned(),
@@ -292,30 +332,44 @@ async fn run_items(
         });
         results.extend(join_all(calls).await);
     }
+    let tolerance = &node.config.tolerance;
     let mut outputs = Outputs::default();
-    let mut failed = Vec::new();
+    let mut failures = Failures::default();
+    // Failures that are not an item's own (or any, when nothing is tolerated) fail the leaf.
+    let mut fatal = Vec::new();
     for (item, result) in range.items().zip(results) {
         match result {
             Ok(output) => outputs.add_outcome(output),
-            Err(e) => failed.push((item, deepest_message(e.failure(), &e))),
+            Err(e) => {
+                let reason = deepest_message(e.failure(), &e);
+                match failure_kind(e.failure()) {
+                    Some(kind) if !tolerance.is_none() && is_item_failure(kind) => {
+                        failures.push(FailedItem::new(item, kind, &reason));
+                    }
+                    _ => fatal.push((item, reason)),
+                }
+            }
         }
     }
-    if let Some((item, reason)) = failed.first() {
+    if let Some((item, reason)) = fatal.first() {
         return Err(fail(format!(
             "{} of {} items in {}..={} failed; first, item {item}: {reason}",
-            failed.len(),
+            fatal.len() as u64 + failures.count,
             range.len(),
             range.first,
             range.last
         )));
     }
-    Ok(NodeResult::leaf(
-        range,
-        node.depth,
-        node.config.clone(),
-        outputs,
-        range.len(),
-    ))
+    if tolerance.exceeded_by(failures.count) {
+        return Err(tolerance_failure(failures.exceeded_message(
+            tolerance,
+            range.first,
+            range.last,
+        )));
+    }
+    let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outputs, range.len());
+    result.failures = failures;
+    Ok(result)
 }
 
 /// `batch` mode: one activity runs the plugin over the whole range and returns the statistics.
@@ -330,6 +384,7 @@ async fn run_range(
         first: range.first,
         last: range.last,
         config: node.config.plugin_config.clone(),
+        tolerance: node.config.tolerance,
     };
     let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let there = || {
@@ -344,16 +399,12 @@ async fn run_range(
         task.clone(),
         range_activity_options(),
     );
-    let outputs = here_or_there(here, VERSION_UNAVAILABLE, there)
+    let outcome = here_or_there(here, VERSION_UNAVAILABLE, there)
         .await
         .map_err(|e| range_failed(range, e.failure(), &e))?;
-    Ok(NodeResult::leaf(
-        range,
-        node.depth,
-        node.config.clone(),
-        outputs,
-        1,
-    ))
+    let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
+    result.failures = outcome.failures;
+    Ok(result)
 }
 
 fn window(node: &NodeInput) -> usize {
@@ -372,6 +423,13 @@ async fn run_children(
     // The batch-wide leaf budget and the node's own window both cap the children running at
     // once: start a wave, wait for it, start the next.
     let share = share_leaf_budget(node.leaf_budget(), children.len());
+    let tolerance = node.config.tolerance;
+    // Failed items of the children finished so far. When they exceed the tolerance, or a
+    // child fails, `stop` cancels the running siblings: the batch fails anyway, so their work
+    // would be discarded. (The token is a child of the workflow's own, so cancelling the
+    // batch cancels them too.)
+    let failed = std::cell::Cell::new(0u64);
+    let stop = ctx.cancellation_token().child_token();
     for wave in indexed.chunks(window(node).min(share.at_once)) {
         let starts = wave.iter().map(|&(index, range)| {
             let input = NodeInput {
@@ -383,6 +441,7 @@ async fn run_children(
             };
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(child_workflow_id(&parent_id, index))
+                .cancellation_token(stop.clone())
                 .static_summary(format!(
                     "items {}..={} (depth {}, {} mode, plugin {})",
                     range.first,
@@ -404,10 +463,47 @@ async fn run_children(
             })?;
             started.push(child);
         }
-        let results = join_all(started.into_iter().map(|child| child.result())).await;
+        let results = join_all(started.into_iter().map(|child| {
+            let (failed, stop) = (&failed, &stop);
+            async move {
+                let result = child.result().await;
+                match &result {
+                    Ok(done) => {
+                        failed.set(failed.get() + done.failures.count);
+                        if tolerance.exceeded_by(failed.get()) {
+                            stop.cancel();
+                        }
+                    }
+                    Err(_) => stop.cancel(),
+                }
+                result
+            }
+        }))
+        .await;
+        // The first child that failed on its own says why (its siblings were cancelled).
+        let mut cancelled = None;
         for (&(_, range), result) in wave.iter().zip(results) {
-            let result = result.map_err(|e| range_failed(range, e.failure(), &e))?;
-            merged.push(result);
+            match result {
+                Ok(result) => merged.push(result),
+                Err(e) if is_cancellation(e.failure()) => {
+                    cancelled.get_or_insert(range);
+                }
+                Err(e) => return Err(range_failed(range, e.failure(), &e)),
+            }
+        }
+        let so_far = merged
+            .iter()
+            .fold(Failures::default(), |all, r| all.then(r.failures.clone()));
+        if tolerance.exceeded_by(so_far.count) {
+            return Err(tolerance_failure(
+                so_far.exceeded_message(&tolerance, node.first, node.last),
+            ));
+        }
+        if let Some(range) = cancelled {
+            return Err(fail(format!(
+                "items {}..={}: cancelled",
+                range.first, range.last
+            )));
         }
     }
     Ok(NodeResult::merge(
@@ -452,6 +548,16 @@ fn invalid_input(message: String) -> WorkflowTermination {
 fn fail(message: String) -> WorkflowTermination {
     ApplicationFailure::builder(anyhow::anyhow!(message))
         .type_name("BatchNodeFailed".to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// The batch's failed items exceed its tolerance: fail for good, with the kind a client can
+/// tell from other failures.
+fn tolerance_failure(message: String) -> WorkflowTermination {
+    ApplicationFailure::builder(anyhow::anyhow!(message))
+        .type_name(TOLERANCE_EXCEEDED.to_owned())
         .non_retryable(true)
         .build()
         .into()

@@ -10,11 +10,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use batch_core::output::PartInfo;
+use batch_core::failures::{EXCERPT_BYTES, is_item_failure};
+use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::record_items::{RecordItem, RecordItems};
 use batch_core::source::part_name;
 use batch_core::split::SplitRecords;
-use batch_core::{DataSource, Output, Outputs, PluginConfig, PluginRef};
+use batch_core::{
+    DataSource, FailedItem, Failures, Output, Outputs, PluginConfig, PluginRef, Tolerance,
+};
 use bytes::Bytes;
 use data_io::write::PartWriter;
 use data_io::{DataError, Location};
@@ -38,14 +41,23 @@ pub struct SplitTask {
     /// Where the part goes, if the batch has an output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The batch's tolerance of failed items (see [`super::RangeTask::tolerance`]).
+    #[serde(default, skip_serializing_if = "Tolerance::is_none")]
+    pub tolerance: Tolerance,
 }
 
-/// What a split produced: the statistics of its outputs, and its part when written.
+/// What a split produced: the statistics of its outputs, its tolerated failures, and its
+/// parts when written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitOutcome {
     pub outputs: Outputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<PartInfo>,
+    #[serde(default, skip_serializing_if = "Failures::is_empty")]
+    pub failures: Failures,
+    /// The split's `failed/` part, written when an item failed and the batch has an output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_part: Option<FailedPartInfo>,
 }
 
 /// Bytes read per ranged read.
@@ -108,7 +120,32 @@ impl SplitError {
 struct Pending {
     items: Vec<Item>,
     bytes: usize,
-    bad: Option<(u64, String)>,
+    bad: Vec<BadRecord>,
+}
+
+/// A record that cannot become an item, with the start of its bytes.
+struct BadRecord {
+    index: u64,
+    reason: String,
+    excerpt: Vec<u8>,
+}
+
+/// What a split has counted and written so far.
+struct SplitState {
+    outputs: Outputs,
+    failures: Failures,
+    part: Option<PartWriter>,
+    /// Opened at the split's first failed item, when the batch has an output.
+    failed_part: Option<PartWriter>,
+    failed_location: Option<Location>,
+}
+
+impl SplitState {
+    async fn abort(self) {
+        for part in [self.part, self.failed_part].into_iter().flatten() {
+            part.abort().await;
+        }
+    }
 }
 
 impl PluginActivities {
@@ -125,42 +162,58 @@ impl PluginActivities {
         let items = RecordItems::new(&task.source)
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
         let name = part_name(task.first, task.last);
-        let mut part = match &task.output {
-            Some(output) => Some(PartWriter::new(Location::open(output)?.child(&name))),
+        let output = task.output.as_deref().map(Location::open).transpose()?;
+        let mut state = SplitState {
+            outputs: Outputs::default(),
+            failures: Failures::default(),
+            part: output.as_ref().map(|o| PartWriter::new(o.child(&name))),
+            failed_part: None,
+            failed_location: output.as_ref().map(|o| o.child(FAILED_DIR).child(&name)),
+        };
+        if let Err(e) = self
+            .read_and_process(ctx, &task, &plugin, &source, &items, &mut state)
+            .await
+        {
+            state.abort().await;
+            return Err(e);
+        }
+        let SplitState {
+            outputs,
+            failures,
+            part,
+            failed_part,
+            ..
+        } = state;
+        let failed_part = match failed_part {
+            Some(writer) => Some(FailedPartInfo {
+                name: format!("{FAILED_DIR}/{name}"),
+                first: task.first,
+                last: task.last,
+                failed: failures.count,
+                bytes: writer.finish().await?,
+            }),
             None => None,
         };
-        let result = self
-            .read_and_process(ctx, &task, &plugin, &source, &items, &mut part)
-            .await;
-        match (result, part) {
-            (Ok(outputs), Some(part)) => {
-                let bytes = part.finish().await?;
-                let info = PartInfo {
-                    name,
-                    first: task.first,
-                    last: task.last,
-                    items: outputs.count,
-                    records: outputs.records,
-                    numbers: outputs.numbers(),
-                    skipped: outputs.skipped,
-                    bytes,
-                };
-                Ok(SplitOutcome {
-                    outputs,
-                    part: Some(info),
-                })
-            }
-            (Ok(outputs), None) => Ok(SplitOutcome {
-                outputs,
-                part: None,
+        let part = match part {
+            Some(writer) => Some(PartInfo {
+                name,
+                first: task.first,
+                last: task.last,
+                items: outputs.count + failures.count,
+                records: outputs.records,
+                numbers: outputs.numbers(),
+                skipped: outputs.skipped,
+                failed: failures.count,
+                bytes: writer.finish().await?,
             }),
-            (Err(e), part) => {
-                if let Some(part) = part {
-                    part.abort().await;
-                }
-                Err(e)
-            }
-        }
+            None => None,
+        };
+        Ok(SplitOutcome {
+            outputs,
+            part,
+            failures,
+            failed_part,
+        })
     }
 
     /// Reads the split and runs the plugin over its records, writing the outputs to `part`.
@@ -171,11 +224,11 @@ impl PluginActivities {
         plugin: &Arc<LoadedPlugin>,
         source: &Location,
         items: &RecordItems,
-        part: &mut Option<PartWriter>,
-    ) -> Result<Outputs, SplitError> {
+        state: &mut SplitState,
+    ) -> Result<(), SplitError> {
         let mut split = SplitRecords::new(task.first, task.last);
-        let mut outputs = Outputs::default();
         let mut pending = Pending::default();
+        let tolerant = !task.tolerance.is_none();
         let size = task.source.size;
         let version = task.source.version.as_deref();
         let mut next = split.read_from();
@@ -189,34 +242,50 @@ impl PluginActivities {
                     });
                 }
                 RecordItem::NotAnItem => {}
-                RecordItem::Bad(reason) => {
-                    pending.bad.get_or_insert((index, reason));
-                }
+                RecordItem::Bad(reason) => pending.bad.push(BadRecord {
+                    index,
+                    reason,
+                    excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
+                }),
             };
         loop {
             if next > size {
                 split.finish(&mut |index, record| collect(&mut pending, index, record));
             }
-            if let Some((index, reason)) = pending.bad.take() {
-                return Err(SplitError::BadRecord { index, reason });
+            if !tolerant && let Some(bad) = pending.bad.first() {
+                return Err(SplitError::BadRecord {
+                    index: bad.index,
+                    reason: bad.reason.clone(),
+                });
             }
             let done = split.is_done();
             if done || pending.bytes >= SESSION_BYTES {
                 let block = std::mem::take(&mut pending.items);
+                let bad = std::mem::take(&mut pending.bad);
                 pending.bytes = 0;
-                let bytes = self
-                    .process_records(ctx, task, plugin, block, &mut outputs)
+                self.process_records(ctx, task, plugin, block, bad, state)
                     .await?;
-                if let Some(part) = part.as_mut() {
-                    part.write(bytes).await?;
+                if task.tolerance.exceeded_by(state.failures.count) {
+                    return Err(SplitError::Activity(super::tolerance_exceeded(
+                        &state.failures,
+                        &task.tolerance,
+                        task.first,
+                        task.last,
+                    )));
                 }
                 if done {
-                    return Ok(outputs);
+                    return Ok(());
                 }
                 if let Err(e) = ctx.record_heartbeat(next).await {
                     tracing::warn!("cannot record a heartbeat: {e}");
                 }
                 if ctx.is_cancelled() {
+                    tracing::info!(
+                        first = task.first,
+                        last = task.last,
+                        next,
+                        "split cancelled: its plugin calls stopped, its part is not written"
+                    );
                     return Err(SplitError::Activity(ActivityError::cancelled()));
                 }
             }
@@ -240,46 +309,104 @@ impl PluginActivities {
         }
     }
 
-    /// Runs the plugin over `block` in one instance on the blocking pool, adds the outputs to
-    /// `outputs` and returns them as the part's bytes (one line each; skips write nothing).
+    /// Runs the plugin over `block` in one instance on the blocking pool, and adds its outputs
+    /// (and, with a tolerance, its failed items and the `bad` records, in source order) to
+    /// `state`: the counts, the part (one line per output; skips write nothing) and the
+    /// `failed/` part.
     async fn process_records(
         &self,
         ctx: &ActivityContext,
         task: &SplitTask,
         plugin: &Arc<LoadedPlugin>,
         block: Vec<Item>,
-        outputs: &mut Outputs,
-    ) -> Result<Bytes, SplitError> {
-        if block.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let slot = self.call_slot(ctx, &()).await;
-        let (plugin, config, metrics) = (plugin.clone(), task.config.clone(), self.metrics.clone());
-        let name = task.plugin.name.clone();
-        let progress = block.first().map_or(0, |item| item.index);
-        let run = on_blocking_pool(move || {
-            let started = Instant::now();
-            let mut session = plugin
-                .session(slot, config.as_ref())
-                .inspect_err(|e| metrics.failure(&name, e))?;
-            let mut results = Vec::with_capacity(block.len());
-            for items in block.chunks(BLOCK_ITEMS) {
-                results.extend(
-                    session
-                        .process_each(items)
-                        .inspect_err(|e| metrics.failure(&name, e))?,
+        bad: Vec<BadRecord>,
+        state: &mut SplitState,
+    ) -> Result<(), SplitError> {
+        let tolerant = !task.tolerance.is_none();
+        let (block, results) = if block.is_empty() {
+            (block, Vec::new())
+        } else {
+            let slot = self
+                .call_slot(ctx, &())
+                .await
+                .map_err(SplitError::Activity)?;
+            let (plugin, config, metrics) =
+                (plugin.clone(), task.config.clone(), self.metrics.clone());
+            let name = task.plugin.name.clone();
+            let progress = block.first().map_or(0, |item| item.index);
+            let run = on_blocking_pool(move || {
+                let started = Instant::now();
+                let mut session = plugin
+                    .session(slot, config.as_ref())
+                    .inspect_err(|e| metrics.failure(&name, e))?;
+                let mut results = Vec::with_capacity(block.len());
+                for items in block.chunks(BLOCK_ITEMS) {
+                    match session.process_each(items) {
+                        Ok(each) => results.extend(each),
+                        // With a tolerance, find which items failed the call, one by one.
+                        Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
+                            let (renewed, each) = session.isolate(items, config.as_ref())?;
+                            session = renewed;
+                            results.extend(each);
+                        }
+                        Err(e) => {
+                            metrics.failure(&name, &e);
+                            return Err(e);
+                        }
+                    }
+                }
+                metrics.items(&name, block.len() as u64);
+                tracing::debug!(items = block.len(), elapsed = ?started.elapsed(), "records processed");
+                Ok((block, results))
+            });
+            // A slow plugin (an interpreter, 4 MiB of records) is not a lost worker either.
+            heartbeating(ctx, &progress, run).await?
+        };
+        let mut lines = Vec::new();
+        let mut failed_lines = Vec::new();
+        let mut bad = bad.into_iter().peekable();
+        let mut fail =
+            |state: &mut SplitState, index: u64, kind: &str, reason: &str, input: &[u8]| {
+                state.failures.push(FailedItem::new(index, kind, reason));
+                if state.failed_location.is_some() {
+                    let line = FailedLine::new(index, kind, reason, input);
+                    // A struct of strings and numbers always encodes.
+                    if let Ok(json) = serde_json::to_vec(&line) {
+                        failed_lines.extend_from_slice(&json);
+                        failed_lines.push(b'\n');
+                    }
+                }
+            };
+        for (item, result) in block.iter().zip(results) {
+            while let Some(record) = bad.next_if(|b| b.index < item.index) {
+                fail(
+                    state,
+                    record.index,
+                    "BadRecord",
+                    &record.reason,
+                    &record.excerpt,
                 );
             }
-            metrics.items(&name, block.len() as u64);
-            tracing::debug!(items = block.len(), elapsed = ?started.elapsed(), "records processed");
-            Ok(results)
-        });
-        // A slow plugin (an interpreter, 4 MiB of records) is not a lost worker either.
-        let results = heartbeating(ctx, &progress, run).await?;
-        let mut lines = Vec::new();
-        for result in results {
-            let output = result.inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
-            outputs.add(&output);
+            let output = match result {
+                Ok(output) => output,
+                Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
+                    self.metrics.failure(&task.plugin.name, &e);
+                    let input = item.data.as_deref().unwrap_or_default();
+                    fail(
+                        state,
+                        item.index,
+                        crate::routing::kind(&e),
+                        &e.message(),
+                        input,
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.metrics.failure(&task.plugin.name, &e);
+                    return Err(e.into());
+                }
+            };
+            state.outputs.add(&output);
             match output {
                 Output::Record(bytes) => {
                     lines.extend_from_slice(&bytes);
@@ -292,6 +419,26 @@ impl PluginActivities {
                 Output::Skip => {}
             }
         }
-        Ok(Bytes::from(lines))
+        for record in bad {
+            fail(
+                state,
+                record.index,
+                "BadRecord",
+                &record.reason,
+                &record.excerpt,
+            );
+        }
+        if let Some(part) = state.part.as_mut() {
+            part.write(Bytes::from(lines)).await?;
+        }
+        if !failed_lines.is_empty()
+            && let Some(location) = &state.failed_location
+        {
+            let part = state
+                .failed_part
+                .get_or_insert_with(|| PartWriter::new(location.clone()));
+            part.write(Bytes::from(failed_lines)).await?;
+        }
+        Ok(())
     }
 }

@@ -528,6 +528,51 @@ impl PluginSession<'_> {
     }
 }
 
+impl PluginSession<'static> {
+    /// Each item's output or failure, in order, each item in its own call, in a fresh
+    /// instance (in the same call slot), and a fresh instance again after any call that failed
+    /// as a whole (a trap, the deadline, a broken interface), which is then that item's own
+    /// failure. Used when a block failed and a batch tolerates failed items: it finds exactly
+    /// which items fail, and an instance a trap left unusable never runs another item. Returns
+    /// the session to go on with; `Err` only for what is not an item's failure (a new instance
+    /// that cannot be made or configured).
+    pub fn isolate(
+        self,
+        items: &[Item],
+        config: Option<&PluginConfig>,
+    ) -> Result<(Self, Vec<Result<Output, PluginError>>), PluginError> {
+        // The failed block may have left this instance unusable.
+        let mut this = self.renew(config)?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            match this.process_each(std::slice::from_ref(item)) {
+                Ok(mut one) => results.push(one.pop().unwrap_or(Ok(Output::Skip))),
+                Err(e) => {
+                    results.push(Err(e));
+                    this = this.renew(config)?;
+                }
+            }
+        }
+        Ok((this, results))
+    }
+
+    /// A fresh, configured instance of the same plugin in this session's call slot.
+    fn renew(self, config: Option<&PluginConfig>) -> Result<Self, PluginError> {
+        let PluginSession {
+            store,
+            plugin,
+            _slot: slot,
+            ..
+        } = self;
+        // The old instance's pool slots go back before the new instance takes its own.
+        drop(store);
+        match (plugin, slot) {
+            (PluginHandle::Shared(plugin), Some(slot)) => plugin.session(slot, config),
+            _ => unreachable!("only sessions from LoadedPlugin::session are renewed"),
+        }
+    }
+}
+
 impl From<WitOutput> for Output {
     fn from(output: WitOutput) -> Self {
         match output {

@@ -1,0 +1,367 @@
+//! Operating batches end to end (#14): tolerated failures (counted, reported, left out, exact
+//! totals), a tolerance exceeded (the batch stops early and says why), failed-item reports in
+//! the output (`failed/` parts and the manifest), and cancellation (nothing left running).
+//! A real dev server, the real worker and starter, and the `picky` fixture, which refuses and
+//! traps on a configured set of items, so every expected figure is computed here.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{DevServer, Node, Run, wait_for};
+
+fn server() -> &'static DevServer {
+    static SERVER: OnceLock<DevServer> = OnceLock::new();
+    SERVER.get_or_init(DevServer::start)
+}
+
+fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        Node::start(
+            server(),
+            "operations",
+            &[
+                ("picky", "picky"),
+                ("square_number", "square_number"),
+                ("json_field", "json_field"),
+            ],
+            &[],
+        )
+    })
+}
+
+fn run(args: &[&str]) -> Run {
+    node().run(args)
+}
+
+fn json_of(run: &Run) -> Value {
+    assert!(run.success, "{}", node().explain(run));
+    serde_json::from_str(run.stdout.trim()).expect("one JSON object")
+}
+
+/// Items `1..=n` through picky, refusing multiples of `refuse` and trapping on multiples of
+/// `trap`: (sum of the outputs, indexes of the failed items, how many trapped).
+fn expected(n: u64, refuse: u64, trap: u64) -> (u128, Vec<u64>, u64) {
+    let failed: Vec<u64> = (1..=n)
+        .filter(|i| i.is_multiple_of(refuse) || i.is_multiple_of(trap))
+        .collect();
+    let sum = (1..=n)
+        .filter(|i| !failed.contains(i))
+        .map(u128::from)
+        .sum();
+    let trapped = (1..=n).filter(|i| i.is_multiple_of(trap)).count() as u64;
+    (sum, failed, trapped)
+}
+
+/// Item mode: each failed item is one failed activity; the leaf collects them, the tree adds
+/// them up, and the summary and `--json` give the counts, kinds, samples and every index.
+#[test]
+fn tolerated_failures_are_counted_reported_and_left_out_in_item_mode() {
+    let config = r#"{"refuse_every": 50, "trap_every": 250}"#;
+    let args = [
+        "500",
+        "--plugin",
+        "picky",
+        "--plugin-config",
+        config,
+        "--max-failures",
+        "10",
+    ];
+    let summary = run(&args);
+    assert!(summary.success, "{}", node().explain(&summary));
+    let (sum, failed, trapped) = expected(500, 50, 250);
+    assert_eq!(failed.len(), 10);
+    assert_eq!(summary.field("Total numbers processed"), "490");
+    assert_eq!(summary.field("Sum of all outputs"), sum.to_string());
+    assert_eq!(
+        summary.field("Failed items"),
+        format!(
+            "10 (PluginRefusedItem {}, PluginTrapped {trapped}; tolerated: at most 10 items)",
+            10 - trapped
+        )
+    );
+    let sample = summary
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("  item 50: "))
+        .unwrap_or_else(|| panic!("no sample for item 50:\n{}", summary.stdout));
+    assert!(
+        sample.starts_with("  item 50: PluginRefusedItem: plugin picky@sha256:")
+            && sample.ends_with("refused item 50: picky refuses item 50"),
+        "{sample}"
+    );
+    assert!(
+        summary.stdout.contains("  ... and 5 more\n"),
+        "{}",
+        summary.stdout
+    );
+
+    // The same batch attached with --json: the whole report, exactly.
+    let id = summary.field("Workflow ID").to_owned();
+    let result = json_of(&run(&["--attach", &id, "--json"]))["result"].clone();
+    let failures = &result["failures"];
+    assert_eq!(failures["count"], 10);
+    assert_eq!(failures["indexes"], json!(failed));
+    assert_eq!(
+        failures["by_kind"],
+        json!({"PluginRefusedItem": 10 - trapped, "PluginTrapped": trapped})
+    );
+    let samples = failures["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 10);
+    assert_eq!(samples[4]["index"], 250);
+    assert_eq!(samples[4]["kind"], "PluginTrapped");
+    assert_eq!(
+        result["outputs"]["count"].as_u64().expect("count") + 10,
+        500,
+        "succeeded and failed items add up to the batch"
+    );
+}
+
+/// `batch` mode: a block that fails is run again item by item (a fresh instance after each
+/// trap) to find exactly which items fail; a ratio of a range batch is known from the start.
+#[test]
+fn tolerated_failures_are_exact_in_batch_mode() {
+    let config = r#"{"refuse_every": 1000, "trap_every": 25000}"#;
+    let run = run(&[
+        "100000",
+        "10000",
+        "--mode",
+        "batch",
+        "--plugin",
+        "picky",
+        "--plugin-config",
+        config,
+        "--max-failure-ratio",
+        "0.1%",
+        "--json",
+    ]);
+    let result = json_of(&run)["result"].clone();
+    let (sum, failed, trapped) = expected(100_000, 1000, 25_000);
+    assert_eq!(
+        failed.len(),
+        100,
+        "exactly at the tolerance: 0.1% of 100000"
+    );
+    assert_eq!(result["outputs"]["sum"], sum.to_string());
+    assert_eq!(result["outputs"]["count"], 100_000 - 100);
+    assert_eq!(result["failures"]["count"], 100);
+    assert_eq!(result["failures"]["indexes"], json!(failed));
+    assert_eq!(
+        result["failures"]["by_kind"],
+        json!({"PluginRefusedItem": 100 - trapped, "PluginTrapped": trapped})
+    );
+    assert_eq!(result["config"]["tolerance"]["max_failure_ppm"], 1000);
+    assert_eq!(result["config"]["tolerance"]["items"], 100_000);
+}
+
+/// One failed item more than tolerated fails the batch with the count, the tolerance and the
+/// first failure; siblings not yet started never start (one leaf at a time here, so the
+/// figure is exact), and nothing of the batch is left running.
+#[test]
+fn a_batch_over_its_tolerance_stops_early_and_says_why() {
+    let config = r#"{"refuse_every": 50}"#;
+    let id = "stop-early";
+    let failed = run(&[
+        "500",
+        "--plugin",
+        "picky",
+        "--plugin-config",
+        config,
+        "--max-failures",
+        "2",
+        "--max-leaves-in-flight",
+        "1",
+        "--workflow-id",
+        id,
+    ]);
+    assert!(!failed.success, "{}", node().explain(&failed));
+    // Items 50 and 100 fail in the root's first child (1..=100), 150 and 200 in its second:
+    // there the root sees 4 > 2 and stops, before its children for 201..=500 start.
+    assert!(
+        failed.stderr.contains(
+            "4 items in 1..=500 failed, more than the batch tolerates (at most 2 items); \
+             first, item 50: plugin picky@sha256:"
+        ),
+        "{}",
+        failed.stderr
+    );
+    let prefix = format!("WorkflowId STARTS_WITH '{id}-'");
+    let running = format!("{prefix} AND ExecutionStatus = 'Running'");
+    wait_for(
+        "nothing of the batch running",
+        Duration::from_secs(60),
+        || (server().count(&running) == Some(0)).then_some(()),
+    );
+    // The whole tree of 500 has 5 + 25 + 125 = 155 descendants (leaves of 4, as the demo's);
+    // the batch ran two of the root's five children: 2 x (1 + 5 + 25).
+    let ran = server().count_workflows(&prefix, 62);
+    let listed = server().cli(&["workflow", "list", "--query", &prefix, "--limit", "200"]);
+    assert_eq!(ran, 62, "{}", String::from_utf8_lossy(&listed.stdout));
+}
+
+/// With an output, every failed record goes to its split's `failed/` part (index, kind,
+/// reason, the start of the record), listed in the manifest with the counts by kind; the
+/// parts hold exactly the other records' outputs.
+#[test]
+fn failed_records_go_to_failed_parts_listed_in_the_manifest() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("amounts.jsonl");
+    // Every 7th record has no amount: json_field refuses it.
+    let mut data = String::new();
+    for id in 1..=3000u64 {
+        if id % 7 == 0 {
+            data.push_str(&format!("{{\"id\":{id}}}\n"));
+        } else {
+            data.push_str(&format!("{{\"id\":{id},\"amount\":{}}}\n", id * 3));
+        }
+    }
+    std::fs::write(&source, &data).expect("source");
+    let out = scratch.path().join("out");
+    let run = run(&[
+        "--source",
+        source.to_str().expect("utf-8"),
+        "--plugin",
+        "json_field",
+        "--plugin-config",
+        r#"{"field": "amount"}"#,
+        "--output",
+        out.to_str().expect("utf-8"),
+        "--split-size",
+        "16384",
+        "--max-failures",
+        "1000",
+    ]);
+    assert!(run.success, "{}", node().explain(&run));
+    let digest = support::sha256_of(&support::built_plugin("json_field"));
+    // What the test expects, from the data: each record's byte position, and the outputs.
+    let (mut expected_out, mut expected_failed) = (String::new(), Vec::new());
+    let mut offset = 1u64;
+    for line in data.lines() {
+        let record: Value = serde_json::from_str(line).expect("json");
+        match record.get("amount") {
+            Some(amount) => expected_out.push_str(&format!("{amount}\n")),
+            None => expected_failed.push(json!({
+                "index": offset,
+                "kind": "PluginRefusedItem",
+                "reason": format!(
+                    "plugin json_field@sha256:{digest} refused item {offset}: the record has no \
+                     field \"amount\""
+                ),
+                "excerpt": line,
+            })),
+        }
+        offset += line.len() as u64 + 1;
+    }
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["items"], 3000);
+    assert_eq!(manifest["failed"], 428);
+    assert_eq!(expected_failed.len(), 428);
+    assert_eq!(manifest["numbers"], 3000 - 428);
+    assert_eq!(
+        manifest["failed_by_kind"],
+        json!({"PluginRefusedItem": 428})
+    );
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect("part");
+    let outputs: String = manifest["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| read(p["name"].as_str().expect("name")))
+        .collect();
+    assert!(outputs == expected_out, "the parts are exactly the outputs");
+    let failed_parts = manifest["failed_parts"].as_array().expect("failed parts");
+    let mut lines = Vec::new();
+    let mut listed = 0;
+    for part in failed_parts {
+        let text = read(part["name"].as_str().expect("name"));
+        assert_eq!(part["bytes"], text.len() as u64);
+        listed += part["failed"].as_u64().expect("failed");
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("json")),
+        );
+    }
+    assert_eq!(listed, 428);
+    assert_eq!(lines, expected_failed, "the report, line by line");
+    let on_disk = std::fs::read_dir(out.join("failed"))
+        .expect("failed/")
+        .count();
+    assert_eq!(
+        on_disk,
+        failed_parts.len(),
+        "one failed part per split with failures"
+    );
+    assert_eq!(
+        run.field("Failed items report"),
+        format!("{}/failed/ ({} parts)", out.display(), failed_parts.len())
+    );
+}
+
+/// `--cancel` cancels the root; the cancellation reaches every descendant and the running
+/// `batch`-mode leaves' plugin calls (at their next heartbeat); the root ends cancelled and no
+/// workflow of the batch is left running.
+#[test]
+fn a_cancelled_batch_leaves_nothing_running() {
+    let id = "cancel-me";
+    // 10^12 items in leaves of 10^9: hours of work, so it is surely running when cancelled.
+    let started = run(&[
+        "1000000000000",
+        "1000000000",
+        "10",
+        "--mode",
+        "batch",
+        "--plugin",
+        "picky",
+        "--no-wait",
+        "--workflow-id",
+        id,
+    ]);
+    assert!(started.success, "{}", node().explain(&started));
+    let running = format!("WorkflowId STARTS_WITH '{id}-' AND ExecutionStatus = 'Running'");
+    wait_for("leaves running", Duration::from_secs(60), || {
+        (server().count(&running).unwrap_or(0) >= 3).then_some(())
+    });
+    // A leaf's activity is computing: the worker logs nothing per slice, so wait for one
+    // heartbeat interval's worth of work.
+    let before = node()
+        .worker
+        .log_text()
+        .matches("batch leaf cancelled")
+        .count();
+    assert_eq!(before, 0);
+    let cancelled = run(&["--cancel", id]);
+    assert!(cancelled.success, "{}", node().explain(&cancelled));
+    assert!(
+        cancelled.stdout.starts_with(&format!(
+            "Batch {id} cancelled: no workflow of it runs any more"
+        )),
+        "{}",
+        cancelled.stdout
+    );
+    let status = server().cli(&["workflow", "describe", "--workflow-id", id, "-o", "json"]);
+    let described: Value = serde_json::from_slice(&status.stdout).expect("describe json");
+    assert_eq!(
+        described["workflowExecutionInfo"]["status"], "WORKFLOW_EXECUTION_STATUS_CANCELED",
+        "{described}"
+    );
+    wait_for(
+        "nothing of the batch running",
+        Duration::from_secs(60),
+        || (server().count(&running) == Some(0)).then_some(()),
+    );
+    // The leaves waited for their activities to stop (WaitCancellationCompleted), so the
+    // plugin calls had stopped before their workflows closed.
+    assert!(
+        node()
+            .worker
+            .log_text()
+            .contains("batch leaf cancelled: its plugin calls stopped"),
+        "{}",
+        support::log_tail(&node().worker.log, 40)
+    );
+}

@@ -196,6 +196,10 @@ pub struct BatchConfig {
     /// absent from the JSON when none, as a batch has always been.
     #[serde(default, skip_serializing_if = "crate::Tolerance::is_none")]
     pub tolerance: crate::Tolerance,
+    /// A retry batch (`--retry-failed`): the earlier batch whose failed items it re-runs.
+    /// Its items are then a list ([`NodeInput::items`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<crate::retry::RetryOf>,
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -212,6 +216,11 @@ pub struct NodeInput {
     /// `max_leaves_in_flight` (absent from a root's input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaf_budget: Option<u64>,
+    /// A retry batch's items at this node's positions `first..=last` (see [`crate::retry`]):
+    /// sorted item indexes (of a range, or byte positions of a data source's records). Absent
+    /// for every other batch, whose items are the positions themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<u64>>,
 }
 
 impl NodeInput {
@@ -232,8 +241,10 @@ impl NodeInput {
                 source: None,
                 output: None,
                 tolerance: crate::Tolerance::default(),
+                retry_of: None,
             },
             leaf_budget: None,
+            items: None,
         }
     }
 
@@ -284,13 +295,21 @@ impl NodeInput {
             config.validate()?;
         }
         validate_data(&self.config)?;
-        if let Some(source) = &self.config.source
-            && self.last > source.size
-        {
-            return Err(ConfigError::BeyondSource {
-                last: self.last,
-                size: source.size,
-            });
+        let max_item = self.config.source.as_ref().map_or(MAX_ITEMS, |s| s.size);
+        match &self.items {
+            Some(items) => {
+                crate::retry::validate_items(items, self.first, self.last, max_item)?;
+            }
+            None if self.last > max_item => {
+                return Err(ConfigError::BeyondSource {
+                    last: self.last,
+                    size: max_item,
+                });
+            }
+            None => {}
+        }
+        if self.config.retry_of.is_some() != self.items.is_some() {
+            return Err(ConfigError::RetryItems);
         }
         Ok(())
     }
@@ -326,6 +345,10 @@ pub enum ConfigError {
     Source(#[from] crate::source::SourceError),
     #[error("the range ends at byte {last}, past the source's {size} bytes")]
     BeyondSource { last: u64, size: u64 },
+    #[error(transparent)]
+    Retry(#[from] crate::retry::RetryError),
+    #[error("a retry batch (retry_of) and only a retry batch has a list of items")]
+    RetryItems,
     #[error("n must be at most {MAX_ITEMS} (got {0})")]
     TooManyItems(u64),
     #[error("the first item must be at least 1 (got 0): items are numbered from 1")]

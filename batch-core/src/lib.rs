@@ -23,6 +23,7 @@ pub mod plan;
 pub mod plugin_config;
 pub mod record_items;
 pub mod result;
+pub mod retry;
 pub mod source;
 pub mod split;
 pub mod summary;

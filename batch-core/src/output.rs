@@ -105,6 +105,10 @@ pub struct Manifest {
     /// The `failed/` parts, in source order (none when no item failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_parts: Vec<FailedPartInfo>,
+    /// A retry batch's output: the batch whose failed items it holds. That batch's output and
+    /// this one together hold every item once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<crate::retry::RetryOf>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -50,12 +50,37 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     if !config.tolerance.is_none() || !result.failures.is_empty() {
         write_failures(&mut s, result);
     }
-    if let Some(source) = &config.source {
+    if let Some(retry) = &config.retry_of {
+        let now = &config.plugin;
+        let version = if now.digest == retry.plugin.digest {
+            "the same version".to_owned()
+        } else {
+            format!("then {}", retry.plugin.display_short())
+        };
         let _ = writeln!(
             s,
-            "Source: {} ({}, {} bytes, splits of {} bytes)",
-            source.location, source.format, source.size, config.batch_size
+            "Retry of: {} ({} failed items; plugin now {}, {version})",
+            retry.batch,
+            retry.failed,
+            now.display_short()
         );
+    }
+    match (&config.source, &config.retry_of) {
+        (Some(source), None) => {
+            let _ = writeln!(
+                s,
+                "Source: {} ({}, {} bytes, splits of {} bytes)",
+                source.location, source.format, source.size, config.batch_size
+            );
+        }
+        (Some(source), Some(_)) => {
+            let _ = writeln!(
+                s,
+                "Source: {} ({}, {} bytes; each record read at its position, {} per leaf)",
+                source.location, source.format, source.size, config.batch_size
+            );
+        }
+        (None, _) => {}
     }
     if let Some(output) = &config.output {
         let _ = writeln!(
@@ -133,6 +158,7 @@ mod tests {
             source: None,
             output: None,
             tolerance: crate::Tolerance::default(),
+            retry_of: None,
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),

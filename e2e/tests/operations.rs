@@ -365,3 +365,166 @@ fn a_cancelled_batch_leaves_nothing_running() {
         support::log_tail(&node().worker.log, 40)
     );
 }
+
+/// `--retry-failed` re-runs exactly the failed items of a range batch (here with a
+/// configuration that no longer refuses them): the two batches' counts and sums together are
+/// the whole range's, and the retry's summary says what it retried and with which version.
+#[test]
+fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
+    let id = "retry-source";
+    // Leaves of 4, which the retry keeps: its 10 items run in 3 leaves.
+    let first = run(&[
+        "500",
+        "4",
+        "--plugin",
+        "picky",
+        "--plugin-config",
+        r#"{"refuse_every": 50, "trap_every": 250}"#,
+        "--max-failures",
+        "10",
+        "--workflow-id",
+        id,
+    ]);
+    assert!(first.success, "{}", node().explain(&first));
+    let retry = run(&[
+        "--retry-failed",
+        id,
+        "--plugin-config",
+        r#"{"refuse_every": 0}"#,
+    ]);
+    assert!(retry.success, "{}", node().explain(&retry));
+    let (sum, failed, _) = expected(500, 50, 250);
+    let retried: u128 = failed.iter().map(|&i| u128::from(i)).sum();
+    assert_eq!(retry.field("Total numbers processed"), "10");
+    assert_eq!(retry.field("Sum of all outputs"), retried.to_string());
+    assert_eq!(
+        retry.field("First 10 results"),
+        format!("{failed:?}"),
+        "exactly the failed items, in order"
+    );
+    let digest = support::sha256_of(&support::built_plugin("picky"));
+    assert_eq!(
+        retry.field("Retry of"),
+        format!(
+            "{id} (10 failed items; plugin now picky@sha256:{}, the same version)",
+            &digest[..12]
+        )
+    );
+    let first_sum: u128 = first.field("Sum of all outputs").parse().expect("sum");
+    assert_eq!(first_sum, sum);
+    assert_eq!(
+        first_sum + retried,
+        500 * 501 / 2,
+        "together, every item once"
+    );
+    // Nothing failed in the retry, so retrying it again has nothing to do.
+    let again = run(&["--retry-failed", retry.field("Workflow ID")]);
+    assert!(again.success, "{}", node().explain(&again));
+    assert!(
+        again
+            .stdout
+            .contains("has no failed items: nothing to retry"),
+        "{}",
+        again.stdout
+    );
+}
+
+/// A data batch's retry reads the failed records where they start (from the earlier batch's
+/// `failed/` parts) and writes its own output and manifest: the two outputs together hold an
+/// output for every record once.
+#[test]
+fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let source = scratch.path().join("people.jsonl");
+    let mut data = String::new();
+    for id in 1..=2000u64 {
+        match id % 9 {
+            0 => data.push_str(&format!("{{\"id\":{id},\"age\":\"unknown\"}}\n")),
+            _ => data.push_str(&format!("{{\"id\":{id},\"age\":{}}}\n", id % 90)),
+        }
+    }
+    std::fs::write(&source, &data).expect("source");
+    let (out, out_retry) = (scratch.path().join("out"), scratch.path().join("retry"));
+    let source = source.to_str().expect("utf-8");
+    let id = "data-retry-source";
+    let first = run(&[
+        "--source",
+        source,
+        "--plugin",
+        "json_field",
+        "--plugin-config",
+        r#"{"field": "age"}"#,
+        "--output",
+        out.to_str().expect("utf-8"),
+        "--split-size",
+        "8192",
+        "--max-failure-ratio",
+        "20%",
+        "--workflow-id",
+        id,
+    ]);
+    assert!(first.success, "{}", node().explain(&first));
+    // The records without a numeric age, again, taking their id instead.
+    let retry = run(&[
+        "--retry-failed",
+        id,
+        "--plugin-config",
+        r#"{"field": "id"}"#,
+        "--output",
+        out_retry.to_str().expect("utf-8"),
+    ]);
+    assert!(retry.success, "{}", node().explain(&retry));
+    let manifest = |dir: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).expect("manifest"))
+            .expect("json")
+    };
+    let (m1, m2) = (manifest(&out), manifest(&out_retry));
+    assert_eq!(m1["failed"], 222);
+    assert_eq!(m2["items"], 222);
+    assert_eq!(m2["failed"], 0);
+    assert_eq!(m2["retry_of"]["batch"], id);
+    assert_eq!(m2["retry_of"]["failed"], 222);
+    // 222 records in leaves of at most 100: the root splits them in 5 (the demo's rule).
+    assert_eq!(m2["parts"].as_array().expect("parts").len(), 5);
+    assert_eq!(
+        m1["numbers"].as_u64().expect("numbers") + m2["numbers"].as_u64().expect("numbers"),
+        2000,
+        "together, every record once"
+    );
+    let outputs = |dir: &std::path::Path, m: &Value| -> String {
+        m["parts"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(dir.join(p["name"].as_str().expect("name"))).expect("part")
+            })
+            .collect()
+    };
+    let expected_retry: String = (1..=2000u64)
+        .filter(|id| id % 9 == 0)
+        .map(|id| format!("{id}\n"))
+        .collect();
+    assert!(
+        outputs(&out_retry, &m2) == expected_retry,
+        "the retry's parts: the failed records' ids, in order"
+    );
+    let expected_first: String = (1..=2000u64)
+        .filter(|id| id % 9 != 0)
+        .map(|id| format!("{}\n", id % 90))
+        .collect();
+    assert!(outputs(&out, &m1) == expected_first);
+    // The retry refuses to write over the earlier output.
+    let clash = run(&[
+        "--retry-failed",
+        id,
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!clash.success);
+    assert!(
+        clash.stderr.contains("the retry's --output must differ"),
+        "{}",
+        clash.stderr
+    );
+}

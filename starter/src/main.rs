@@ -3,6 +3,7 @@
 //! and prints the demo's summary block. A failed batch prints the reason and exits non-zero.
 
 mod progress;
+mod retry;
 mod web_ui;
 
 use std::io::IsTerminal;
@@ -88,7 +89,7 @@ struct Args {
     format: Option<Format>,
     /// Write the outputs to this directory or object-store prefix: one part per split, in
     /// source order, then `_manifest.json`, which marks the output complete.
-    #[arg(long, value_name = "DIR|URL", requires = "source")]
+    #[arg(long, value_name = "DIR|URL")]
     output: Option<String>,
     /// Bytes per split (one leaf each) of a --source. Default: 64 MiB, raised to keep a batch
     /// at 2000 parts at most.
@@ -107,10 +108,17 @@ struct Args {
     /// stop early).
     #[arg(long, value_name = "RATIO", value_parser = batch_core::Tolerance::parse_ratio)]
     max_failure_ratio: Option<u64>,
+    /// Start a batch over exactly the failed items of the completed batch with this root
+    /// workflow id (from its failed/ parts, or from its result when it had no output), with
+    /// the plugin's current version (or --plugin, --plugin-config, --mode, BATCH_SIZE if
+    /// given). A data batch's retry needs its own --output: the two outputs together hold
+    /// every item once.
+    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["source", "attach", "list_plugins"])]
+    retry_failed: Option<String>,
     /// Cancel the batch with this root workflow id: the root and every descendant workflow,
     /// and the plugin calls they run, stop; its output gets no manifest (incomplete). Waits
     /// until the root has closed.
-    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins"])]
+    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed"])]
     cancel: Option<String>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
@@ -191,6 +199,7 @@ async fn main() -> ExitCode {
         n: explicit("n"),
         batch_size: explicit("batch_size"),
         mode: explicit("mode"),
+        plugin: explicit("plugin"),
     };
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
@@ -210,6 +219,7 @@ struct Given {
     n: bool,
     batch_size: bool,
     mode: bool,
+    plugin: bool,
 }
 
 /// A batch ready to start: its root input, its id, and how to describe it.
@@ -333,9 +343,16 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         };
         return wait_and_report(&args, workflow_id, handle, progress, Instant::now(), web_ui).await;
     }
-    let Batch { input, workflow_id } = match &args.source {
-        Some(location) => data_batch(&args, location, &given).await?,
-        None => range_batch(&args)?,
+    let Batch { input, workflow_id } = match (&args.retry_failed, &args.source) {
+        (Some(earlier), _) => match retry::retry_batch(&args, &given, earlier).await? {
+            Some(batch) => batch,
+            None => {
+                println!("Batch {earlier} has no failed items: nothing to retry");
+                return Ok(());
+            }
+        },
+        (None, Some(location)) => data_batch(&args, location, &given).await?,
+        (None, None) => range_batch(&args)?,
     };
     // Items of the tree: 1..=N, or a data source's bytes.
     let n = input.last;
@@ -374,12 +391,16 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         // instead of failing or running it twice.
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         // Shown by the Web UI and `temporal workflow describe`, like each child's.
-        .static_summary(match &config.source {
-            Some(source) => format!(
+        .static_summary(match (&config.retry_of, &config.source) {
+            (Some(retry), _) => format!(
+                "the {n} failed items of {} (plugin {}, {} mode)",
+                retry.batch, config.plugin.name, config.mode
+            ),
+            (None, Some(source)) => format!(
                 "{} ({}, bytes 1..={n}; splits of {} bytes, plugin {}, max children {})",
                 source.location, source.format, config.batch_size, args.plugin, args.max_children
             ),
-            None => format!(
+            (None, None) => format!(
                 "items 1..={} (depth 0, {} mode, plugin {}, batch size {}, max children {})",
                 args.n, args.mode, args.plugin, args.batch_size, args.max_children
             ),
@@ -387,20 +408,26 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         .build();
     let mode = config.mode;
     let tree = TreeShape::of(n, config.batch_size, config.max_children);
-    let input_source = config.source.as_ref().map(|s| s.location.clone());
+    let input_source = match (&config.retry_of, &config.source) {
+        (Some(retry), _) => Some(format!("the failed items of {}", retry.batch)),
+        (None, source) => source.as_ref().map(|s| s.location.clone()),
+    };
+    let plugin = config.plugin.name.clone();
+    let retrying = config.retry_of.is_some();
     let handle = client
         .start_workflow(BatchWorkflowRef, input, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start batch {workflow_id}: {e}"))?;
     let what = match &input_source {
+        Some(what) if retrying => format!("{what} ({n} items)"),
         Some(location) => format!("{location} ({n} bytes)"),
         None => format!("{n} items"),
     };
     eprintln!(
-        "Started batch {workflow_id} (run {}) on task queue {}: {what}, plugin {}, {mode} mode",
+        "Started batch {workflow_id} (run {}) on task queue {}: {what}, plugin {plugin}, {mode} \
+         mode",
         handle.run_id().unwrap_or("?"),
         args.task_queue,
-        args.plugin,
     );
     if let Some(page) = &web_ui {
         eprintln!("Web UI: {page}");

@@ -30,7 +30,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::metrics::PluginMetrics;
 use crate::plugins::sandbox::CallSlot;
-use crate::plugins::{Item, LoadedPlugin, PluginError, PluginRegistry};
+use crate::plugins::{Item, LoadedPlugin, PluginError, PluginRegistry, PluginSession};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
 
@@ -59,6 +59,10 @@ pub struct RangeTask {
     /// fails only when they exceed it.
     #[serde(default, skip_serializing_if = "Tolerance::is_none")]
     pub tolerance: Tolerance,
+    /// A retry batch's leaf: exactly these items (sorted, within `first..=last`), not the
+    /// whole range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<u64>>,
 }
 
 /// What a `batch`-mode leaf returns: its outputs' statistics (the same JSON as before failures
@@ -403,6 +407,7 @@ impl PluginActivities {
                 plugin: plugin.clone(),
                 config: task.config.clone(),
                 tolerance: task.tolerance,
+                items: task.items.clone(),
                 last: task.last,
                 metrics: self.metrics.clone(),
                 progress,
@@ -506,6 +511,7 @@ struct RangeSlice {
     plugin: Arc<LoadedPlugin>,
     config: Option<PluginConfig>,
     tolerance: Tolerance,
+    items: Option<Vec<u64>>,
     last: u64,
     metrics: PluginMetrics,
     progress: RangeProgress,
@@ -526,6 +532,9 @@ impl RangeSlice {
             .session(slot, self.config.as_ref())
             .inspect_err(|e| self.metrics.failure(&name, e))?;
         let tolerant = !self.tolerance.is_none();
+        if let Some(list) = self.items.take() {
+            return self.run_list(session, &list, sizer, started);
+        }
         loop {
             let next = self.progress.next;
             let left = self.last - next + 1;
@@ -569,6 +578,69 @@ impl RangeSlice {
                 || self.tolerance.exceeded_by(self.progress.failures.count)
             {
                 self.metrics.items(&name, self.progress.next - from);
+                return Ok(self.progress);
+            }
+        }
+    }
+}
+
+impl RangeSlice {
+    /// [`Self::run`] for a retry batch's leaf: the listed items from `progress.next` on, in
+    /// blocks (each item with its index, so not through the `ranges` export).
+    fn run_list(
+        mut self,
+        mut session: PluginSession<'static>,
+        list: &[u64],
+        mut sizer: BlockSizer,
+        started: Instant,
+    ) -> Result<RangeProgress, PluginError> {
+        let name = self.plugin.name().to_owned();
+        let tolerant = !self.tolerance.is_none();
+        loop {
+            let start = list.partition_point(|&item| item < self.progress.next);
+            let len = sizer.next_len().min(list.len() - start);
+            let block: Vec<Item> = list[start..start + len]
+                .iter()
+                .map(|&index| Item { index, data: None })
+                .collect();
+            let block_started = Instant::now();
+            let results = match session.process_each(&block) {
+                Ok(results) => results,
+                Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
+                    let (renewed, results) = session.isolate(&block, self.config.as_ref())?;
+                    session = renewed;
+                    results
+                }
+                Err(e) => {
+                    self.metrics.failure(&name, &e);
+                    return Err(e);
+                }
+            };
+            for (item, result) in block.iter().zip(results) {
+                match result {
+                    Ok(output) => self.progress.outputs.add(&output),
+                    Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
+                        self.metrics.failure(&name, &e);
+                        let failed = FailedItem::new(item.index, routing::kind(&e), &e.message());
+                        self.progress.failures.push(failed);
+                    }
+                    Err(e) => {
+                        self.metrics.failure(&name, &e);
+                        return Err(e);
+                    }
+                }
+            }
+            self.metrics.items(&name, len as u64);
+            sizer.record(len, block_started.elapsed());
+            let done = start + len == list.len();
+            self.progress.next = match (done, block.last()) {
+                (false, Some(item)) => item.index + 1,
+                _ => self.last + 1,
+            };
+            if done
+                || started.elapsed() >= HEARTBEAT_EVERY
+                || self.tolerance.exceeded_by(self.progress.failures.count)
+            {
                 return Ok(self.progress);
             }
         }
@@ -624,7 +696,30 @@ fn validate_range(task: &RangeTask) -> Result<(), String> {
             task.first, task.last
         ));
     }
-    Ok(())
+    validate_list(task.items.as_deref(), task.first, task.last)
+}
+
+/// Checks a retry leaf's list from any Temporal client: sorted, at most
+/// [`batch_core::retry::MAX_RETRY_ITEMS`], spanning exactly `first..=last`.
+fn validate_list(items: Option<&[u64]>, first: u64, last: u64) -> Result<(), String> {
+    let Some(items) = items else {
+        return Ok(());
+    };
+    if items.len() > batch_core::retry::MAX_RETRY_ITEMS {
+        return Err(format!(
+            "{} items listed, over the limit of {}",
+            items.len(),
+            batch_core::retry::MAX_RETRY_ITEMS
+        ));
+    }
+    batch_core::retry::validate_items(items, 1, items.len() as u64, last)
+        .map_err(|e| e.to_string())?;
+    match (items.first(), items.last()) {
+        (Some(&a), Some(&b)) if a == first && b == last => Ok(()),
+        _ => Err(format!(
+            "the listed items do not span the task's {first}..={last}"
+        )),
+    }
 }
 
 /// Checks a split task from any Temporal client: a valid source, and a split within it.
@@ -636,7 +731,7 @@ fn validate_split(task: &SplitTask) -> Result<(), String> {
             task.first, task.last, task.source.size
         ));
     }
-    Ok(())
+    validate_list(task.items.as_deref(), task.first, task.last)
 }
 
 /// Checks a task's plugin configuration from any Temporal client (bounded, JSON, digest).
@@ -731,6 +826,7 @@ mod tests {
             last: 10,
             config: None,
             tolerance: Tolerance::default(),
+            items: None,
         };
         let result = env
             .run(PluginActivities::process_range, task)
@@ -754,6 +850,7 @@ mod tests {
             last: 1_000_000_000,
             config: None,
             tolerance: Tolerance::default(),
+            items: None,
         };
         let started = Instant::now();
         let (result, ()) = tokio::join!(env.run(PluginActivities::process_range, task), async {
@@ -819,6 +916,7 @@ mod tests {
                 last,
                 config: None,
                 tolerance: Tolerance::default(),
+                items: None,
             };
             let err = message(
                 env.run(PluginActivities::process_range, task)

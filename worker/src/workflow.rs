@@ -8,6 +8,7 @@ use std::time::Duration;
 use batch_core::failures::{TOLERANCE_EXCEEDED, is_item_failure};
 use batch_core::ids::{child_workflow_id, plugin_task_queue};
 use batch_core::plan::{ItemRange, NodePlan, plan_node, share_leaf_budget};
+use batch_core::retry::child_items;
 use batch_core::workflow_ref::BatchWorkflowRef;
 use batch_core::{FailedItem, Failures, LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
 use temporalio_common::RetryPolicy;
@@ -189,14 +190,16 @@ async fn run_split(
     let Some(source) = node.config.source.clone() else {
         return Err(invalid_input("a split needs a data source".into()));
     };
+    let (first, last) = task_span(node, range);
     let task = SplitTask {
         plugin: plugin.clone(),
         config: node.config.plugin_config.clone(),
         source,
-        first: range.first,
-        last: range.last,
+        first,
+        last,
         output: node.config.output.clone(),
         tolerance: node.config.tolerance,
+        items: node.items.clone(),
     };
     let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let there = || {
@@ -263,6 +266,7 @@ async fn write_manifest(
         bytes: total_bytes(&result.parts),
         parts: result.parts.clone(),
         failed_parts: result.failed_parts.clone(),
+        retry_of: result.config.retry_of.clone(),
     };
     let task = ManifestTask {
         output: output.to_owned(),
@@ -292,7 +296,7 @@ async fn run_items(
     let plugin = &node.config.plugin;
     let mode = node.config.mode;
     let plugin_queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
-    let items: Vec<u64> = range.items().collect();
+    let items = leaf_items(node, range);
     let mut results = Vec::with_capacity(items.len());
     for wave in items.chunks(window(node)) {
         let calls = wave.iter().map(|&item| {
@@ -337,7 +341,7 @@ async fn run_items(
     let mut failures = Failures::default();
     // Failures that are not an item's own (or any, when nothing is tolerated) fail the leaf.
     let mut fatal = Vec::new();
-    for (item, result) in range.items().zip(results) {
+    for (&item, result) in items.iter().zip(results) {
         match result {
             Ok(output) => outputs.add_outcome(output),
             Err(e) => {
@@ -372,6 +376,24 @@ async fn run_items(
     Ok(result)
 }
 
+/// A leaf's items: its range, or a retry batch's list.
+fn leaf_items(node: &NodeInput, range: ItemRange) -> Vec<u64> {
+    match &node.items {
+        Some(items) => items.clone(),
+        None => range.items().collect(),
+    }
+}
+
+/// The item indexes a leaf's activity covers: its range, or the span of its list (whose
+/// items the task lists).
+fn task_span(node: &NodeInput, range: ItemRange) -> (u64, u64) {
+    match node.items.as_deref() {
+        Some([first, .., last]) => (*first, *last),
+        Some([only]) => (*only, *only),
+        _ => (range.first, range.last),
+    }
+}
+
 /// `batch` mode: one activity runs the plugin over the whole range and returns the statistics.
 async fn run_range(
     ctx: &WorkflowContext<BatchProcessingWorkflow>,
@@ -379,12 +401,14 @@ async fn run_range(
     range: ItemRange,
 ) -> WorkflowResult<NodeResult> {
     let plugin = &node.config.plugin;
+    let (first, last) = task_span(node, range);
     let task = RangeTask {
         plugin: plugin.clone(),
-        first: range.first,
-        last: range.last,
+        first,
+        last,
         config: node.config.plugin_config.clone(),
         tolerance: node.config.tolerance,
+        items: node.items.clone(),
     };
     let queue = plugin_task_queue(ctx.task_queue(), &plugin.name);
     let there = || {
@@ -438,6 +462,10 @@ async fn run_children(
                 depth: node.depth + 1,
                 config: node.config.clone(),
                 leaf_budget: Some(share.per_child),
+                items: node
+                    .items
+                    .as_ref()
+                    .map(|items| child_items(items, node.first, range.first, range.last)),
             };
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(child_workflow_id(&parent_id, index))

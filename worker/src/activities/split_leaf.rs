@@ -44,6 +44,10 @@ pub struct SplitTask {
     /// The batch's tolerance of failed items (see [`super::RangeTask::tolerance`]).
     #[serde(default, skip_serializing_if = "Tolerance::is_none")]
     pub tolerance: Tolerance,
+    /// A retry batch's leaf: the byte positions of exactly the records to run (sorted, within
+    /// `first..=last`), each read where it starts, instead of the whole split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<u64>>,
 }
 
 /// What a split produced: the statistics of its outputs, its tolerated failures, and its
@@ -62,6 +66,8 @@ pub struct SplitOutcome {
 
 /// Bytes read per ranged read.
 const READ_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes of a ranged read for one listed record (a retry batch's leaf), more if it is longer.
+const RECORD_READ_BYTES: u64 = 64 * 1024;
 /// Bytes of records handed to one plugin instance (one call slot, one heartbeat).
 const SESSION_BYTES: usize = 4 * 1024 * 1024;
 /// Most items per plugin call.
@@ -170,10 +176,17 @@ impl PluginActivities {
             failed_part: None,
             failed_location: output.as_ref().map(|o| o.child(FAILED_DIR).child(&name)),
         };
-        if let Err(e) = self
-            .read_and_process(ctx, &task, &plugin, &source, &items, &mut state)
-            .await
-        {
+        let run = match &task.items {
+            Some(list) => {
+                self.read_listed(ctx, &task, &plugin, &source, &items, list, &mut state)
+                    .await
+            }
+            None => {
+                self.read_and_process(ctx, &task, &plugin, &source, &items, &mut state)
+                    .await
+            }
+        };
+        if let Err(e) = run {
             state.abort().await;
             return Err(e);
         }
@@ -307,6 +320,106 @@ impl PluginActivities {
                 });
             }
         }
+    }
+
+    /// A retry batch's leaf: reads each listed record where it starts, and runs the plugin
+    /// over them as [`Self::read_and_process`] does over a split's.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_listed(
+        &self,
+        ctx: &ActivityContext,
+        task: &SplitTask,
+        plugin: &Arc<LoadedPlugin>,
+        source: &Location,
+        items: &RecordItems,
+        list: &[u64],
+        state: &mut SplitState,
+    ) -> Result<(), SplitError> {
+        let tolerant = !task.tolerance.is_none();
+        let mut pending = Pending::default();
+        for (n, &index) in list.iter().enumerate() {
+            let record =
+                heartbeating(ctx, &index, self.read_record_at(task, source, index)).await?;
+            match items.item(index, &record) {
+                RecordItem::Item(bytes) => {
+                    pending.bytes += bytes.len();
+                    pending.items.push(Item {
+                        index,
+                        data: Some(bytes.into_owned()),
+                    });
+                }
+                // An earlier batch never reported a line that is not an item.
+                RecordItem::NotAnItem => {
+                    return Err(SplitError::BadRecord {
+                        index,
+                        reason: "this line is not an item (blank)".into(),
+                    });
+                }
+                RecordItem::Bad(reason) if !tolerant => {
+                    return Err(SplitError::BadRecord { index, reason });
+                }
+                RecordItem::Bad(reason) => pending.bad.push(BadRecord {
+                    index,
+                    reason,
+                    excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
+                }),
+            }
+            let last = n + 1 == list.len();
+            if last || pending.bytes >= SESSION_BYTES {
+                let block = std::mem::take(&mut pending.items);
+                let bad = std::mem::take(&mut pending.bad);
+                pending.bytes = 0;
+                self.process_records(ctx, task, plugin, block, bad, state)
+                    .await?;
+                if task.tolerance.exceeded_by(state.failures.count) {
+                    return Err(SplitError::Activity(super::tolerance_exceeded(
+                        &state.failures,
+                        &task.tolerance,
+                        task.first,
+                        task.last,
+                    )));
+                }
+                if ctx.is_cancelled() {
+                    return Err(SplitError::Activity(ActivityError::cancelled()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record that starts at byte `index` (without its line end): the split `index..=index`
+    /// owns exactly that record, so [`SplitRecords`] finds its end, whatever its length.
+    async fn read_record_at(
+        &self,
+        task: &SplitTask,
+        source: &Location,
+        index: u64,
+    ) -> Result<Vec<u8>, SplitError> {
+        let size = task.source.size;
+        let version = task.source.version.as_deref();
+        let mut split = SplitRecords::new(index, index);
+        let mut next = split.read_from();
+        let mut found = None;
+        while found.is_none() && !split.is_done() {
+            if next > size {
+                split.finish(&mut |_, record| found = Some(record.to_vec()));
+                break;
+            }
+            let last = (next + RECORD_READ_BYTES - 1).min(size);
+            let bytes = data_io::read::read_range(source, version, next, last).await?;
+            split.push(&bytes, &mut |_, record| found = Some(record.to_vec()));
+            next = last + 1;
+            if split.pending_len() > MAX_RECORD_BYTES {
+                return Err(SplitError::BadRecord {
+                    index,
+                    reason: format!("the record is longer than {MAX_RECORD_BYTES} bytes"),
+                });
+            }
+        }
+        found.ok_or_else(|| SplitError::BadRecord {
+            index,
+            reason: "no record starts at this byte".into(),
+        })
     }
 
     /// Runs the plugin over `block` in one instance on the blocking pool, and adds its outputs

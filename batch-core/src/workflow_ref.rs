@@ -3,7 +3,7 @@
 //! type name, but takes its input raw so that malformed input fails the workflow with a clear
 //! message instead of failing (and endlessly retrying) its workflow task.
 
-use temporalio_common::{HasWorkflowDefinition, WorkflowDefinition};
+use temporalio_common::{HasWorkflowDefinition, SignalDefinition, WorkflowDefinition};
 
 use crate::{LIST_PLUGINS_WORKFLOW_TYPE, NodeInput, NodeResult, PluginInfo, WORKFLOW_TYPE};
 
@@ -39,4 +39,21 @@ impl WorkflowDefinition for ListPluginsRef {
 
 impl HasWorkflowDefinition for ListPluginsRef {
     type Run = Self;
+}
+
+/// The signal that pauses (`true`) or resumes (`false`) a batch's node: it starts no new work
+/// while paused and passes the signal on to its running children (`starter --pause/--resume`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PauseSignal;
+
+/// The name the worker's workflow registers [`PauseSignal`] under.
+pub const PAUSE_SIGNAL: &str = "pause";
+
+impl SignalDefinition for PauseSignal {
+    type Workflow = BatchWorkflowRef;
+    type Input = bool;
+
+    fn name(&self) -> &str {
+        PAUSE_SIGNAL
+    }
 }

@@ -330,6 +330,75 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
     assert!(next > 1, "resumed from item {next}: {resumed}");
 }
 
+/// A `batch`-mode leaf with tolerated failures whose worker is killed mid-leaf: the retry
+/// resumes from the last heartbeat, which carries the failures so far, so every failed item is
+/// reported exactly once and the sum is exact.
+#[test]
+fn tolerated_failures_stay_exact_when_a_batch_leaf_resumes_after_a_crash() {
+    let server = DevServer::start();
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    install_plugin(plugins.path(), "picky", "picky");
+    let queue = "tolerant-crash";
+    let mut first = Worker::start(&server, queue, plugins.path());
+    let n: u64 = 100_000_000;
+    let id = "tolerant-crash";
+    let (run, second) = std::thread::scope(|scope| {
+        let batch = scope.spawn(|| {
+            starter(
+                &server,
+                queue,
+                &[
+                    "100000000",
+                    "100000000",
+                    "2",
+                    "--mode",
+                    "batch",
+                    "--plugin",
+                    "picky",
+                    "--plugin-config",
+                    r#"{"refuse_every": 1000000, "trap_every": 10000000}"#,
+                    "--max-failures",
+                    "100",
+                    "--workflow-id",
+                    id,
+                    "--json",
+                ],
+            )
+        });
+        wait_for(
+            "a heartbeat with failures",
+            Duration::from_secs(120),
+            || {
+                let out = server.cli(&["workflow", "describe", "--workflow-id", id, "-o", "json"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.contains("heartbeatDetails").then_some(())
+            },
+        );
+        first.crash();
+        let second = Worker::start(&server, queue, plugins.path());
+        (batch.join().expect("starter thread"), second)
+    });
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+    let result = &report["result"];
+    let failed: Vec<u64> = (1..=100).map(|k| k * 1_000_000).collect();
+    let sum =
+        u128::from(n) * u128::from(n + 1) / 2 - failed.iter().map(|&i| u128::from(i)).sum::<u128>();
+    assert_eq!(result["failures"]["count"], 100);
+    assert_eq!(result["failures"]["indexes"], serde_json::json!(failed));
+    assert_eq!(
+        result["failures"]["by_kind"],
+        serde_json::json!({"PluginRefusedItem": 90, "PluginTrapped": 10})
+    );
+    assert_eq!(result["outputs"]["count"], n - 100);
+    assert_eq!(result["outputs"]["sum"], sum.to_string());
+    assert!(
+        second.log_text().contains("resuming a batch leaf"),
+        "the retry did not resume:\n{}",
+        second.log_text()
+    );
+}
+
 /// The dev server (persisting to SQLite) is stopped and restarted mid-batch: the worker and
 /// the waiting starter reconnect by themselves, and the batch completes exactly.
 #[test]

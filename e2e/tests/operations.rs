@@ -528,3 +528,102 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
         clash.stderr
     );
 }
+
+/// `--pause` stops a batch from starting new work: the root passes the pause to its running
+/// children, each to its own, and each finishes what it runs and then waits. The test waits
+/// until every running workflow of the batch answers that it is paused and has no activity
+/// pending (so nothing can progress), checks that again, then `--resume`s: the batch completes
+/// with exact totals.
+#[test]
+fn a_paused_batch_starts_no_new_work_until_resumed() {
+    let id = "pause-me";
+    // One leaf at a time, so that the batch is still young when paused.
+    let started = run(&[
+        "500",
+        "--max-leaves-in-flight",
+        "1",
+        "--no-wait",
+        "--workflow-id",
+        id,
+    ]);
+    assert!(started.success, "{}", node().explain(&started));
+    let completed = format!("WorkflowId STARTS_WITH '{id}-' AND ExecutionStatus = 'Completed'");
+    wait_for("some leaves done", Duration::from_secs(60), || {
+        (server().count(&completed).unwrap_or(0) >= 3).then_some(())
+    });
+    let paused = run(&["--pause", id]);
+    assert!(paused.success, "{}", node().explain(&paused));
+    assert!(
+        paused.stdout.starts_with(&format!("Batch {id} pausing")),
+        "{}",
+        paused.stdout
+    );
+    let quiet = || quiescent(id).then_some(());
+    wait_for(
+        "every running workflow paused, nothing pending",
+        Duration::from_secs(60),
+        quiet,
+    );
+    let done_while_paused = server().count(&completed);
+    assert!(quiescent(id), "still paused and still nothing pending");
+    assert_eq!(server().count(&completed), done_while_paused);
+    let resumed = run(&["--resume", id]);
+    assert!(resumed.success, "{}", node().explain(&resumed));
+    let summary = run(&["--attach", id]);
+    assert!(summary.success, "{}", node().explain(&summary));
+    assert_eq!(summary.field("Total numbers processed"), "500");
+    assert_eq!(
+        summary.field("Sum of all squares"),
+        support::sum_of_squares(500).to_string()
+    );
+}
+
+/// Whether batch `id` is paused through and through: it is running, and each of its workflows
+/// still running says it is paused and has no activity pending.
+fn quiescent(id: &str) -> bool {
+    let query = format!(
+        "(WorkflowId = '{id}' OR WorkflowId STARTS_WITH '{id}-') AND ExecutionStatus = 'Running'"
+    );
+    let listed = server().cli(&["workflow", "list", "--query", &query, "-o", "json"]);
+    let Ok(Value::Array(running)) = serde_json::from_slice::<Value>(&listed.stdout) else {
+        return false;
+    };
+    let ids: Vec<String> = running
+        .iter()
+        .filter_map(|w| w["execution"]["workflowId"].as_str().map(str::to_owned))
+        .collect();
+    !ids.is_empty()
+        && ids.contains(&id.to_owned())
+        && ids.iter().all(|workflow| {
+            let described = server().cli(&[
+                "workflow",
+                "describe",
+                "--workflow-id",
+                workflow,
+                "-o",
+                "json",
+            ]);
+            let Ok(described) = serde_json::from_slice::<Value>(&described.stdout) else {
+                return false;
+            };
+            let status = &described["workflowExecutionInfo"]["status"];
+            if status != "WORKFLOW_EXECUTION_STATUS_RUNNING" {
+                return true; // closed since it was listed: it runs nothing
+            }
+            let pending = described["pendingActivities"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            let answer = server().cli(&[
+                "workflow",
+                "query",
+                "--workflow-id",
+                workflow,
+                "--type",
+                "paused",
+                "-o",
+                "json",
+            ]);
+            let text = String::from_utf8_lossy(&answer.stdout);
+            !pending && text.contains("true")
+        })
+}

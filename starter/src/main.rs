@@ -120,6 +120,14 @@ struct Args {
     /// until the root has closed.
     #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed"])]
     cancel: Option<String>,
+    /// Pause the batch with this root workflow id: its workflows start no new children, items
+    /// or leaves (work already running finishes), until --resume. The pause passes from each
+    /// workflow to its running children.
+    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed", "cancel", "resume"])]
+    pause: Option<String>,
+    /// Resume a batch paused with --pause.
+    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed", "cancel"])]
+    resume: Option<String>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -325,6 +333,12 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
     }
     if let Some(workflow_id) = &args.cancel {
         return cancel(&args, workflow_id).await;
+    }
+    if let Some(workflow_id) = &args.pause {
+        return set_paused(&args, workflow_id, true).await;
+    }
+    if let Some(workflow_id) = &args.resume {
+        return set_paused(&args, workflow_id, false).await;
     }
     if let Some(workflow_id) = &args.attach {
         let connected = connect_from(&args).await?;
@@ -630,6 +644,34 @@ async fn cancel(args: &Args, workflow_id: &str) -> anyhow::Result<()> {
             describe_failure(&e)
         ),
     }
+}
+
+/// Sends the pause signal to a batch's root, which passes it to its running children.
+async fn set_paused(args: &Args, workflow_id: &str, paused: bool) -> anyhow::Result<()> {
+    let client = connect_from(args).await?.client;
+    let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.to_owned());
+    handle
+        .signal(
+            batch_core::workflow_ref::PauseSignal,
+            paused,
+            temporalio_client::WorkflowSignalOptions::default(),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot {} batch {workflow_id}: {e}",
+                if paused { "pause" } else { "resume" }
+            )
+        })?;
+    if paused {
+        println!(
+            "Batch {workflow_id} pausing: its workflows start no new work (running items and \
+             leaves finish). Resume it with: starter --resume {workflow_id}"
+        );
+    } else {
+        println!("Batch {workflow_id} resumed");
+    }
+    Ok(())
 }
 
 fn is_cancelled(e: &WorkflowGetResultError) -> bool {

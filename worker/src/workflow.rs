@@ -9,16 +9,18 @@ use batch_core::failures::{TOLERANCE_EXCEEDED, is_item_failure};
 use batch_core::ids::{child_workflow_id, plugin_task_queue};
 use batch_core::plan::{ItemRange, NodePlan, plan_node, share_leaf_budget};
 use batch_core::retry::child_items;
-use batch_core::workflow_ref::BatchWorkflowRef;
+use batch_core::workflow_ref::{BatchWorkflowRef, PauseSignal};
 use batch_core::{FailedItem, Failures, LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
+use futures::FutureExt as _;
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::join_all;
+use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
-    LocalActivityOptions, WorkflowContext, WorkflowResult, WorkflowTermination,
+    LocalActivityOptions, SignalWorkflowOptions, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
@@ -87,7 +89,12 @@ fn item_activity_options() -> ActivityOptions {
 
 #[workflow]
 #[derive(Default)]
-pub struct BatchProcessingWorkflow;
+pub struct BatchProcessingWorkflow {
+    /// Set by the `pause` signal (`starter --pause`), cleared by `starter --resume`: while set,
+    /// the node starts no new children, items or leaf activities, and it passes the signal on
+    /// to the children it is waiting for. Work already running finishes.
+    paused: bool,
+}
 
 #[workflow_methods]
 impl BatchProcessingWorkflow {
@@ -168,6 +175,51 @@ impl BatchProcessingWorkflow {
         }
         Ok(result)
     }
+
+    /// Pauses (`true`) or resumes (`false`) this node and, through it, its subtree.
+    #[signal(name = "pause")]
+    pub fn pause(&mut self, _ctx: &mut SyncWorkflowContext<Self>, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Whether this node is paused.
+    #[query(name = "paused")]
+    pub fn is_paused(&self, _ctx: &WorkflowContextView) -> bool {
+        self.paused
+    }
+}
+
+/// Waits while the node is paused. A cancelled batch stops waiting, cancelled.
+async fn unpaused(ctx: &WorkflowContext<BatchProcessingWorkflow>) -> WorkflowResult<()> {
+    ctx.wait_condition(|node| !node.paused)
+        .await
+        .map_err(|_| WorkflowTermination::cancelled())
+}
+
+/// Passes every change of the node's pause to `children` (the wave it is waiting for), for as
+/// long as it is polled: each running child pauses its own subtree in turn. A child that has
+/// already finished cannot be signalled, and has nothing to pause.
+async fn forward_pause(ctx: &WorkflowContext<BatchProcessingWorkflow>, children: &[String]) {
+    let mut forwarded = false;
+    loop {
+        if ctx
+            .wait_condition(|node| node.paused != forwarded)
+            .await
+            .is_err()
+        {
+            // Cancelled: the children are cancelled too; nothing more to pass on.
+            return std::future::pending().await;
+        }
+        forwarded = !forwarded;
+        let handles: Vec<_> = children
+            .iter()
+            .map(|id| ctx.external_workflow(id.clone(), None))
+            .collect();
+        let signals = handles
+            .iter()
+            .map(|handle| handle.signal(PauseSignal, forwarded, SignalWorkflowOptions::default()));
+        let _ = join_all(signals).await;
+    }
 }
 
 /// "; first, item 5: reason", or nothing.
@@ -190,6 +242,7 @@ async fn run_split(
     let Some(source) = node.config.source.clone() else {
         return Err(invalid_input("a split needs a data source".into()));
     };
+    unpaused(ctx).await?;
     let (first, last) = task_span(node, range);
     let task = SplitTask {
         plugin: plugin.clone(),
@@ -299,6 +352,7 @@ async fn run_items(
     let items = leaf_items(node, range);
     let mut results = Vec::with_capacity(items.len());
     for wave in items.chunks(window(node)) {
+        unpaused(ctx).await?;
         let calls = wave.iter().map(|&item| {
             let task = ItemTask {
                 plugin: plugin.clone(),
@@ -401,6 +455,7 @@ async fn run_range(
     range: ItemRange,
 ) -> WorkflowResult<NodeResult> {
     let plugin = &node.config.plugin;
+    unpaused(ctx).await?;
     let (first, last) = task_span(node, range);
     let task = RangeTask {
         plugin: plugin.clone(),
@@ -455,6 +510,7 @@ async fn run_children(
     let failed = std::cell::Cell::new(0u64);
     let stop = ctx.cancellation_token().child_token();
     for wave in indexed.chunks(window(node).min(share.at_once)) {
+        unpaused(ctx).await?;
         let starts = wave.iter().map(|&(index, range)| {
             let input = NodeInput {
                 first: range.first,
@@ -491,6 +547,10 @@ async fn run_children(
             })?;
             started.push(child);
         }
+        let ids: Vec<String> = wave
+            .iter()
+            .map(|&(index, _)| child_workflow_id(&parent_id, index))
+            .collect();
         let results = join_all(started.into_iter().map(|child| {
             let (failed, stop) = (&failed, &stop);
             async move {
@@ -507,7 +567,13 @@ async fn run_children(
                 result
             }
         }))
-        .await;
+        .fuse();
+        let forwarding = forward_pause(ctx, &ids).fuse();
+        let (mut results, mut forwarding) = (std::pin::pin!(results), std::pin::pin!(forwarding));
+        let results = select! {
+            results = results => results,
+            () = forwarding => unreachable!("passing pauses on never ends"),
+        };
         // The first child that failed on its own says why (its siblings were cancelled).
         let mut cancelled = None;
         for (&(_, range), result) in wave.iter().zip(results) {

@@ -35,7 +35,10 @@ fn record_replay_fixtures() {
     install_plugin(plugins.path(), "square_number", "square_number");
     install_plugin(plugins.path(), "hostile", "hostile");
     install_plugin(plugins.path(), "json_filter", "json_filter");
+    install_plugin(plugins.path(), "picky", "picky");
     let mut holder = Worker::start(&server, QUEUE, plugins.path());
+    // Workflows that may not exist (children a stopped or cancelled batch never started).
+    let mut if_started = Vec::new();
 
     let mut recorded = Vec::new();
     for (args, mode) in [
@@ -93,6 +96,105 @@ fn record_replay_fixtures() {
             .map(|node| node.id),
     );
 
+    // Operating batches (#14): tolerated failures, a tolerance exceeded (the root stops its
+    // running children), a retry of the failed items, a pause passed down and resumed, and a
+    // cancelled batch.
+    let refuse_7 = r#"{"refuse_every": 7}"#;
+    let tolerant = ["50", "--plugin", "picky", "--plugin-config", refuse_7];
+    let run = starter(
+        &server,
+        QUEUE,
+        &[
+            &tolerant[..],
+            &["--max-failures", "10", "--workflow-id", "tolerant-50"],
+        ]
+        .concat(),
+    );
+    assert!(run.success, "{}", run.stderr);
+    recorded.extend(tree_ids("tolerant-50", 50));
+    let run = starter(
+        &server,
+        QUEUE,
+        &[
+            &tolerant[..],
+            &["--max-failures", "2", "--workflow-id", "exceeded-50"],
+        ]
+        .concat(),
+    );
+    assert!(!run.success, "{}", run.stdout);
+    recorded.push("exceeded-50".into());
+    if_started.extend(tree_ids("exceeded-50", 50).into_iter().skip(1));
+    let run = starter(
+        &server,
+        QUEUE,
+        &[
+            "--retry-failed",
+            "tolerant-50",
+            "--plugin-config",
+            r#"{"refuse_every": 0}"#,
+            "--workflow-id",
+            "retry-50",
+        ],
+    );
+    assert!(run.success, "{}", run.stderr);
+    recorded.push("retry-50".into());
+    let paused = [
+        "50",
+        "--max-leaves-in-flight",
+        "1",
+        "--workflow-id",
+        "paused-50",
+    ];
+    let run = starter(&server, QUEUE, &[&paused[..], &["--no-wait"]].concat());
+    assert!(run.success, "{}", run.stderr);
+    assert!(starter(&server, QUEUE, &["--pause", "paused-50"]).success);
+    support::wait_for(
+        "the root paused",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = server.cli(&[
+                "workflow",
+                "query",
+                "--workflow-id",
+                "paused-50",
+                "--type",
+                "paused",
+            ]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("true")
+                .then_some(())
+        },
+    );
+    assert!(starter(&server, QUEUE, &["--resume", "paused-50"]).success);
+    let run = starter(&server, QUEUE, &["--attach", "paused-50"]);
+    assert!(run.success, "{}", run.stderr);
+    recorded.extend(tree_ids("paused-50", 50));
+    let run = starter(
+        &server,
+        QUEUE,
+        &[
+            "1000000000000",
+            "1000000000",
+            "10",
+            "--mode",
+            "batch",
+            "--plugin",
+            "picky",
+            "--no-wait",
+            "--workflow-id",
+            "cancelled",
+        ],
+    );
+    assert!(run.success, "{}", run.stderr);
+    support::wait_for("leaves running", std::time::Duration::from_secs(60), || {
+        let running = "WorkflowId STARTS_WITH 'cancelled-' AND ExecutionStatus = 'Running'";
+        (server.count(running).unwrap_or(0) >= 20).then_some(())
+    });
+    assert!(starter(&server, QUEUE, &["--cancel", "cancelled"]).success);
+    recorded.push("cancelled".into());
+    if_started.extend((0..10).map(|i| format!("cancelled-c{i}")));
+    if_started.extend((0..10).map(|i| format!("cancelled-c0-c{i}")));
+
     // A worker without the plugin takes some leaves: their items fail there and are re-sent
     // to the plugin's queue, which only the holder polls.
     let empty = tempfile::tempdir().expect("empty plugins");
@@ -125,6 +227,17 @@ fn record_replay_fixtures() {
                 .matches("replay/plugin/square_number")
                 .count();
             std::fs::write(out_dir.join(format!("{id}.json")), json).expect("write history");
+        }
+        for id in &if_started {
+            if let Ok(json) = client
+                .get_workflow_handle::<BatchWorkflowRef>(id.clone())
+                .fetch_history(Default::default())
+                .to_json()
+                .await
+                && !json.is_empty()
+            {
+                std::fs::write(out_dir.join(format!("{id}.json")), json).expect("write history");
+            }
         }
     });
     assert!(

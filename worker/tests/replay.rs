@@ -75,4 +75,21 @@ fn the_recorded_histories_cover_every_path() {
     assert!(any("BatchNodeFailed"), "a failing batch");
     assert!(any("process_split"), "a data batch's leaves");
     assert!(any("write_manifest"), "a data batch's manifest");
+    assert!(any("BatchToleranceExceeded"), "a tolerance exceeded");
+    assert!(
+        any("SignalExternalWorkflowExecutionInitiatedEventAttributes"),
+        "a pause passed on to a child"
+    );
+    assert!(
+        any("WorkflowExecutionCanceledEventAttributes"),
+        "a cancelled batch"
+    );
+    // Payloads are base64 in the files: these batches are known by their recorded ids.
+    let recorded: Vec<String> = histories()
+        .iter()
+        .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    for id in ["tolerant-50", "retry-50", "paused-50", "cancelled"] {
+        assert!(recorded.iter().any(|r| r == id), "the batch {id}");
+    }
 }

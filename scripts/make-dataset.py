@@ -4,10 +4,13 @@
     scripts/make-dataset.py jsonl 1000 events.jsonl       # 1000 JSON Lines records (~100 KB)
     scripts/make-dataset.py csv 1000 events.csv           # the same records as CSV, with a header
     scripts/make-dataset.py jsonl 10000000 big.jsonl      # ~1 GB, for bench/data.sh
+    scripts/make-dataset.py jsonl 1000 dirty.jsonl --dirty 100   # every 100th amount is "n/a"
 
 Each record is an order event: id (1..=N), user, country, kind, amount (cents), an ISO
 timestamp and a short note. The values come from a fixed linear congruential generator, not
-from Python's `random`, so the bytes never depend on the Python version.
+from Python's `random`, so the bytes never depend on the Python version. With `--dirty K`, every
+K-th record's amount is the string "n/a" (dirty data, for trying failure tolerance and
+`--retry-failed`); the other records are unchanged.
 """
 
 import sys
@@ -36,14 +39,21 @@ def records(count):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("jsonl", "csv") or not sys.argv[2].isdigit():
-        sys.exit("usage: make-dataset.py jsonl|csv RECORDS OUT")
-    fmt, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    args = sys.argv[1:]
+    dirty = 0
+    if len(args) == 5 and args[3] == "--dirty" and args[4].isdigit() and int(args[4]) > 0:
+        dirty = int(args[4])
+        args = args[:3]
+    if len(args) != 3 or args[0] not in ("jsonl", "csv") or not args[1].isdigit():
+        sys.exit("usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K]")
+    fmt, count, out = args[0], int(args[1]), args[2]
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         if fmt == "csv":
             f.write("id,user,country,kind,amount,ts,note\n")
         lines = []
         for r in records(count):
+            if dirty and r["id"] % dirty == 0:
+                r["amount"] = '"n/a"' if fmt == "jsonl" else "n/a"
             if fmt == "jsonl":
                 lines.append(
                     f'{{"id":{r["id"]},"user":"{r["user"]}","country":"{r["country"]}",'

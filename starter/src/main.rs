@@ -110,9 +110,9 @@ struct Args {
     max_failure_ratio: Option<u64>,
     /// Start a batch over exactly the failed items of the completed batch with this root
     /// workflow id (from its failed/ parts, or from its result when it had no output), with
-    /// the plugin's current version (or --plugin, --plugin-config, --mode, BATCH_SIZE if
-    /// given). A data batch's retry needs its own --output: the two outputs together hold
-    /// every item once.
+    /// the plugin's current version (or --plugin, --plugin-config, --mode if given), in the
+    /// batch's leaf size (100 records a leaf for a data batch). A data batch's retry needs its
+    /// own --output: the two outputs together hold every item once.
     #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["source", "attach", "list_plugins"])]
     retry_failed: Option<String>,
     /// Cancel the batch with this root workflow id: the root and every descendant workflow,

@@ -18,9 +18,10 @@ pub(crate) async fn retry_batch(
     given: &Given,
     earlier: &str,
 ) -> anyhow::Result<Option<Batch>> {
-    if given.n {
+    if given.n || given.batch_size {
         anyhow::bail!(
-            "N does not apply to --retry-failed: the batch's items are the failed items of {earlier}"
+            "N and BATCH_SIZE do not apply to --retry-failed: the batch's items are the failed \
+             items of {earlier}, in its leaf size"
         );
     }
     let client = connect_from(args).await?.client;
@@ -84,10 +85,10 @@ pub(crate) async fn retry_batch(
         config.mode = args.mode;
     }
     config.tolerance = args.tolerance();
-    config.batch_size = match (given.batch_size, &config.source) {
-        (true, _) => args.batch_size,
-        (false, Some(_)) => DATA_RETRY_LEAF,
-        (false, None) => config.batch_size.min(config.mode.max_batch_size()),
+    // A data batch's leaf size was bytes of a split; a retry's leaf is records read one by one.
+    config.batch_size = match &config.source {
+        Some(_) => DATA_RETRY_LEAF,
+        None => config.batch_size.min(config.mode.max_batch_size()),
     };
     config.max_children = args.max_children;
     config.max_in_flight = args.max_in_flight;

@@ -129,6 +129,38 @@ struct Pending {
     bad: Vec<BadRecord>,
 }
 
+impl Pending {
+    /// Adds the record at `index` as the format makes it: an item, nothing (false: a blank
+    /// line of JSON Lines, a CSV header), or a bad record.
+    fn add(&mut self, items: &RecordItems, index: u64, record: &[u8]) -> bool {
+        match items.item(index, record) {
+            RecordItem::Item(bytes) => {
+                self.bytes += bytes.len();
+                self.items.push(Item {
+                    index,
+                    data: Some(bytes.into_owned()),
+                });
+            }
+            RecordItem::NotAnItem => return false,
+            RecordItem::Bad(reason) => self.bad.push(BadRecord {
+                index,
+                reason,
+                excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
+            }),
+        }
+        true
+    }
+
+    /// Without a tolerance, the first bad record fails the split: the failure, if any.
+    fn intolerable(&self, tolerance: &Tolerance) -> Option<SplitError> {
+        let bad = self.bad.first().filter(|_| tolerance.is_none())?;
+        Some(SplitError::BadRecord {
+            index: bad.index,
+            reason: bad.reason.clone(),
+        })
+    }
+}
+
 /// A record that cannot become an item, with the start of its bytes.
 struct BadRecord {
     index: u64,
@@ -241,51 +273,22 @@ impl PluginActivities {
     ) -> Result<(), SplitError> {
         let mut split = SplitRecords::new(task.first, task.last);
         let mut pending = Pending::default();
-        let tolerant = !task.tolerance.is_none();
         let size = task.source.size;
         let version = task.source.version.as_deref();
         let mut next = split.read_from();
-        let collect =
-            |pending: &mut Pending, index: u64, record: &[u8]| match items.item(index, record) {
-                RecordItem::Item(bytes) => {
-                    pending.bytes += bytes.len();
-                    pending.items.push(Item {
-                        index,
-                        data: Some(bytes.into_owned()),
-                    });
-                }
-                RecordItem::NotAnItem => {}
-                RecordItem::Bad(reason) => pending.bad.push(BadRecord {
-                    index,
-                    reason,
-                    excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
-                }),
-            };
+        let collect = |pending: &mut Pending, index: u64, record: &[u8]| {
+            pending.add(items, index, record);
+        };
         loop {
             if next > size {
                 split.finish(&mut |index, record| collect(&mut pending, index, record));
             }
-            if !tolerant && let Some(bad) = pending.bad.first() {
-                return Err(SplitError::BadRecord {
-                    index: bad.index,
-                    reason: bad.reason.clone(),
-                });
+            if let Some(e) = pending.intolerable(&task.tolerance) {
+                return Err(e);
             }
             let done = split.is_done();
             if done || pending.bytes >= SESSION_BYTES {
-                let block = std::mem::take(&mut pending.items);
-                let bad = std::mem::take(&mut pending.bad);
-                pending.bytes = 0;
-                self.process_records(ctx, task, plugin, block, bad, state)
-                    .await?;
-                if task.tolerance.exceeded_by(state.failures.count) {
-                    return Err(SplitError::Activity(super::tolerance_exceeded(
-                        &state.failures,
-                        &task.tolerance,
-                        task.first,
-                        task.last,
-                    )));
-                }
+                self.flush(ctx, task, plugin, &mut pending, state).await?;
                 if done {
                     return Ok(());
                 }
@@ -335,54 +338,53 @@ impl PluginActivities {
         list: &[u64],
         state: &mut SplitState,
     ) -> Result<(), SplitError> {
-        let tolerant = !task.tolerance.is_none();
         let mut pending = Pending::default();
         for (n, &index) in list.iter().enumerate() {
             let record =
                 heartbeating(ctx, &index, self.read_record_at(task, source, index)).await?;
-            match items.item(index, &record) {
-                RecordItem::Item(bytes) => {
-                    pending.bytes += bytes.len();
-                    pending.items.push(Item {
-                        index,
-                        data: Some(bytes.into_owned()),
-                    });
-                }
-                // An earlier batch never reported a line that is not an item.
-                RecordItem::NotAnItem => {
-                    return Err(SplitError::BadRecord {
-                        index,
-                        reason: "this line is not an item (blank)".into(),
-                    });
-                }
-                RecordItem::Bad(reason) if !tolerant => {
-                    return Err(SplitError::BadRecord { index, reason });
-                }
-                RecordItem::Bad(reason) => pending.bad.push(BadRecord {
+            // An earlier batch never reported a line that is not an item.
+            if !pending.add(items, index, &record) {
+                return Err(SplitError::BadRecord {
                     index,
-                    reason,
-                    excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
-                }),
+                    reason: "this line is not an item (blank)".into(),
+                });
+            }
+            if let Some(e) = pending.intolerable(&task.tolerance) {
+                return Err(e);
             }
             let last = n + 1 == list.len();
             if last || pending.bytes >= SESSION_BYTES {
-                let block = std::mem::take(&mut pending.items);
-                let bad = std::mem::take(&mut pending.bad);
-                pending.bytes = 0;
-                self.process_records(ctx, task, plugin, block, bad, state)
-                    .await?;
-                if task.tolerance.exceeded_by(state.failures.count) {
-                    return Err(SplitError::Activity(super::tolerance_exceeded(
-                        &state.failures,
-                        &task.tolerance,
-                        task.first,
-                        task.last,
-                    )));
-                }
+                self.flush(ctx, task, plugin, &mut pending, state).await?;
                 if ctx.is_cancelled() {
                     return Err(SplitError::Activity(ActivityError::cancelled()));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Runs the plugin over the pending records and adds them to `state`; fails the split
+    /// when its failed items exceed the batch's tolerance.
+    async fn flush(
+        &self,
+        ctx: &ActivityContext,
+        task: &SplitTask,
+        plugin: &Arc<LoadedPlugin>,
+        pending: &mut Pending,
+        state: &mut SplitState,
+    ) -> Result<(), SplitError> {
+        let block = std::mem::take(&mut pending.items);
+        let bad = std::mem::take(&mut pending.bad);
+        pending.bytes = 0;
+        self.process_records(ctx, task, plugin, block, bad, state)
+            .await?;
+        if task.tolerance.exceeded_by(state.failures.count) {
+            return Err(SplitError::Activity(super::tolerance_exceeded(
+                &state.failures,
+                &task.tolerance,
+                task.first,
+                task.last,
+            )));
         }
         Ok(())
     }

@@ -335,6 +335,7 @@ fn batch_worker_options(
         .register_activities(activities)
         .tuner(tuner)
         .max_cached_workflows(args.max_cached_workflows as usize)
+        .max_heartbeat_throttle_interval(batch_worker::activities::HEARTBEAT_THROTTLE)
         .max_eager_activity_reservations_per_workflow_task(args.max_eager_activities as usize)
         .graceful_shutdown_period(Duration::from_secs(args.shutdown_grace_secs))
         .build())

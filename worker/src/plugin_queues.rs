@@ -160,6 +160,7 @@ impl<'r> PluginQueues<'r> {
                 let options = WorkerOptions::new(&queue)
                     .register_activities(activities)
                     .tuner(tuner)
+                    .max_heartbeat_throttle_interval(crate::activities::HEARTBEAT_THROTTLE)
                     .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(
                         POLLERS_PER_PLUGIN,
                     ))

@@ -18,9 +18,9 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
-    LocalActivityOptions, SignalWorkflowOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowCancellationType,
+    ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy, SignalWorkflowOptions,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
@@ -523,9 +523,16 @@ async fn run_children(
                     .as_ref()
                     .map(|items| child_items(items, node.first, range.first, range.last)),
             };
+            // A cancelled or stopped node asks its children to cancel and closes without
+            // waiting for them: when it closes, the server terminates any child still open
+            // (the parent-close policy), however far its own cancellation has got. Waiting
+            // instead could hang on a child whose start raced the cancellation and never
+            // received it.
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(child_workflow_id(&parent_id, index))
                 .cancellation_token(stop.clone())
+                .cancel_type(ChildWorkflowCancellationType::TryCancel)
+                .parent_close_policy(ParentClosePolicy::Terminate)
                 .static_summary(format!(
                     "items {}..={} (depth {}, {} mode, plugin {})",
                     range.first,

@@ -341,9 +341,9 @@ fn a_cancelled_batch_leaves_nothing_running() {
     let cancelled = run(&["--cancel", id]);
     assert!(cancelled.success, "{}", node().explain(&cancelled));
     assert!(
-        cancelled.stdout.starts_with(&format!(
-            "Batch {id} cancelled: no workflow of it runs any more"
-        )),
+        cancelled
+            .stdout
+            .starts_with(&format!("Batch {id} cancelled: its root has closed")),
         "{}",
         cancelled.stdout
     );

@@ -613,10 +613,9 @@ async fn list_plugins(args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// Cancels a batch and waits until its root has closed. The root's cancellation reaches every
-/// child (each waits for its own children's), and each leaf's activities (a `batch`-mode
-/// leaf's plugin call stops at its next heartbeat, within 2 s); a child still open when its
-/// parent closes is terminated by its parent-close policy.
+/// Cancels a batch and waits until its root has closed. A cancelled workflow closes without
+/// waiting for its children, which the server then terminates (their parent-close policy),
+/// down the tree; a running leaf's plugin call stops at its next heartbeat.
 async fn cancel(args: &Args, workflow_id: &str) -> anyhow::Result<()> {
     let client = connect_from(args).await?.client;
     let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.to_owned());
@@ -633,8 +632,8 @@ async fn cancel(args: &Args, workflow_id: &str) -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("batch {workflow_id} completed before it could be cancelled"),
         Err(e) if is_cancelled(&e) => {
             println!(
-                "Batch {workflow_id} cancelled: no workflow of it runs any more; its output, if \
-                 any, has no {} (incomplete)",
+                "Batch {workflow_id} cancelled: its root has closed, and the server terminates \
+                 the workflows still open under it; its output, if any, has no {} (incomplete)",
                 batch_core::source::MANIFEST_NAME
             );
             Ok(())

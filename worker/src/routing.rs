@@ -132,19 +132,6 @@ pub fn failure_kind(failure: Option<&Failure>) -> Option<&str> {
     }
 }
 
-/// Whether `failure`'s cause chain holds a cancellation (a child or an activity cancelled
-/// because its batch was cancelled or is being stopped).
-pub fn is_cancellation(failure: Option<&Failure>) -> bool {
-    let mut failure = failure;
-    while let Some(f) = failure {
-        if matches!(f.failure_info, Some(FailureInfo::CanceledFailureInfo(_))) {
-            return true;
-        }
-        failure = f.cause.as_deref();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

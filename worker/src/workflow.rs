@@ -3,6 +3,7 @@
 //! starts one child per chunk of its range, in parallel, and merges their results. Every node
 //! validates its own input, and keeps at most `max_in_flight` children or activities running.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use batch_core::failures::{TOLERANCE_EXCEEDED, is_item_failure};
@@ -18,17 +19,16 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowCancellationType,
-    ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy, SignalWorkflowOptions,
-    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
+    LocalActivityOptions, ParentClosePolicy, SignalWorkflowOptions, SyncWorkflowContext,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
 };
 
 use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
 
 use crate::activities::{ItemTask, ManifestTask, PluginActivities, RangeTask, SplitTask};
-use crate::routing::{
-    HELD_ELSEWHERE, VERSION_UNAVAILABLE, failure_kind, here_or_there, is_cancellation,
-};
+use crate::routing::{HELD_ELSEWHERE, VERSION_UNAVAILABLE, failure_kind, here_or_there};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
 /// The timeout covers a wait for a call slot behind other batches' calls; a lost worker is
@@ -504,11 +504,14 @@ async fn run_children(
     let share = share_leaf_budget(node.leaf_budget(), children.len());
     let tolerance = node.config.tolerance;
     // Failed items of the children finished so far. When they exceed the tolerance, or a
-    // child fails, `stop` cancels the running siblings: the batch fails anyway, so their work
-    // would be discarded. (The token is a child of the workflow's own, so cancelling the
-    // batch cancels them too.)
+    // child fails, or the batch is cancelled, `stop` fires and this node closes at once
+    // without waiting for its running children: the server then terminates them (the
+    // parent-close policy), and so on down the tree. Children are never cancelled through the
+    // SDK (their token is never cancelled): a cancellation racing a child's start could leave
+    // the start unresolved and the node waiting forever.
     let failed = std::cell::Cell::new(0u64);
     let stop = ctx.cancellation_token().child_token();
+    let never_cancelled = WorkflowCancellationToken::new();
     for wave in indexed.chunks(window(node).min(share.at_once)) {
         unpaused(ctx).await?;
         let starts = wave.iter().map(|&(index, range)| {
@@ -523,15 +526,9 @@ async fn run_children(
                     .as_ref()
                     .map(|items| child_items(items, node.first, range.first, range.last)),
             };
-            // A cancelled or stopped node asks its children to cancel and closes without
-            // waiting for them: when it closes, the server terminates any child still open
-            // (the parent-close policy), however far its own cancellation has got. Waiting
-            // instead could hang on a child whose start raced the cancellation and never
-            // received it.
             let options = ChildWorkflowOptions::builder()
                 .workflow_id(child_workflow_id(&parent_id, index))
-                .cancellation_token(stop.clone())
-                .cancel_type(ChildWorkflowCancellationType::TryCancel)
+                .cancellation_token(never_cancelled.clone())
                 .parent_close_policy(ParentClosePolicy::Terminate)
                 .static_summary(format!(
                     "items {}..={} (depth {}, {} mode, plugin {})",
@@ -558,53 +555,65 @@ async fn run_children(
             .iter()
             .map(|&(index, _)| child_workflow_id(&parent_id, index))
             .collect();
-        let results = join_all(started.into_iter().map(|child| {
-            let (failed, stop) = (&failed, &stop);
-            async move {
-                let result = child.result().await;
-                match &result {
-                    Ok(done) => {
-                        failed.set(failed.get() + done.failures.count);
-                        if tolerance.exceeded_by(failed.get()) {
+        // Each child's result as it arrives; the first failure's reason is kept.
+        let done: RefCell<Vec<Option<NodeResult>>> = RefCell::new(vec![None; wave.len()]);
+        let first_failure: RefCell<Option<String>> = RefCell::new(None);
+        let results = join_all(started.into_iter().zip(wave).enumerate().map(
+            |(slot, (child, &(_, range)))| {
+                let (failed, stop, done, first_failure) = (&failed, &stop, &done, &first_failure);
+                async move {
+                    match child.result().await {
+                        Ok(result) => {
+                            failed.set(failed.get() + result.failures.count);
+                            done.borrow_mut()[slot] = Some(result);
+                            if tolerance.exceeded_by(failed.get()) {
+                                stop.cancel();
+                            }
+                        }
+                        Err(e) => {
+                            first_failure.borrow_mut().get_or_insert_with(|| {
+                                format!(
+                                    "items {}..={}: {}",
+                                    range.first,
+                                    range.last,
+                                    deepest_message(e.failure(), &e)
+                                )
+                            });
                             stop.cancel();
                         }
                     }
-                    Err(_) => stop.cancel(),
                 }
-                result
-            }
-        }))
+            },
+        ))
         .fuse();
         let forwarding = forward_pause(ctx, &ids).fuse();
-        let (mut results, mut forwarding) = (std::pin::pin!(results), std::pin::pin!(forwarding));
-        let results = select! {
-            results = results => results,
+        let stopped = stop.cancelled();
+        let (mut results, mut forwarding, mut stopped) = (
+            std::pin::pin!(results),
+            std::pin::pin!(forwarding),
+            std::pin::pin!(stopped),
+        );
+        select! {
+            _ = results => {},
+            () = stopped => {},
             () = forwarding => unreachable!("passing pauses on never ends"),
         };
-        // The first child that failed on its own says why (its siblings were cancelled).
-        let mut cancelled = None;
-        for (&(_, range), result) in wave.iter().zip(results) {
-            match result {
-                Ok(result) => merged.push(result),
-                Err(e) if is_cancellation(e.failure()) => {
-                    cancelled.get_or_insert(range);
-                }
-                Err(e) => return Err(range_failed(range, e.failure(), &e)),
-            }
+        if ctx.cancellation_token().is_cancelled() {
+            return Err(WorkflowTermination::cancelled());
         }
+        if let Some(reason) = first_failure.borrow_mut().take() {
+            return Err(fail(reason));
+        }
+        let finished: Vec<NodeResult> = done.borrow_mut().drain(..).flatten().collect();
+        let complete = finished.len() == wave.len();
+        merged.extend(finished);
         let so_far = merged
             .iter()
             .fold(Failures::default(), |all, r| all.then(r.failures.clone()));
-        if tolerance.exceeded_by(so_far.count) {
+        if tolerance.exceeded_by(so_far.count) || !complete {
             return Err(tolerance_failure(
                 so_far.exceeded_message(&tolerance, node.first, node.last),
             ));
-        }
-        if let Some(range) = cancelled {
-            return Err(fail(format!(
-                "items {}..={}: cancelled",
-                range.first, range.last
-            )));
         }
     }
     Ok(NodeResult::merge(

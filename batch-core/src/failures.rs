@@ -269,16 +269,20 @@ impl Failures {
     /// Why the items `first..=last` fail their batch: how many failed against what it
     /// tolerates, and the first of them.
     pub fn exceeded_message(&self, tolerance: &Tolerance, first: u64, last: u64) -> String {
-        let first_failed = self
-            .samples
+        format!(
+            "{} items in {first}..={last} failed, more than the batch tolerates ({}){}",
+            self.count,
+            tolerance.describe(),
+            self.first_failed()
+        )
+    }
+
+    /// "; first, item 5: reason" (the first failed item), or nothing: the end of a message.
+    pub fn first_failed(&self) -> String {
+        self.samples
             .first()
             .map(|item| format!("; first, item {}: {}", item.index, item.reason))
-            .unwrap_or_default();
-        format!(
-            "{} items in {first}..={last} failed, more than the batch tolerates ({}){first_failed}",
-            self.count,
-            tolerance.describe()
-        )
+            .unwrap_or_default()
     }
 
     /// "PluginRefusedItem 3, PluginTrapped 1", for the summary.

@@ -23,18 +23,24 @@ pub fn root_workflow_id(
     config: Option<&PluginConfig>,
     tolerance: &Tolerance,
 ) -> String {
-    let leaf = match mode {
-        LeafMode::Item => "b",
-        LeafMode::Local => "local",
-        LeafMode::Batch => "batch",
-    };
-    let shape = format!("{n}-{leaf}{batch_size}-c{max_children}");
+    let shape = tree_shape(n, mode, batch_size, max_children);
     let qualified = qualified_plugin(plugin, config, tolerance);
     if qualified == DEFAULT_PLUGIN {
         format!("{ROOT_ID_PREFIX}-{shape}")
     } else {
         format!("{ROOT_ID_PREFIX}-{qualified}-{shape}")
     }
+}
+
+/// The shape part of a root id: `{n}-{leaf}{batch_size}-c{max_children}`, where the leaf mode
+/// shows as `b` (per-item activities, the demo), `local` or `batch`.
+pub fn tree_shape(n: u64, mode: LeafMode, batch_size: u64, max_children: u64) -> String {
+    let leaf = match mode {
+        LeafMode::Item => "b",
+        LeafMode::Local => "local",
+        LeafMode::Batch => "batch",
+    };
+    format!("{n}-{leaf}{batch_size}-c{max_children}")
 }
 
 /// The plugin's name followed by what else changes a batch's outcome: `.cfg{digest}` of its

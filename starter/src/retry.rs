@@ -127,11 +127,6 @@ pub(crate) async fn retry_batch(
     };
     input.validate()?;
     let c = &input.config;
-    let leaf = match c.mode {
-        batch_core::LeafMode::Item => "b",
-        batch_core::LeafMode::Local => "local",
-        batch_core::LeafMode::Batch => "batch",
-    };
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         let tolerance = serde_json::to_string(&c.tolerance).unwrap_or_default();
         retry_workflow_id(
@@ -143,7 +138,7 @@ pub(crate) async fn retry_batch(
                 c.output.as_deref().unwrap_or(""),
                 c.mode.as_str(),
             ],
-            &format!("{k}-{leaf}{}-c{}", c.batch_size, c.max_children),
+            &batch_core::ids::tree_shape(k, c.mode, c.batch_size, c.max_children),
         )
     });
     Ok(Some(Batch { input, workflow_id }))

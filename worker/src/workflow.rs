@@ -168,7 +168,7 @@ impl BatchProcessingWorkflow {
             node.config
                 .tolerance
                 .check_final(f.count, items)
-                .map_err(|reason| tolerance_failure(format!("{reason}{}", first_failed(f))))?;
+                .map_err(|reason| tolerance_failure(format!("{reason}{}", f.first_failed())))?;
             if let Some(output) = &node.config.output {
                 write_manifest(ctx, output, &result).await?;
             }
@@ -220,15 +220,6 @@ async fn forward_pause(ctx: &WorkflowContext<BatchProcessingWorkflow>, children:
             .map(|handle| handle.signal(PauseSignal, forwarded, SignalWorkflowOptions::default()));
         let _ = join_all(signals).await;
     }
-}
-
-/// "; first, item 5: reason", or nothing.
-fn first_failed(failures: &Failures) -> String {
-    failures
-        .samples
-        .first()
-        .map(|item| format!("; first, item {}: {}", item.index, item.reason))
-        .unwrap_or_default()
 }
 
 /// A data batch's leaf: one activity reads its split, runs the plugin over the records and

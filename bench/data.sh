@@ -42,7 +42,10 @@ export AWS_ENDPOINT=$(sed -n 's/^listening on //p' "$run_dir/s3.log") AWS_ALLOW_
 # The source, uploaded once through S3, as any client would (s3s-fs then keeps its ETag; a
 # file merely copied into its directory would be hashed whole on every ranged read).
 ./target/release/s3_put "$source_file" s3://bench/events.jsonl >/dev/null
-start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache
+# Granted exactly what the runs read and write: the dataset, the outputs, the test bucket.
+start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache \
+  --allow-read "$source_file" --allow-read s3://bench/events.jsonl \
+  --allow-write "$run_dir" --allow-write s3://bench/
 worker_pid=${tracked[2]}
 config='{"field": "kind", "equals": "click", "select": ["id", "amount"]}'
 filter='select(.kind == "click") | {amount, id}'

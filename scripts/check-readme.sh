@@ -65,6 +65,7 @@ run() {
   fi
   # What each command costs, for keeping CI's time in check.
   echo "check-readme: $where: ok in $((SECONDS - started)) s"
+  echo "$command" >>"$run_dir/ran"
   if [ -n "$expected" ] && ! grep -qF -- "$expected" <<<"$out"; then
     echo "$out" >&2
     fail "$where: expected \"$expected\" in the output of: $command"
@@ -112,9 +113,10 @@ for document in "${documents[@]}"; do
         run "$where" "env -u TEMPORAL_ADDRESS $command" "$expected" ;;
       "temporal server start-dev")
         echo "check-readme: $where: $command (running: on $TEMPORAL_ADDRESS)" ;;
-      "./target/release/worker")
+      "./target/release/worker --allow-read "*)
+        # The README's worker, with the grants it documents (its words expanded by bash).
         echo "check-readme: $where: $command (in the background)"
-        start_worker ;;
+        eval "start_worker ${command#./target/release/worker }" ;;
       "./target/release/worker --metrics-addr "*)
         echo "check-readme: $where: $command (in the background)"
         NO_COLOR=1 bash -c "$command" >"$run_dir/metrics-worker.log" 2>&1 &
@@ -170,3 +172,20 @@ for document in "${documents[@]}"; do
 done
 [ "$checked" -gt 0 ] || fail "found no commands in ${documents[*]}"
 echo "check-readme: all $checked commands of ${documents[*]} ran as documented"
+
+# The examples of `starter --help`, run from the repository root as the help shows them,
+# against the README's worker (granted target/data and target/out), on the README's data
+# and the same records as CSV. An example the documents ran already is not run twice.
+scripts/make-dataset.py csv 100000 target/data/events.csv
+examples=0
+while IFS= read -r example; do
+  command="./target/release/${example}"
+  if grep -qxF -- "$command" "$run_dir/ran"; then
+    continue
+  fi
+  run "starter --help" "$command" ""
+  examples=$((examples + 1))
+done < <(./target/release/starter --help | sed -n 's/^  \(starter\( .*\)\?\)$/\1/p' |
+  sed 's/  *# .*$//')
+[ "$examples" -gt 0 ] || fail "found no examples in starter --help"
+echo "check-readme: all $examples further examples of starter --help ran"

@@ -13,6 +13,7 @@ K-th record's amount is the string "n/a" (dirty data, for trying failure toleran
 `--retry-failed`); the other records are unchanged.
 """
 
+import os
 import sys
 
 COUNTRIES = ["FR", "DE", "US", "GB", "JP", "BR", "IN", "ES"]
@@ -47,6 +48,7 @@ def main():
     if len(args) != 3 or args[0] not in ("jsonl", "csv") or not args[1].isdigit():
         sys.exit("usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K]")
     fmt, count, out = args[0], int(args[1]), args[2]
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         if fmt == "csv":
             f.write("id,user,country,kind,amount,ts,note\n")

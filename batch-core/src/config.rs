@@ -152,6 +152,9 @@ pub struct PluginInfo {
     pub digest: Option<String>,
     /// The interface it implements, e.g. `batch:plugin/compute@1.0.0`.
     pub interface: Option<String>,
+    /// The items it takes, as it states them (`numbers`, `text`, `json`, `csv-row`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     pub size: Option<u64>,
     /// Why the file cannot be used (or why an older version is still in service).
     pub error: Option<String>,

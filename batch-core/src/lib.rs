@@ -2,7 +2,8 @@
 //! node splits its range ([`plan`]), what a whole batch will do before it starts
 //! ([`batch_plan`]), what a node returns and how results merge ([`result`]),
 //! items that failed and how many a batch tolerates ([`failures`]), data sources and outputs
-//! ([`source`]), which records a split owns ([`split`]),
+//! ([`source`]), which records a split owns ([`split`]), what a plugin's items are
+//! ([`plugin_input`]),
 //! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
 //!
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod output;
 pub mod plan;
 pub mod plugin_config;
+pub mod plugin_input;
 pub mod record_items;
 pub mod result;
 pub mod retry;
@@ -36,6 +38,7 @@ pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, Plug
 pub use failures::{FailedItem, Failures, Tolerance};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use plugin_config::PluginConfig;
+pub use plugin_input::PluginInput;
 pub use result::{ItemOutcome, NodeResult, Output, Outputs};
 pub use source::{DataSource, Format};
 

@@ -13,12 +13,34 @@
 //! record it owns with its index (the 1-based position of its first byte). It is pure: the
 //! worker does the ranged reads ([`SplitRecords::read_from`] says where to start), and the
 //! tests here cut every small input at every split and chunk boundary.
+//!
+//! A record is at most [`MAX_RECORD_BYTES`] long (without its line end): a longer one stops
+//! the split as soon as it is seen to be longer, so a split's memory stays bounded whatever
+//! the source holds (a file without line ends, say).
+
+/// The longest record of a source, in bytes, without its line end.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// A record longer than the split's limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}the record is longer than {limit} bytes, the limit of a record (a line without a line \
+     end?)",
+    match .start { Some(start) => format!("item {start}: "), None => String::new() }
+)]
+pub struct RecordTooLong {
+    /// Where the record starts, when the split owns it (else it began in an earlier split).
+    pub start: Option<u64>,
+    pub limit: usize,
+}
 
 /// Hands out the records a split owns from the bytes read for it (see the module's docs).
 #[derive(Debug)]
 pub struct SplitRecords {
     first: u64,
     last: u64,
+    /// The longest record handed out.
+    limit: usize,
     /// The 1-based position of the next byte to be pushed.
     next: u64,
     state: State,
@@ -37,8 +59,14 @@ enum State {
 }
 
 impl SplitRecords {
-    /// For the split of byte positions `first..=last` (`1 <= first <= last`).
+    /// For the split of byte positions `first..=last` (`1 <= first <= last`), with records of
+    /// at most [`MAX_RECORD_BYTES`].
     pub fn new(first: u64, last: u64) -> Self {
+        Self::with_limit(first, last, MAX_RECORD_BYTES)
+    }
+
+    /// [`Self::new`] with records of at most `limit` bytes (tests use small ones).
+    pub fn with_limit(first: u64, last: u64, limit: usize) -> Self {
         assert!(1 <= first && first <= last, "bad split {first}..={last}");
         let (next, state) = if first == 1 {
             (1, State::InRecord { start: 1 })
@@ -49,6 +77,7 @@ impl SplitRecords {
         Self {
             first,
             last,
+            limit,
             next,
             state,
             carry: Vec::new(),
@@ -89,15 +118,20 @@ impl SplitRecords {
     }
 
     /// Takes the next bytes read (they follow the ones pushed before) and calls `record(index,
-    /// bytes)` for each complete record the split owns, in order.
-    pub fn push(&mut self, mut chunk: &[u8], record: &mut impl FnMut(u64, &[u8])) {
+    /// bytes)` for each complete record the split owns, in order. Stops at a record longer
+    /// than the limit (the records before it were handed out).
+    pub fn push(
+        &mut self,
+        mut chunk: &[u8],
+        record: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<(), RecordTooLong> {
         while !chunk.is_empty() {
             match self.state {
-                State::Done => return,
+                State::Done => return Ok(()),
                 State::Skipping => match memchr(chunk) {
                     None => {
                         self.next += chunk.len() as u64;
-                        return;
+                        return self.check_pending();
                     }
                     Some(end) => {
                         let start = self.next + end as u64 + 1;
@@ -110,14 +144,16 @@ impl SplitRecords {
                     None => {
                         self.carry.extend_from_slice(chunk);
                         self.next += chunk.len() as u64;
-                        return;
+                        return self.check_pending();
                     }
                     Some(end) => {
                         if self.carry.is_empty() {
-                            record(start, trim_cr(&chunk[..end]));
+                            self.hand_out(start, &chunk[..end], record)?;
                         } else {
                             self.carry.extend_from_slice(&chunk[..end]);
-                            record(start, trim_cr(&self.carry));
+                            let carried = std::mem::take(&mut self.carry);
+                            self.hand_out(start, &carried, record)?;
+                            self.carry = carried;
                             self.carry.clear();
                         }
                         let next_start = self.next + end as u64 + 1;
@@ -128,18 +164,51 @@ impl SplitRecords {
                 },
             }
         }
+        Ok(())
+    }
+
+    /// Hands out the record at `start` (its bytes up to its `\n`), if within the limit.
+    fn hand_out(
+        &self,
+        start: u64,
+        line: &[u8],
+        record: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<(), RecordTooLong> {
+        let line = trim_cr(line);
+        if line.len() > self.limit {
+            return Err(RecordTooLong {
+                start: Some(start),
+                limit: self.limit,
+            });
+        }
+        record(start, line);
+        Ok(())
+    }
+
+    /// The record in progress may still end with `\r` (not part of it): one byte more than
+    /// the limit is held before it is known to be too long.
+    fn check_pending(&self) -> Result<(), RecordTooLong> {
+        if self.pending_len() > self.limit.saturating_add(1) {
+            Err(RecordTooLong {
+                start: self.pending_start(),
+                limit: self.limit,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     /// The end of the object: hands out the last record if it has no line end. An object
     /// that ends with a line end has no empty record after it.
-    pub fn finish(&mut self, record: &mut impl FnMut(u64, &[u8])) {
-        if let State::InRecord { start } = self.state
+    pub fn finish(&mut self, record: &mut impl FnMut(u64, &[u8])) -> Result<(), RecordTooLong> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        if let State::InRecord { start } = state
             && start < self.next
         {
-            record(start, trim_cr(&self.carry));
-            self.carry.clear();
+            let carried = std::mem::take(&mut self.carry);
+            self.hand_out(start, &carried, record)?;
         }
-        self.state = State::Done;
+        Ok(())
     }
 
     /// The state at a record that starts at `start`: owned when `start` is within the split.
@@ -190,10 +259,12 @@ mod tests {
         while !split.is_done() && at < data.len() {
             let end = (at + chunk).min(data.len());
             assert_eq!(split.next_position(), at as u64 + 1);
-            split.push(&data[at..end], &mut record);
+            split
+                .push(&data[at..end], &mut record)
+                .expect("no record over the limit");
             at = end;
         }
-        split.finish(&mut record);
+        split.finish(&mut record).expect("no record over the limit");
         out
     }
 
@@ -241,7 +312,9 @@ mod tests {
         // Split 1..=5 owns "one" (1) and "two" (5), which straddles its end.
         let mut split = SplitRecords::new(1, 5);
         let mut seen = Vec::new();
-        split.push(&data[..9], &mut |i, r| seen.push((i, r.to_vec())));
+        split
+            .push(&data[..9], &mut |i, r| seen.push((i, r.to_vec())))
+            .expect("short records");
         assert_eq!(seen, [(1, b"one".to_vec()), (5, b"two".to_vec())]);
         assert!(split.is_done(), "the record at 9 is the next split's");
         assert_eq!(split.pending_len(), 0);
@@ -250,14 +323,16 @@ mod tests {
     #[test]
     fn the_record_in_progress_is_measured() {
         let mut split = SplitRecords::new(1, 100);
-        split.push(
-            b"ab
+        split
+            .push(
+                b"ab
 cdef",
-            &mut |_, _| {},
-        );
+                &mut |_, _| {},
+            )
+            .expect("short records");
         assert_eq!((split.pending_len(), split.pending_start()), (4, Some(4)));
         let mut later = SplitRecords::new(3, 100);
-        later.push(b"xyz", &mut |_, _| {});
+        later.push(b"xyz", &mut |_, _| {}).expect("short records");
         assert_eq!((later.pending_len(), later.pending_start()), (3, None));
     }
 
@@ -277,6 +352,76 @@ cdef",
         assert_eq!(
             split_records(b"\n\n", 1, 2, 1),
             [(1, Vec::new()), (2, Vec::new())]
+        );
+    }
+
+    /// Every record in `data` read by one split in chunks of `chunk` bytes, with a limit.
+    fn read_with_limit(
+        data: &[u8],
+        first: u64,
+        limit: usize,
+        chunk: usize,
+    ) -> Result<Vec<(u64, usize)>, RecordTooLong> {
+        let mut split = SplitRecords::with_limit(first, data.len() as u64, limit);
+        let mut out = Vec::new();
+        let mut record = |i: u64, r: &[u8]| out.push((i, r.len()));
+        let from = usize::try_from(split.read_from() - 1).expect("small");
+        for piece in data[from..].chunks(chunk) {
+            if split.is_done() {
+                break;
+            }
+            split.push(piece, &mut record)?;
+        }
+        split.finish(&mut record)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_record_of_the_limit_passes_and_one_byte_more_stops_the_split() {
+        let limit = 8;
+        for chunk in 1..=20 {
+            for end in ["\n", "\r\n", ""] {
+                let exact = format!("ab\n{}{end}cd\n", "x".repeat(limit));
+                let expected = if end.is_empty() {
+                    // No line end: "x...xcd" is one record, two bytes over.
+                    Err(RecordTooLong {
+                        start: Some(4),
+                        limit,
+                    })
+                } else {
+                    let next = 4 + (limit + end.len()) as u64;
+                    Ok(vec![(1, 2), (4, limit), (next, 2)])
+                };
+                assert_eq!(
+                    read_with_limit(exact.as_bytes(), 1, limit, chunk),
+                    expected,
+                    "chunks of {chunk}, line end {end:?}"
+                );
+                let over = format!("ab\n{}{end}", "x".repeat(limit + 1));
+                assert_eq!(
+                    read_with_limit(over.as_bytes(), 1, limit, chunk),
+                    Err(RecordTooLong {
+                        start: Some(4),
+                        limit
+                    }),
+                    "chunks of {chunk}, line end {end:?}"
+                );
+            }
+        }
+        // A split that starts inside an overlong record stops too (memory stays bounded).
+        let data = format!("{}\nz\n", "y".repeat(limit * 3));
+        assert_eq!(
+            read_with_limit(data.as_bytes(), 2, limit, 3),
+            Err(RecordTooLong { start: None, limit })
+        );
+        assert_eq!(
+            RecordTooLong {
+                start: Some(7),
+                limit: MAX_RECORD_BYTES
+            }
+            .to_string(),
+            "item 7: the record is longer than 16777216 bytes, the limit of a record (a line \
+             without a line end?)"
         );
     }
 }

@@ -210,8 +210,8 @@ pub fn render_plugin_list(plugins: &[crate::PluginInfo]) -> String {
         .unwrap_or(0)
         .max(4);
     let mut s = format!(
-        "{:width$}  {:71}  {:>9}  INTERFACE\n",
-        "NAME", "DIGEST", "BYTES"
+        "{:width$}  {:71}  {:>9}  {:7}  INTERFACE\n",
+        "NAME", "DIGEST", "BYTES", "INPUT"
     );
     for p in plugins {
         let digest = p
@@ -220,7 +220,15 @@ pub fn render_plugin_list(plugins: &[crate::PluginInfo]) -> String {
             .map_or("-".to_owned(), |d| format!("sha256:{d}"));
         let size = p.size.map_or("-".to_owned(), |n| n.to_string());
         let interface = p.interface.as_deref().unwrap_or("-");
-        let _ = writeln!(s, "{:width$}  {digest:71}  {size:>9}  {interface}", p.name);
+        let input = p
+            .input
+            .as_deref()
+            .unwrap_or(if p.interface.is_some() { "any" } else { "-" });
+        let _ = writeln!(
+            s,
+            "{:width$}  {digest:71}  {size:>9}  {input:7}  {interface}",
+            p.name
+        );
         if let Some(error) = &p.error {
             let _ = writeln!(s, "{:width$}  error: {error}", "");
         }
@@ -239,6 +247,7 @@ mod list_tests {
             name: "square_number".into(),
             digest: Some("ab".repeat(32)),
             interface: Some("batch:plugin/compute@1.0.0".into()),
+            input: Some("numbers".into()),
             size: Some(15451),
             error: None,
         };
@@ -246,6 +255,7 @@ mod list_tests {
             name: "broken".into(),
             digest: None,
             interface: None,
+            input: None,
             size: None,
             error: Some("the file is empty".into()),
         };
@@ -254,7 +264,7 @@ mod list_tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[1].starts_with("square_number  sha256:abab"));
-        assert!(lines[1].ends_with("15451  batch:plugin/compute@1.0.0"));
+        assert!(lines[1].ends_with("15451  numbers  batch:plugin/compute@1.0.0"));
         assert!(lines[2].starts_with("broken         -"));
         assert_eq!(lines[3].trim(), "error: the file is empty");
         assert_eq!(render_plugin_list(&[]), "no plugins\n");

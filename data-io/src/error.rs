@@ -11,28 +11,51 @@ pub enum DataError {
         location: String,
         what: String,
         permanent: bool,
+        /// Boxed: a store's error is large, and every `Result` of the data edge carries it.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("{location}: {reason}")]
     Invalid { location: String, reason: String },
+    /// Outside the worker's grants: nothing was opened.
+    #[error("{reason}")]
+    NotGranted {
+        location: String,
+        reason: crate::grants::NotGranted,
+    },
+    /// A local file that is not the version the batch started with.
+    #[error(
+        "{location}: {what}: the object changed since the batch started (it is not the file \
+         it was then); start a new batch to process the new version"
+    )]
+    Changed { location: String, what: String },
+    /// A local file that cannot be read or written.
+    #[error("{location}: {what}")]
+    Io {
+        location: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DataError {
     /// Wraps a store's error for `location`, doing `what` ("cannot read bytes 1..=10").
     pub fn store(location: &str, what: impl Into<String>, source: object_store::Error) -> Self {
         use object_store::Error as E;
-        let permanent = matches!(
-            source,
-            E::NotFound { .. }
-                | E::InvalidPath { .. }
-                | E::NotSupported { .. }
-                | E::Precondition { .. }
-                | E::NotImplemented { .. }
-                | E::PermissionDenied { .. }
-                | E::Unauthenticated { .. }
-                | E::UnknownConfigurationKey { .. }
-        );
+        let redirect_refused = chain_has::<crate::store::RedirectRefused>(&source);
+        let permanent = redirect_refused
+            || matches!(
+                source,
+                E::NotFound { .. }
+                    | E::InvalidPath { .. }
+                    | E::NotSupported { .. }
+                    | E::Precondition { .. }
+                    | E::NotImplemented { .. }
+                    | E::PermissionDenied { .. }
+                    | E::Unauthenticated { .. }
+                    | E::UnknownConfigurationKey { .. }
+            );
         let what = match &source {
             E::NotFound { .. } => format!("{}: not found", what.into()),
             E::Precondition { .. } => format!(
@@ -51,7 +74,7 @@ impl DataError {
             location: location.to_owned(),
             what,
             permanent,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -62,12 +85,53 @@ impl DataError {
         }
     }
 
+    pub fn not_granted(location: &str, source: crate::grants::NotGranted) -> Self {
+        DataError::NotGranted {
+            location: location.to_owned(),
+            reason: source,
+        }
+    }
+
+    /// A local file's failure doing `what` ("cannot read bytes 1..=10").
+    pub fn io(location: &str, what: impl Into<String>, source: std::io::Error) -> Self {
+        let what = what.into();
+        let what = match source.kind() {
+            std::io::ErrorKind::NotFound => format!("{what}: not found"),
+            std::io::ErrorKind::PermissionDenied => format!("{what}: permission denied"),
+            _ => what,
+        };
+        DataError::Io {
+            location: location.to_owned(),
+            what,
+            source,
+        }
+    }
+
     /// Whether retrying cannot help (the configuration or the data is wrong).
     pub fn is_permanent(&self) -> bool {
+        use std::io::ErrorKind as K;
         match self {
             DataError::Store { permanent, .. } => *permanent,
-            DataError::Invalid { .. } => true,
+            DataError::Invalid { .. }
+            | DataError::NotGranted { .. }
+            | DataError::Changed { .. } => true,
+            DataError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    K::NotFound
+                        | K::PermissionDenied
+                        | K::IsADirectory
+                        | K::NotADirectory
+                        | K::InvalidInput
+                        | K::ReadOnlyFilesystem
+                ) || source.raw_os_error() == Some(libc::ELOOP)
+            }
         }
+    }
+
+    /// Whether the location is outside the worker's grants.
+    pub fn is_not_granted(&self) -> bool {
+        matches!(self, DataError::NotGranted { .. })
     }
 
     /// The whole chain on one line (the store's own error says which request failed).
@@ -82,4 +146,16 @@ impl DataError {
         }
         batch_core::text::bounded_message(&text)
     }
+}
+
+/// Whether an error of type `T` is anywhere in `error`'s chain of sources.
+fn chain_has<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<T>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }

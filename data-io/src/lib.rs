@@ -5,15 +5,28 @@
 //! credentials and endpoints from the environment variables each store's own tools use
 //! (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`...).
 //!
-//! - [`location`]: a location opened as a store and a path in it.
+//! - [`grants`]: what a worker's operator lets it read and write; every location a worker
+//!   opens is checked against them.
+//! - [`place`]: the canonical form of a location, which grants are compared with.
+//! - [`location`]: a location opened on an authority (the user's, or a worker's grants).
 //! - [`read`]: what a source is (size, version, CSV header) and ranged reads of a split.
-//! - [`mod@write`]: a part written atomically, and the manifest.
+//! - [`mod@write`]: a part written whole, the manifest, the staging area cleared.
 //! - [`error`]: failures, naming the location, split into permanent and transient.
+//!
+//! Local files are read and written by `local.rs` (pinned reads, staged writes); the other
+//! stores by `object_store`, with an HTTP client that follows redirects only within the
+//! authority ([`store`]).
 
 pub mod error;
+pub mod grants;
+mod local;
 pub mod location;
+pub mod place;
 pub mod read;
+pub mod store;
 pub mod write;
 
 pub use error::DataError;
-pub use location::Location;
+pub use grants::{Access, Grants};
+pub use local::STAGING_DIR;
+pub use location::{Authority, Location};

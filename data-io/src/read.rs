@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _};
 
+use crate::location::Target;
 use crate::{DataError, Location};
 
 /// What the starter needs to know of a source.
@@ -16,9 +17,12 @@ pub struct SourceInfo {
 
 /// The object's size and version.
 pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
-    let meta = source
-        .store()
-        .head(source.path())
+    let (store, path) = match source.target() {
+        Target::Local(path) => return crate::local::stat(source, path).await,
+        Target::Remote { store, path, .. } => (store, path),
+    };
+    let meta = store
+        .head(path)
         .await
         .map_err(|e| DataError::store(source.text(), "cannot read the source", e))?;
     Ok(SourceInfo {
@@ -57,15 +61,20 @@ pub async fn read_range(
     first: u64,
     last: u64,
 ) -> Result<Bytes, DataError> {
+    let (store, path) = match source.target() {
+        Target::Local(path) => {
+            return crate::local::read_range(source, path, version, first, last).await;
+        }
+        Target::Remote { store, path, .. } => (store, path),
+    };
     let options = GetOptions {
         range: Some(GetRange::Bounded(first - 1..last)),
         if_match: version.map(str::to_owned),
         ..GetOptions::default()
     };
     let what = || format!("cannot read bytes {first}..={last}");
-    let result = source
-        .store()
-        .get_opts(source.path(), options)
+    let result = store
+        .get_opts(path, options)
         .await
         .map_err(|e| DataError::store(source.text(), what(), e))?;
     let bytes = result
@@ -90,13 +99,15 @@ pub async fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::Authority;
 
     #[tokio::test]
     async fn a_source_is_read_by_ranges_and_pinned_to_its_version() {
         let dir = tempfile::tempdir().expect("no error");
         let file = dir.path().join("rows.csv");
         std::fs::write(&file, "a,b\r\n1,2\n").expect("no error");
-        let source = Location::open(file.to_str().expect("no error")).expect("no error");
+        let source =
+            Location::open(file.to_str().expect("no error"), Authority::User).expect("no error");
         let info = stat(&source).await.expect("no error");
         assert_eq!(info.size, 9);
         assert_eq!(
@@ -109,9 +120,18 @@ mod tests {
             .await
             .expect("no error");
         assert_eq!(&bytes[..], b"1,2");
-        // Replaced: the old version's reads fail for good, saying why.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, "a,b\r\n3,4,5\n").expect("no error");
+        // Rewritten in place with the same size and its modification time put back: the
+        // change time still moved, so the old version's reads fail for good, saying why.
+        let modified = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&file, "a,b\r\n3,4\n").expect("no error");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(modified))
+            .expect("mtime put back");
+        assert_eq!(stat(&source).await.expect("no error").size, info.size);
         let changed = read_range(&source, info.version.as_deref(), 6, 8)
             .await
             .expect_err("an error");
@@ -122,14 +142,40 @@ mod tests {
                 .contains("the object changed since the batch started"),
             "{changed}"
         );
-        let missing =
-            Location::open(dir.path().join("none").to_str().expect("no error")).expect("no error");
+        let missing = Location::open(
+            dir.path().join("none").to_str().expect("no error"),
+            Authority::User,
+        )
+        .expect("no error");
         let err = stat(&missing).await.expect_err("an error");
         assert!(err.is_permanent());
+        assert!(err.message().contains("No such file"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn a_special_file_is_refused_at_once_not_waited_on() {
+        let dir = tempfile::tempdir().expect("no error");
+        let fifo = dir.path().join("fifo.jsonl");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let source =
+            Location::open(fifo.to_str().expect("no error"), Authority::User).expect("no error");
+        // No writer ever opens the FIFO: a blocking open would wait forever.
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_range(&source, None, 1, 10),
+        )
+        .await
+        .expect("refused at once");
+        let err = read.expect_err("not a regular file");
+        assert!(err.is_permanent());
         assert!(
-            err.to_string()
-                .ends_with("cannot read the source: not found"),
-            "{err}"
+            err.message().contains("not a regular file"),
+            "{}",
+            err.message()
         );
     }
 }

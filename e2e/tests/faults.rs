@@ -340,7 +340,8 @@ fn tolerated_failures_stay_exact_when_a_batch_leaf_resumes_after_a_crash() {
     install_plugin(plugins.path(), "picky", "picky");
     let queue = "tolerant-crash";
     let mut first = Worker::start(&server, queue, plugins.path());
-    let n: u64 = 100_000_000;
+    // Long enough (~15 s on 2 cores) that a heartbeat with failures comes before the end.
+    let n: u64 = 1_000_000_000;
     let id = "tolerant-crash";
     let (run, second) = std::thread::scope(|scope| {
         let batch = scope.spawn(|| {
@@ -348,15 +349,15 @@ fn tolerated_failures_stay_exact_when_a_batch_leaf_resumes_after_a_crash() {
                 &server,
                 queue,
                 &[
-                    "100000000",
-                    "100000000",
+                    "1000000000",
+                    "1000000000",
                     "2",
                     "--mode",
                     "batch",
                     "--plugin",
                     "picky",
                     "--plugin-config",
-                    r#"{"refuse_every": 1000000, "trap_every": 10000000}"#,
+                    r#"{"refuse_every": 10000000, "trap_every": 100000000}"#,
                     "--max-failures",
                     "100",
                     "--workflow-id",
@@ -381,7 +382,7 @@ fn tolerated_failures_stay_exact_when_a_batch_leaf_resumes_after_a_crash() {
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
     let result = &report["result"];
-    let failed: Vec<u64> = (1..=100).map(|k| k * 1_000_000).collect();
+    let failed: Vec<u64> = (1..=100).map(|k| k * 10_000_000).collect();
     let sum =
         u128::from(n) * u128::from(n + 1) / 2 - failed.iter().map(|&i| u128::from(i)).sum::<u128>();
     assert_eq!(result["failures"]["count"], 100);
@@ -425,34 +426,26 @@ fn the_batch_and_its_starter_survive_a_server_restart() {
     assert_exact_2000(&server, &run);
 }
 
-/// A data batch whose worker is killed while leaves are reading, processing and writing: the
-/// splits it held run again from their first byte on another worker and rewrite their parts
-/// whole, so the output directory holds exactly one part per split, the parts concatenated are
-/// exactly the outputs, and the counts are exact.
-#[test]
-fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
-    use support::data::{FILTER, check_manifest, events, expected_filter_output};
+/// A json_filter batch over `data` (written under a granted directory) with an output, on a
+/// worker for `queue`, killed once `ready(out)` says so and replaced by a second worker: the
+/// run, and the output directory, still held by the returned scratch directory.
+fn filter_batch_with_a_crash(
+    queue: &str,
+    data: &[u8],
+    split: &str,
+    ready: &dyn Fn(&std::path::Path) -> bool,
+) -> (support::Run, tempfile::TempDir) {
+    use support::data::FILTER;
 
     let server = DevServer::start();
     let plugins = tempfile::tempdir().expect("plugins dir");
     install_plugin(plugins.path(), "json_filter", "json_filter");
-    let queue = "data-crash";
     let mut first = Worker::start(&server, queue, plugins.path());
-    let scratch = tempfile::tempdir().expect("scratch");
+    let scratch = support::data_dir();
     let source = scratch.path().join("events.jsonl");
-    let data = events(60_000);
-    std::fs::write(&source, &data).expect("write source");
+    std::fs::write(&source, data).expect("write source");
     let out = scratch.path().join("out");
-    let parts_written = || {
-        std::fs::read_dir(&out).map_or(0, |dir| {
-            dir.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("part-"))
-            })
-            .count()
-        })
-    };
-    let (run, at_crash, _second) = std::thread::scope(|scope| {
+    let run = std::thread::scope(|scope| {
         let batch = scope.spawn(|| {
             starter(
                 &server,
@@ -467,39 +460,82 @@ fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
                     "--output",
                     out.to_str().expect("utf-8"),
                     "--split-size",
-                    "65536",
+                    split,
                     // One leaf at a time, so that the crash falls in the middle of the batch.
                     "--max-leaves-in-flight",
                     "1",
                 ],
             )
         });
-        wait_for("some parts", Duration::from_secs(120), || {
-            (parts_written() >= 5).then_some(())
+        wait_for("the moment to crash", Duration::from_secs(120), || {
+            ready(&out).then_some(())
         });
         first.crash();
-        let at_crash = parts_written();
-        let second = Worker::start(&server, queue, plugins.path());
-        (batch.join().expect("starter thread"), at_crash, second)
+        let names = support::data::names_in(&out);
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains('#') && !n.contains(".staged")),
+            "staged data never takes a part's name: {names:?}"
+        );
+        let _second = Worker::start(&server, queue, plugins.path());
+        batch.join().expect("starter thread")
     });
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
-    let (expected, items, kept) = expected_filter_output(&data);
+    (run, scratch)
+}
+
+/// The `part-` files in `out` (0 before it exists).
+fn parts_in(out: &std::path::Path) -> usize {
+    std::fs::read_dir(out).map_or(0, |dir| {
+        dir.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("part-"))
+        })
+        .count()
+    })
+}
+
+/// A data batch whose worker is killed while leaves are reading, processing and writing: the
+/// splits it held run again from their first byte on another worker and rewrite their parts
+/// whole, so the output directory holds exactly one part per split, the parts concatenated are
+/// exactly the outputs, and the counts are exact.
+#[test]
+fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
+    let data = support::data::events(60_000);
+    let at_crash = std::sync::atomic::AtomicUsize::new(0);
+    let ready = |out: &std::path::Path| {
+        at_crash.store(parts_in(out), std::sync::atomic::Ordering::SeqCst);
+        parts_in(out) >= 5
+    };
+    let (run, scratch) = filter_batch_with_a_crash("data-crash", &data, "65536", &ready);
+    let manifest = support::data::check_filter_output_dir(&scratch.path().join("out"), &data);
+    let (_, items, _) = support::data::expected_filter_output(&data);
     assert_eq!(run.field("Total numbers processed"), items.to_string());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("the manifest"))
-            .expect("json");
-    let concatenated = check_manifest(&manifest, data.len() as u64, items, kept, &|name| {
-        std::fs::read(out.join(name)).expect("part")
-    });
-    assert!(
-        concatenated == expected,
-        "the parts are exactly the outputs"
-    );
     let parts = manifest["parts"].as_array().expect("parts").len();
-    assert_eq!(parts_written(), parts, "one part per split, nothing else");
+    let at_crash = at_crash.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         at_crash < parts,
         "the crash fell mid-batch: {at_crash} of {parts} parts"
     );
     assert_eq!(run.field("Activities"), parts.to_string());
+}
+
+/// A worker killed while a part larger than the write buffer is being written leaves its
+/// staged file in the output's hidden `.staging/` (never under a name a reader would glob,
+/// such as `part-*`); the split's next attempt removes it, and once the manifest is written
+/// the output directory holds exactly the manifest's files.
+#[test]
+fn a_part_staged_by_a_killed_worker_never_looks_like_a_part() {
+    // ~75 MB in splits of 32 MiB: each part gets megabytes of outputs.
+    let data = support::data::events(1_000_000);
+    // More than the 1 MiB write buffer is on disk: a part is being written.
+    let ready = |out: &std::path::Path| {
+        std::fs::read_dir(out.join(".staging")).is_ok_and(|dir| {
+            dir.filter_map(|e| e.ok()?.metadata().ok())
+                .any(|m| m.len() > 1024 * 1024)
+        })
+    };
+    let (_run, scratch) = filter_batch_with_a_crash("staged-crash", &data, "33554432", &ready);
+    support::data::check_filter_output_dir(&scratch.path().join("out"), &data);
 }

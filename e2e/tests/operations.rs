@@ -207,7 +207,7 @@ fn a_batch_over_its_tolerance_stops_early_and_says_why() {
 /// parts hold exactly the other records' outputs.
 #[test]
 fn failed_records_go_to_failed_parts_listed_in_the_manifest() {
-    let scratch = tempfile::tempdir().expect("scratch");
+    let scratch = support::data_dir();
     let source = scratch.path().join("amounts.jsonl");
     // Every 7th record has no amount: json_field refuses it.
     let mut data = String::new();
@@ -437,7 +437,7 @@ fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
 /// output for every record once.
 #[test]
 fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
-    let scratch = tempfile::tempdir().expect("scratch");
+    let scratch = support::data_dir();
     let source = scratch.path().join("people.jsonl");
     let mut data = String::new();
     for id in 1..=2000u64 {

@@ -65,7 +65,7 @@ fn record_replay_fixtures() {
 
     // A data batch: a JSON Lines file in splits of 1 KiB (several levels), parts and a
     // manifest written to a directory.
-    let data_dir = tempfile::tempdir().expect("data dir");
+    let data_dir = support::data_dir();
     let source = data_dir.path().join("events.jsonl");
     let data = support::data::events(300);
     std::fs::write(&source, &data).expect("write source");

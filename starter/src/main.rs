@@ -37,9 +37,14 @@ Examples:
   starter 2000 --mode local      # one local activity per item (no task-queue round trip)
   starter 100000000 1000000 10 --mode batch   # 10^8 items, one activity per leaf of 10^6
   starter 100000000 1000000 10 --mode batch --plan   # what that batch would do; starts nothing
-  starter --source events.jsonl --plugin json_filter --plugin-config '{\"field\": \"kind\", \"equals\": \"click\"}' --output out/
-                                 # a JSON Lines file through a record plugin, outputs to out/
-  starter --source s3://bucket/rows.csv --plugin csv_to_json --output s3://bucket/out/ --plan";
+  starter --source target/data/events.jsonl --plugin json_filter --plugin-config '{\"field\": \"kind\", \"equals\": \"click\"}' --output target/out/clicks-all
+                                 # a JSON Lines file through a record plugin, outputs to a directory
+  starter --source target/data/events.csv --plugin json_field --plugin-config '{\"field\": \"id\"}'
+                                 # CSV rows reach JSON plugins as objects keyed by the header
+  starter --source target/data/events.csv --plugin csv_to_json --plugin-config '{\"columns\": [\"id\", \"user\", \"country\", \"kind\", \"cents\", \"time\", \"note\"]}' --output target/out/renamed --plan
+                                 # rows as written, renamed; --plan: what it would do
+A worker reads and writes only what its operator granted (worker --allow-read, --allow-write).
+Sources and outputs may also be s3://, gs://, az://, http(s):// or file:// URLs.";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
@@ -79,16 +84,19 @@ struct Args {
     /// file://, s3://, gs://, az:// or http(s):// URL (credentials and endpoints from the
     /// environment, as each store's own tools read them). The tree splits the object's bytes:
     /// one `batch`-mode leaf per split, reading only its split; an item's index is the byte
-    /// position of its first byte.
+    /// position of its first byte. The workers must be granted it (worker --allow-read).
     #[arg(long, value_name = "PATH|URL")]
     source: Option<String>,
     /// How the source's bytes become items: `lines`, `jsonl` (blank lines skipped) or `csv`
-    /// (a header line; each row given to the plugin as a JSON object). Default: from the
+    /// (a header line, then one row per line; each row given to the plugin as a JSON object,
+    /// or as written to a plugin that takes CSV rows; a quoted field may not hold a line
+    /// break). Default: from the
     /// source's name (.jsonl/.ndjson, .csv, else lines).
     #[arg(long, requires = "source")]
     format: Option<Format>,
     /// Write the outputs to this directory or object-store prefix: one part per split, in
-    /// source order, then `_manifest.json`, which marks the output complete.
+    /// source order, then `_manifest.json`, which marks the output complete. The workers must
+    /// be granted it (worker --allow-write).
     #[arg(long, value_name = "DIR|URL")]
     output: Option<String>,
     /// Bytes per split (one leaf each) of a --source. Default: 64 MiB, raised to keep a batch
@@ -276,7 +284,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         LeafMode::Batch
     };
     let location = data_io::location::absolute(location)?;
-    let opened = data_io::Location::open(&location)?;
+    let opened = data_io::Location::open(&location, data_io::Authority::User)?;
     let info = data_io::read::stat(&opened).await?;
     let format = args.format.unwrap_or_else(|| Format::from_name(&location));
     let header = match format {
@@ -296,7 +304,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     let output = match &args.output {
         Some(output) => {
             let output = data_io::location::absolute(output)?;
-            data_io::Location::open(&output)?;
+            data_io::Location::open(&output, data_io::Authority::User)?;
             Some(output)
         }
         None => None,

@@ -103,7 +103,7 @@ pub(crate) async fn retry_batch(
                 "the retry's --output must differ from batch {earlier}'s ({earlier_output}): \
                  the two outputs together hold every item once"
             );
-            data_io::Location::open(&output)?;
+            data_io::Location::open(&output, data_io::Authority::User)?;
             Some(output)
         }
         (Some(earlier_output), None) => anyhow::bail!(
@@ -146,7 +146,7 @@ pub(crate) async fn retry_batch(
 
 /// Every failed item's index, from the earlier batch's `failed/` parts, in source order.
 async fn read_failed_parts(output: &str, result: &NodeResult) -> anyhow::Result<Vec<u64>> {
-    let location = data_io::Location::open(output)?;
+    let location = data_io::Location::open(output, data_io::Authority::User)?;
     let mut items = Vec::new();
     for part in &result.failed_parts {
         let mut target = location.clone();

@@ -28,6 +28,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use data_io::{Access, Authority, Grants, Location};
+
 use crate::metrics::PluginMetrics;
 use crate::plugins::sandbox::CallSlot;
 use crate::plugins::{Item, LoadedPlugin, PluginError, PluginRegistry, PluginSession};
@@ -110,6 +112,9 @@ pub struct ItemTask {
 #[derive(Clone)]
 pub struct PluginActivities {
     registry: Arc<PluginRegistry>,
+    /// What data batches may read and write: every location a task names is checked against
+    /// these where it is opened.
+    grants: Arc<Grants>,
     metrics: PluginMetrics,
     /// The batch task queue; work arriving on a plugin queue has been routed already.
     home_queue: String,
@@ -123,12 +128,14 @@ pub struct PluginActivities {
 impl PluginActivities {
     pub fn new(
         registry: Arc<PluginRegistry>,
+        grants: Arc<Grants>,
         metrics: PluginMetrics,
         home_queue: &str,
         client: Option<Client>,
     ) -> Self {
         Self {
             registry,
+            grants,
             metrics,
             home_queue: home_queue.to_owned(),
             client,
@@ -348,13 +355,19 @@ impl PluginActivities {
     ) -> Result<(), ActivityError> {
         let _running = self.count_task();
         let write = async {
-            let target =
-                data_io::Location::open(&task.output)?.child(batch_core::source::MANIFEST_NAME);
+            let output = Location::open(
+                &task.output,
+                Authority::granted(&self.grants, Access::Write),
+            )?;
             let mut json = serde_json::to_vec_pretty(&task.manifest).map_err(|e| {
                 data_io::DataError::invalid(&task.output, format!("cannot encode: {e}"))
             })?;
             json.push(b'\n');
-            data_io::write::put(&target, json).await
+            data_io::write::put(&output.child(batch_core::source::MANIFEST_NAME), json).await?;
+            // Every part is in place: what unfinished attempts staged goes, so the output
+            // holds exactly what the manifest lists.
+            data_io::write::remove_staging(&output).await?;
+            data_io::write::remove_staging(&output.child(batch_core::output::FAILED_DIR)).await
         };
         write.await.map_err(|e| routing::data_failure(&e))
     }
@@ -374,6 +387,9 @@ impl PluginActivities {
             .plugin(&ctx, &(), &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))
+            .map_err(|e| self.failure(&ctx, e))?;
+        plugin
+            .check_input(None)
             .map_err(|e| self.failure(&ctx, e))?;
         let mut slot = self.call_slot(&ctx, &()).await?;
         let metrics = self.metrics.clone();
@@ -405,6 +421,7 @@ impl PluginActivities {
             .plugin(ctx, &progress, &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
+        plugin.check_input(None)?;
         while progress.next <= task.last {
             let slot = self
                 .call_slot(ctx, &progress)
@@ -796,7 +813,13 @@ mod tests {
         resumed_from: Option<RangeProgress>,
         heartbeats: Arc<AtomicUsize>,
     ) -> ActivityEnvironment {
-        let activities = PluginActivities::new(registry, PluginMetrics::disabled(), "test", None);
+        let activities = PluginActivities::new(
+            registry,
+            Arc::new(Grants::none()),
+            PluginMetrics::disabled(),
+            "test",
+            None,
+        );
         let builder = ActivityEnvironment::builder_with_default()
             .register_activities(activities)
             .on_heartbeat(move |_| {

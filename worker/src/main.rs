@@ -25,6 +25,7 @@ use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
 use batch_worker::renewal::{DEFAULT_RENEW_AFTER, Generation, StopSignal, run_renewing};
 use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
 use clap::Parser;
+use data_io::{Access, Grants};
 use temporalio_common::telemetry::metrics::{CoreMeter, TemporalMeter};
 use temporalio_common::telemetry::{
     HistogramBucketOverrides, PrometheusExporterOptions, TelemetryOptions,
@@ -55,7 +56,29 @@ struct Args {
     /// Keep plugin versions in memory only.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
-    /// Print the plugins in the plugins directory (name, digest, size, interface) and exit.
+    /// A place data batches may read (sources): an absolute directory or file, or a URL prefix
+    /// (s3://bucket/in/, https://host:8443/data/). Repeat it, or separate several by commas in
+    /// BATCH_ALLOW_READ. A batch's input only chooses among these places: a source outside
+    /// them fails its batch, naming the place. Without any, the worker reads no data (range
+    /// batches need none).
+    #[arg(
+        long,
+        env = "BATCH_ALLOW_READ",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    allow_read: Vec<String>,
+    /// A place data batches may write (outputs, their failed/ reports and manifests), as
+    /// --allow-read names places (BATCH_ALLOW_WRITE). Writing does not allow reading.
+    #[arg(
+        long,
+        env = "BATCH_ALLOW_WRITE",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    allow_write: Vec<String>,
+    /// Print the plugins in the plugins directory (name, digest, size, input, interface) and
+    /// exit.
     #[arg(long)]
     list_plugins: bool,
     /// Temporal server address (host:port). Default: Temporal's environment configuration
@@ -149,6 +172,11 @@ async fn run() -> anyhow::Result<()> {
     init_logging();
     let args = Args::parse();
     let limits = sandbox_limits(&args)?;
+    let grants = Arc::new(
+        Grants::new(&args.allow_read, &args.allow_write)
+            .map_err(anyhow::Error::msg)
+            .context("--allow-read / --allow-write")?,
+    );
     let registry = open_registry(&args, limits)?;
     if args.list_plugins {
         print!("{}", render_plugin_list(&registry.list()?));
@@ -176,6 +204,7 @@ async fn run() -> anyhow::Result<()> {
     )?;
     let activities = PluginActivities::new(
         registry.clone(),
+        grants.clone(),
         telemetry.plugin_metrics(),
         &args.task_queue,
         Some(connected.client.clone()),
@@ -191,7 +220,7 @@ async fn run() -> anyhow::Result<()> {
 
     let stop_worker = StopSignal::default();
     stop_on_signal(stop_worker.clone(), plugin_queues.stop_handle());
-    log_started(&args, &connected, &registry, limits);
+    log_started(&args, &connected, &registry, limits, &grants);
     // The first generation uses the connection made above; later ones connect anew.
     let first_client = Cell::new(Some(connected.client.clone()));
     let build = |_generation: u64| {
@@ -270,7 +299,13 @@ fn log_started(
     connected: &Connected,
     registry: &PluginRegistry,
     limits: SandboxLimits,
+    grants: &Grants,
 ) {
+    tracing::info!(
+        allow_read = %grants.describe(Access::Read),
+        allow_write = %grants.describe(Access::Write),
+        "data grants (what data batches may read and write)"
+    );
     tracing::info!(
         address = %connected.address,
         namespace = %connected.namespace,

@@ -35,6 +35,7 @@ pub fn kind(e: &PluginError) -> &'static str {
         PluginError::Refused { .. } => "PluginRefusedItem",
         PluginError::Deadline { .. } => "PluginDeadlineExceeded",
         PluginError::Configure { .. } => "PluginRefusedConfig",
+        PluginError::WrongInput { .. } => "PluginWrongInput",
         PluginError::ResultCount { .. } | PluginError::Columns { .. } => "PluginBrokeInterface",
         PluginError::Trap { .. } => "PluginTrapped",
         PluginError::Instantiate { .. } => "PluginInstantiationFailed",

@@ -11,7 +11,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [file, url] = args.as_slice() else {
         return Err("usage: s3_put FILE URL".into());
     };
-    let mut part = data_io::write::PartWriter::new(data_io::Location::open(url)?);
+    let mut part =
+        data_io::write::PartWriter::create(data_io::Location::open(url, data_io::Authority::User)?)
+            .await?;
     let mut input = tokio::fs::File::open(file).await?;
     loop {
         let mut buffer = vec![0; 8 * 1024 * 1024];

@@ -85,3 +85,45 @@ pub fn check_manifest(
     assert_eq!(manifest["bytes"], part_bytes);
     concatenated
 }
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The output directory `out` of a json_filter batch (with [`FILTER`]) over `data`: its
+/// manifest checked against the parts, the parts concatenated against the outputs computed
+/// here, and the directory holding exactly the manifest's files (no staged file, one part per
+/// leaf). Returns the manifest.
+pub fn check_filter_output_dir(out: &std::path::Path, data: &[u8]) -> Value {
+    let (expected, items, kept) = expected_filter_output(data);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("the manifest"))
+            .expect("manifest json");
+    let concatenated = check_manifest(&manifest, data.len() as u64, items, kept, &|name| {
+        std::fs::read(out.join(name)).expect("part")
+    });
+    assert!(
+        concatenated == expected,
+        "the parts, concatenated, are the outputs in source order"
+    );
+    let mut listed: Vec<String> = manifest["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect();
+    listed.push("_manifest.json".into());
+    listed.sort();
+    assert_eq!(
+        names_in(out),
+        listed,
+        "the output holds exactly the manifest's files"
+    );
+    manifest
+}

@@ -262,6 +262,36 @@ pub fn sha256_of(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
 }
 
+/// The directory every test worker is granted to read and write, as an operator grants a
+/// data directory (`worker --allow-read/--allow-write`): one per test process, removed when it
+/// ends. Data tests keep their sources and outputs under it ([`data_dir`]).
+pub fn data_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("batch-e2e-data-")
+            .tempdir()
+            .expect("data root")
+    })
+    .path()
+}
+
+/// A fresh directory under [`data_root`], for one test's sources and outputs.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(data_root()).expect("data dir")
+}
+
+/// The grants a test worker gets unless its arguments name grants of their own.
+pub fn default_grants() -> Vec<String> {
+    let root = data_root().to_str().expect("utf-8 path").to_owned();
+    vec![
+        "--allow-read".into(),
+        root.clone(),
+        "--allow-write".into(),
+        root,
+    ]
+}
+
 /// The plugins `scripts/build-plugins.sh` installed.
 pub fn built_plugins_dir() -> PathBuf {
     let dir = bin_dir().join("../plugins");
@@ -543,6 +573,13 @@ impl Worker {
             .any(|a| *a == "--cache-dir" || *a == "--no-cache")
         {
             args.extend(["--cache-dir", &cache]);
+        }
+        let grants = default_grants();
+        if !extra_args
+            .iter()
+            .any(|a| a.starts_with("--allow-read") || a.starts_with("--allow-write"))
+        {
+            args.extend(grants.iter().map(String::as_str));
         }
         args.extend(extra_args);
         let mut vars = vec![("RUST_LOG", "info"), ("NO_COLOR", "1")];

@@ -1,7 +1,8 @@
-//! Reads one JSON object per item (a JSON Lines record) and outputs the configured field as a
-//! number, so the batch's summary sums it: `--plugin-config '{"field": "amount"}'`. A record
-//! without the field, or whose field is not a whole number from 0 to 2^64-1, is refused with
-//! the reason.
+//! Reads one JSON object per item (a JSON Lines record, or a CSV row as a JSON object) and
+//! outputs the configured field as a number, so the batch's summary sums it:
+//! `--plugin-config '{"field": "amount"}'`. The field may be a number or a string of decimal
+//! digits (CSV fields are strings). A record without the field, or whose field is not a whole
+//! number from 0 to 2^64-1, is refused with the reason.
 
 use batch_plugin_sdk_v2::{Item, Output, text};
 use serde::Deserialize;
@@ -23,7 +24,13 @@ fn field_value(config: &Config, item: Item) -> Result<Output, String> {
     let value = record
         .get(&config.field)
         .ok_or_else(|| format!("the record has no field {:?}", config.field))?;
-    value.as_u64().map(Output::Number).ok_or_else(|| {
+    let number = match value {
+        serde_json::Value::String(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse().ok()
+        }
+        _ => value.as_u64(),
+    };
+    number.map(Output::Number).ok_or_else(|| {
         format!(
             "field {:?} is {value}, not a whole number from 0 to 2^64-1",
             config.field
@@ -31,4 +38,33 @@ fn field_value(config: &Config, item: Item) -> Result<Output, String> {
     })
 }
 
-batch_plugin_sdk_v2::export_plugin!(field_value, configure = configure);
+batch_plugin_sdk_v2::export_plugin!(field_value, configure = configure, input = json);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(record: &str) -> Result<u64, String> {
+        let config = configure(Some(r#"{"field": "amount"}"#))?;
+        let data = Some(record.as_bytes().to_vec());
+        match field_value(&config, Item { index: 1, data })? {
+            Output::Number(n) => Ok(n),
+            _ => Err("not a number".into()),
+        }
+    }
+
+    #[test]
+    fn numbers_and_strings_of_digits_are_numbers() {
+        assert_eq!(field(r#"{"amount": 12}"#), Ok(12));
+        assert_eq!(field(r#"{"amount": "12"}"#), Ok(12));
+        for bad in [
+            r#"{"amount": "n/a"}"#,
+            r#"{"amount": ""}"#,
+            r#"{"amount": "-1"}"#,
+            r#"{"amount": 1.5}"#,
+            r#"{"amount": "99999999999999999999"}"#,
+        ] {
+            assert!(field(bad).is_err(), "{bad}");
+        }
+    }
+}

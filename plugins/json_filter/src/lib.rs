@@ -39,4 +39,4 @@ fn filter(config: &Config, item: Item) -> Result<Output, String> {
     Ok(Output::Record(Value::Object(kept).to_string().into_bytes()))
 }
 
-batch_plugin_sdk_v2::export_plugin!(filter, configure = configure);
+batch_plugin_sdk_v2::export_plugin!(filter, configure = configure, input = json);

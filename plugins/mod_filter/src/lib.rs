@@ -46,4 +46,4 @@ fn keep_multiples(config: &Config, item: Item) -> Result<Output, String> {
     })
 }
 
-batch_plugin_sdk_v2::export_plugin!(keep_multiples, configure = configure);
+batch_plugin_sdk_v2::export_plugin!(keep_multiples, configure = configure, input = numbers);

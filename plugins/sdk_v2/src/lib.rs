@@ -149,8 +149,18 @@ pub fn text(item: &Item) -> Result<&str, String> {
 /// - `export_plugin!(f, configure = c)` with `c: fn(Option<&str>) -> Result<C, String>` and
 ///   `f: fn(&C, Item) -> Result<Output, String>`: `c` parses the batch's configuration (JSON
 ///   text, or `None`) once per instance; its error fails the batch with that message.
+/// - Either, followed by `input = numbers | text | json | csv_row`: the items the plugin
+///   takes ([`plugin_input!`]), so a batch over other items is refused before it runs.
 #[macro_export]
 macro_rules! export_plugin {
+    ($process:path, input = $input:ident) => {
+        $crate::plugin_input!($input);
+        $crate::export_plugin!($process);
+    };
+    ($process:path, configure = $configure:path, input = $input:ident) => {
+        $crate::plugin_input!($input);
+        $crate::export_plugin!($process, configure = $configure);
+    };
     ($process:path) => {
         fn __batch_plugin_no_config(config: Option<&str>) -> Result<(), $crate::String> {
             match config {
@@ -205,5 +215,32 @@ macro_rules! export_plugin {
         }
 
         $crate::bindings::export_bindings!(__BatchPlugin with_types_in $crate::bindings);
+    };
+}
+
+/// States the items the plugin takes, in the `batch-plugin:input` custom section the worker
+/// reads when it loads the plugin: `numbers` (the items `1..=N` of a range batch, no data),
+/// `text` (any record's bytes), `json` (a JSON value: JSON Lines, or CSV rows as JSON
+/// objects) or `csv_row` (a CSV row as written: lines, or a CSV source's rows without its
+/// header). The worker refuses a batch whose source gives other items, before any item runs.
+/// A plugin that states nothing is given whatever the batch's source gives.
+#[macro_export]
+macro_rules! plugin_input {
+    (numbers) => {
+        $crate::plugin_input!(@section b"numbers");
+    };
+    (text) => {
+        $crate::plugin_input!(@section b"text");
+    };
+    (json) => {
+        $crate::plugin_input!(@section b"json");
+    };
+    (csv_row) => {
+        $crate::plugin_input!(@section b"csv-row");
+    };
+    (@section $name:literal) => {
+        #[unsafe(link_section = "batch-plugin:input")]
+        #[used]
+        static __BATCH_PLUGIN_INPUT: [u8; $name.len()] = *$name;
     };
 }

@@ -14,4 +14,4 @@ fn square(item: Item) -> Result<Output, String> {
     }
 }
 
-batch_plugin_sdk_v2::export_plugin!(square);
+batch_plugin_sdk_v2::export_plugin!(square, input = numbers);

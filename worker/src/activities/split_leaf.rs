@@ -14,13 +14,13 @@ use batch_core::failures::{EXCERPT_BYTES, is_item_failure};
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::record_items::{RecordItem, RecordItems};
 use batch_core::source::part_name;
-use batch_core::split::SplitRecords;
+use batch_core::split::{RecordTooLong, SplitRecords};
 use batch_core::{
     DataSource, FailedItem, Failures, Output, Outputs, PluginConfig, PluginRef, Tolerance,
 };
 use bytes::Bytes;
 use data_io::write::PartWriter;
-use data_io::{DataError, Location};
+use data_io::{Access, Authority, DataError, Location};
 use serde::{Deserialize, Serialize};
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -72,21 +72,34 @@ const RECORD_READ_BYTES: u64 = 64 * 1024;
 const SESSION_BYTES: usize = 4 * 1024 * 1024;
 /// Most items per plugin call.
 const BLOCK_ITEMS: usize = 1024;
-/// Longest record: one line is never more than this, so a split's memory stays bounded
-/// whatever the source holds.
-pub(super) const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a split stopped.
 pub(super) enum SplitError {
     Plugin(PluginError),
     Data(DataError),
     /// A record the host cannot turn into an item (a CSV row that does not fit the header, a
-    /// line over [`MAX_RECORD_BYTES`]).
+    /// line over [`batch_core::split::MAX_RECORD_BYTES`]).
     BadRecord {
         index: u64,
         reason: String,
     },
+    /// A source the batch cannot process at all (a CSV row with a line break in a quoted
+    /// field), whatever its tolerance.
+    BadSource {
+        index: u64,
+        reason: String,
+    },
     Activity(ActivityError),
+}
+
+impl From<RecordTooLong> for SplitError {
+    fn from(e: RecordTooLong) -> Self {
+        let reason = RecordTooLong { start: None, ..e }.to_string();
+        SplitError::BadRecord {
+            index: e.start.unwrap_or_default(),
+            reason,
+        }
+    }
 }
 
 impl From<PluginError> for SplitError {
@@ -116,6 +129,12 @@ impl SplitError {
                     .non_retryable(true)
                     .build(),
             ),
+            SplitError::BadSource { index, reason } => ActivityError::application(
+                ApplicationFailure::builder(anyhow::anyhow!("item {index}: {reason}"))
+                    .type_name("BadSource".to_owned())
+                    .non_retryable(true)
+                    .build(),
+            ),
             SplitError::Activity(e) => e,
         }
     }
@@ -127,6 +146,8 @@ struct Pending {
     items: Vec<Item>,
     bytes: usize,
     bad: Vec<BadRecord>,
+    /// A record that fails the batch whatever its tolerance.
+    fatal: Option<(u64, String)>,
 }
 
 impl Pending {
@@ -147,12 +168,22 @@ impl Pending {
                 reason,
                 excerpt: record[..record.len().min(EXCERPT_BYTES)].to_vec(),
             }),
+            RecordItem::Fatal(reason) => {
+                self.fatal.get_or_insert((index, reason));
+            }
         }
         true
     }
 
-    /// Without a tolerance, the first bad record fails the split: the failure, if any.
+    /// A record that fails the batch whatever its tolerance, or, without a tolerance, the
+    /// first bad record: the failure, if any.
     fn intolerable(&self, tolerance: &Tolerance) -> Option<SplitError> {
+        if let Some((index, reason)) = &self.fatal {
+            return Some(SplitError::BadSource {
+                index: *index,
+                reason: reason.clone(),
+            });
+        }
         let bad = self.bad.first().filter(|_| tolerance.is_none())?;
         Some(SplitError::BadRecord {
             index: bad.index,
@@ -192,19 +223,33 @@ impl PluginActivities {
         ctx: &ActivityContext,
         task: SplitTask,
     ) -> Result<SplitOutcome, SplitError> {
+        // The operator's grants first: a place outside them is refused before anything is
+        // read or created.
+        let source = Location::open(
+            &task.source.location,
+            Authority::granted(&self.grants, Access::Read),
+        )?;
+        let output = task
+            .output
+            .as_deref()
+            .map(|o| Location::open(o, Authority::granted(&self.grants, Access::Write)))
+            .transpose()?;
         let plugin = self
             .plugin(ctx, &(), &task.plugin)
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
-        let source = Location::open(&task.source.location)?;
-        let items = RecordItems::new(&task.source)
+        plugin.check_input(Some(task.source.format))?;
+        let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
         let name = part_name(task.first, task.last);
-        let output = task.output.as_deref().map(Location::open).transpose()?;
+        let part = match &output {
+            Some(o) => Some(PartWriter::create(o.child(&name)).await?),
+            None => None,
+        };
         let mut state = SplitState {
             outputs: Outputs::default(),
             failures: Failures::default(),
-            part: output.as_ref().map(|o| PartWriter::new(o.child(&name))),
+            part,
             failed_part: None,
             failed_location: output.as_ref().map(|o| o.child(FAILED_DIR).child(&name)),
         };
@@ -281,7 +326,7 @@ impl PluginActivities {
         };
         loop {
             if next > size {
-                split.finish(&mut |index, record| collect(&mut pending, index, record));
+                split.finish(&mut |index, record| collect(&mut pending, index, record))?;
             }
             if let Some(e) = pending.intolerable(&task.tolerance) {
                 return Err(e);
@@ -309,19 +354,15 @@ impl PluginActivities {
             // A slow store must not look like a lost worker: heartbeat while the read waits.
             let read = data_io::read::read_range(source, version, next, last);
             let bytes = heartbeating(ctx, &next, read).await?;
-            split.push(&bytes, &mut |index, record| {
+            let pushed = split.push(&bytes, &mut |index, record| {
                 collect(&mut pending, index, record)
             });
-            next = last + 1;
-            if split.pending_len() > MAX_RECORD_BYTES {
-                return Err(SplitError::BadRecord {
-                    index: split.pending_start().unwrap_or(next),
-                    reason: format!(
-                        "the record is longer than {MAX_RECORD_BYTES} bytes (a line without \
-                         a line end?)"
-                    ),
-                });
+            // A record that fails the batch comes first, even before a longer one after it.
+            if let Some(e) = pending.intolerable(&task.tolerance) {
+                return Err(e);
             }
+            pushed?;
+            next = last + 1;
         }
     }
 
@@ -404,19 +445,13 @@ impl PluginActivities {
         let mut found = None;
         while found.is_none() && !split.is_done() {
             if next > size {
-                split.finish(&mut |_, record| found = Some(record.to_vec()));
+                split.finish(&mut |_, record| found = Some(record.to_vec()))?;
                 break;
             }
             let last = (next + RECORD_READ_BYTES - 1).min(size);
             let bytes = data_io::read::read_range(source, version, next, last).await?;
-            split.push(&bytes, &mut |_, record| found = Some(record.to_vec()));
+            split.push(&bytes, &mut |_, record| found = Some(record.to_vec()))?;
             next = last + 1;
-            if split.pending_len() > MAX_RECORD_BYTES {
-                return Err(SplitError::BadRecord {
-                    index,
-                    reason: format!("the record is longer than {MAX_RECORD_BYTES} bytes"),
-                });
-            }
         }
         found.ok_or_else(|| SplitError::BadRecord {
             index,
@@ -549,10 +584,12 @@ impl PluginActivities {
         if !failed_lines.is_empty()
             && let Some(location) = &state.failed_location
         {
-            let part = state
-                .failed_part
-                .get_or_insert_with(|| PartWriter::new(location.clone()));
-            part.write(Bytes::from(failed_lines)).await?;
+            if state.failed_part.is_none() {
+                state.failed_part = Some(PartWriter::create(location.clone()).await?);
+            }
+            if let Some(part) = state.failed_part.as_mut() {
+                part.write(Bytes::from(failed_lines)).await?;
+            }
         }
         Ok(())
     }

@@ -173,6 +173,10 @@ fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {
     } else {
         println!("Interface: {}", plugin.interface().name());
     }
+    match plugin.input() {
+        Some(input) => println!("Input: {input}"),
+        None => println!("Input: any (the plugin states none: it is given what a source gives)"),
+    }
     println!("Digest: sha256:{}", plugin.digest());
     println!("Size: {} bytes", plugin.size());
     let imports = plugin.imports();

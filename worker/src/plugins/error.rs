@@ -72,6 +72,8 @@ pub enum PluginError {
         items: ItemSpan,
         limit_ms: u128,
     },
+    #[error("plugin {plugin} cannot run over this batch's items: {reason}")]
+    WrongInput { plugin: String, reason: String },
     #[error("plugin {plugin} refused its configuration: {message}")]
     Configure {
         plugin: String,

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use batch_core::text::bounded_message;
-use batch_core::{Output, Outputs, PluginConfig};
+use batch_core::{Format, Output, Outputs, PluginConfig, PluginInput};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceTable};
@@ -37,6 +37,9 @@ pub struct LoadedPlugin {
     pre: Pre,
     /// What the component imports (WASI interfaces only: anything else is rejected).
     imports: Vec<String>,
+    /// The items it takes, as it states them ([`batch_core::plugin_input`]); `None`: a v2
+    /// plugin that does not say (it takes whatever a source gives).
+    input: Option<PluginInput>,
 }
 
 /// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges`
@@ -92,6 +95,10 @@ impl LoadedPlugin {
         };
         let imports = reject_imports(&component, engine).map_err(invalid)?;
         let pre = link(&component, engine).map_err(invalid)?;
+        let input = match pre {
+            Pre::V1(_) => Some(PluginInput::Numbers),
+            Pre::V2 { .. } => stated_input(bytes).map_err(invalid)?,
+        };
         if let Some(cache) = cache {
             cache.store_source(&digest, bytes);
             cache.store_compiled(&digest, &component);
@@ -103,6 +110,7 @@ impl LoadedPlugin {
             engine: engine.clone(),
             pre,
             imports,
+            input,
         })
     }
 
@@ -140,6 +148,25 @@ impl LoadedPlugin {
     /// The CPU deadline of each of its calls.
     pub fn cpu_deadline(&self) -> Duration {
         self.engine.limits().cpu_deadline
+    }
+
+    /// The items the plugin takes, if it says (v1 plugins take numbers).
+    pub fn input(&self) -> Option<PluginInput> {
+        self.input
+    }
+
+    /// Whether a batch over `source` (`None`: a range) gives the plugin the items it takes;
+    /// checked before any item runs.
+    pub fn check_input(&self, source: Option<Format>) -> Result<(), PluginError> {
+        match self.input {
+            Some(input) => input
+                .accepts(source)
+                .map_err(|reason| PluginError::WrongInput {
+                    plugin: self.label(),
+                    reason,
+                }),
+            None => Ok(()),
+        }
     }
 
     pub fn interface(&self) -> Interface {
@@ -858,6 +885,41 @@ fn human_duration(d: Duration) -> String {
     } else {
         format!("{} ms", d.as_millis())
     }
+}
+
+/// The input a plugin states in its [`batch_core::plugin_input::SECTION`] custom section
+/// (anywhere in it: a Rust plugin's sits in its core module), if it states one.
+fn stated_input(bytes: &[u8]) -> Result<Option<PluginInput>, String> {
+    if !bytes.starts_with(b"\0asm") {
+        // WebAssembly text (test fixtures): no custom sections.
+        return Ok(None);
+    }
+    let mut stated = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(wasmparser::Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        if section.name() != batch_core::plugin_input::SECTION {
+            continue;
+        }
+        let text = String::from_utf8_lossy(section.data());
+        let input = PluginInput::parse(&text).ok_or_else(|| {
+            format!(
+                "its {} section says {}, not one of {}",
+                batch_core::plugin_input::SECTION,
+                format_args!("{:?}", batch_core::text::bounded(&text, 64)),
+                PluginInput::ALL.map(PluginInput::as_str).join(", ")
+            )
+        })?;
+        if stated.is_some_and(|s| s != input) {
+            return Err(format!(
+                "it states two inputs in its {} sections",
+                batch_core::plugin_input::SECTION
+            ));
+        }
+        stated = Some(input);
+    }
+    Ok(stated)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -11,6 +11,12 @@ use std::time::Duration;
 
 /// Most items in one call.
 pub const MAX_BLOCK_ITEMS: usize = 4096;
+/// Items of a range (or a retry's list) that share one plugin instance in a `batch`-mode
+/// leaf: a count, never a time, so which items share an instance is the same on every run
+/// whatever the load (a plugin that keeps state in its instance gives the same outputs).
+/// Large enough that a fresh instance per span (~20 us) costs a fast plugin well under a
+/// nanosecond per item; a span is also the unit a resumed leaf restarts from.
+pub const SPAN_ITEMS: usize = 65_536;
 /// A block stops growing once its items' data reaches this many bytes (a single item larger
 /// than this is still sent, alone).
 pub const MAX_BLOCK_BYTES: usize = 1 << 20;

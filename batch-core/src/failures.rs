@@ -16,8 +16,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::bounded;
-
 /// Failed items kept with their reasons in a result (the first ones, in item order).
 pub const SAMPLES: usize = 10;
 /// Failed items whose indexes a result keeps, so that `--retry-failed` can re-run them without
@@ -33,11 +31,12 @@ pub const PPM: u64 = 1_000_000;
 
 /// The kinds of failure that belong to one item (see the module's documentation), as the
 /// activities name them in Temporal.
-pub const ITEM_FAILURE_KINDS: [&str; 5] = [
+pub const ITEM_FAILURE_KINDS: [&str; 6] = [
     "PluginRefusedItem",
     "PluginTrapped",
     "PluginDeadlineExceeded",
     "PluginBrokeInterface",
+    "PluginOutputTooLarge",
     "BadRecord",
 ];
 
@@ -206,7 +205,7 @@ impl FailedItem {
         Self {
             index,
             kind: kind.to_owned(),
-            reason: bounded(reason, REASON_BYTES),
+            reason: crate::text::shown(reason, REASON_BYTES),
         }
     }
 }

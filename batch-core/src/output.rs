@@ -54,7 +54,9 @@ pub struct FailedLine {
     pub index: u64,
     pub kind: String,
     pub reason: String,
-    /// The start of the item's input (lossy UTF-8), bounded.
+    /// The start of the item's input (lossy UTF-8), bounded and neutralised
+    /// ([`crate::text::neutralised`]: `head` of a failed part on a terminal shows the bytes,
+    /// it does not run them).
     pub excerpt: String,
 }
 
@@ -64,8 +66,8 @@ impl FailedLine {
         Self {
             index,
             kind: kind.to_owned(),
-            reason: crate::text::bounded(reason, crate::failures::REASON_BYTES),
-            excerpt: String::from_utf8_lossy(cut).into_owned(),
+            reason: crate::text::shown(reason, crate::failures::REASON_BYTES),
+            excerpt: crate::text::neutralised(&String::from_utf8_lossy(cut)).into_owned(),
         }
     }
 }

@@ -118,7 +118,14 @@ fn write_failures(s: &mut String, result: &NodeResult) {
         f.kinds()
     );
     for item in f.samples.iter().take(SUMMARY_SAMPLES) {
-        let _ = writeln!(s, "  item {}: {}: {}", item.index, item.kind, item.reason);
+        // Reasons come from plugins and data: shown, never acted on by a terminal.
+        let _ = writeln!(
+            s,
+            "  item {}: {}: {}",
+            item.index,
+            crate::text::neutralised(&item.kind),
+            crate::text::neutralised(&item.reason)
+        );
     }
     if f.count > SUMMARY_SAMPLES as u64 {
         let _ = writeln!(s, "  ... and {} more", f.count - SUMMARY_SAMPLES as u64);

@@ -144,7 +144,8 @@ impl DataError {
             text.push_str(&e.to_string());
             source = e.source();
         }
-        batch_core::text::bounded_message(&text)
+        // Locations come from batch inputs and stores' messages from servers: shown, not run.
+        batch_core::text::shown_message(&text)
     }
 }
 

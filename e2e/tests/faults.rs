@@ -328,6 +328,12 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no next= in {resumed:?}"));
     assert!(next > 1, "resumed from item {next}: {resumed}");
+    // Progress is kept at span ends: the retry starts a span in a fresh instance.
+    assert_eq!(
+        (next - 1) % batch_core::blocks::SPAN_ITEMS as u64,
+        0,
+        "resumed from item {next}"
+    );
 }
 
 /// A `batch`-mode leaf with tolerated failures whose worker is killed mid-leaf: the retry

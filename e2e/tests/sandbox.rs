@@ -1,7 +1,8 @@
 //! The sandbox against hostile plugins, end to end: a real dev server, the real worker and
 //! starter. What only a running worker can show: an honest batch beside hostile ones keeps
-//! exact results, a plugin's flood of words fails its batch promptly, and loading a large
-//! plugin never stalls the workflows being served.
+//! exact results, a plugin's flood of words fails its batch promptly, loading a large plugin
+//! never stalls the workflows being served, and a stateful plugin's outputs do not depend on
+//! the load.
 
 #[path = "../../worker/tests/common/wat.rs"]
 mod components;
@@ -122,6 +123,132 @@ fn an_honest_plugin_never_fails_because_of_load() {
     an_honest_batch_is_exact_beside(&node, &["200", "--plugin", "spinner"]);
 }
 
+/// A worker's memory follows the plugins it runs, not the ones installed: with the shipped
+/// plugins and 20 copies of the 18 MB Python plugin under other names, it loads none at
+/// start (it checks each file and reports the bad ones), and stays within 60 MB resident.
+#[test]
+fn an_idle_workers_memory_does_not_follow_the_plugins_installed() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().expect("plugins dir");
+    for entry in std::fs::read_dir(support::built_plugins_dir()).expect("built plugins") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("a name"))).expect("copy");
+    }
+    for i in 1..=20 {
+        support::install_plugin(dir.path(), "py_square", &format!("py_copy{i}"));
+    }
+    let worker = support::Worker::start(server(), "idle", dir.path());
+    support::wait_for("the plugins checked", Duration::from_secs(60), || {
+        worker
+            .log_text()
+            .contains("plugins available")
+            .then_some(())
+    });
+    // Idle: settled once the allocator has handed back what start-up freed (every second).
+    let settled = std::time::Instant::now() + Duration::from_secs(10);
+    let resident = loop {
+        let resident = worker.memory("VmRSS");
+        if resident <= 60 << 20 || std::time::Instant::now() > settled {
+            break resident;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "idle worker with {} plugins: {} MiB resident, peak {} MiB",
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        resident >> 20,
+        worker.memory("VmHWM") >> 20
+    );
+    assert!(resident <= 60 << 20, "{resident} bytes resident");
+    assert!(
+        !worker.log_text().contains("plugin version loaded"),
+        "nothing loaded before its first use:\n{}",
+        worker.log_text()
+    );
+}
+
+/// What the `counter` fixture (each output: how many items its instance has seen) sums to
+/// over the items `1..=n` of one `batch`-mode leaf: spans of `SPAN_ITEMS` consecutive items
+/// share an instance, and a fresh one takes over after each item that traps (the multiples of
+/// `trap_every`, which fail): the documented rule, computed here.
+fn counter_sum(n: u64, trap_every: u64) -> (u128, u64) {
+    let span = batch_core::blocks::SPAN_ITEMS as u64;
+    let (mut sum, mut failed) = (0u128, 0);
+    let mut start = 1;
+    while start <= n {
+        let mut seen = 0u128;
+        for item in start..=(start + span - 1).min(n) {
+            if trap_every != 0 && item % trap_every == 0 {
+                failed += 1;
+                seen = 0;
+            } else {
+                seen += 1;
+                sum += seen;
+            }
+        }
+        start += span;
+    }
+    (sum, failed)
+}
+
+/// Which items share an instance is decided by counts, never by time: a plugin that keeps
+/// state in its instance gives exactly the documented outputs on a quiet worker and again on
+/// one busy with a looping plugin's batches (which changes every block's size), with and
+/// without items that trap.
+#[test]
+fn a_stateful_plugin_gives_the_same_outputs_whatever_the_load() {
+    let _alone = alone();
+    let node = node(
+        "stateful",
+        &["counter"],
+        &[("spinner", components::spinner())],
+        &["--plugin-deadline-ms", "300"],
+    );
+    let n = 1_500_000u64;
+    for trap_every in [0, 100_003] {
+        let (expected, failed) = counter_sum(n, trap_every);
+        let config = format!("{{\"trap_every\": {trap_every}}}");
+        let mut sums = Vec::new();
+        for busy in [false, true] {
+            let noise = busy.then(|| keep_running(&node, &["200", "--plugin", "spinner"]));
+            let id = format!("stateful-{trap_every}-{busy}");
+            let run = node.run(&[
+                "1500000",
+                "1500000",
+                "2",
+                "--mode",
+                "batch",
+                "--plugin",
+                "counter",
+                "--plugin-config",
+                &config,
+                "--max-failures",
+                "100",
+                "--workflow-id",
+                &id,
+            ]);
+            if let Some(noise) = noise {
+                assert!(noise.finish() >= 1, "the looping batches ran beside it");
+            }
+            assert!(run.success, "{}", node.explain(&run));
+            sums.push(run.field("Sum of all outputs").to_owned());
+            if failed > 0 {
+                assert!(
+                    run.stdout
+                        .contains(&format!("Failed items: {failed} (PluginTrapped {failed}")),
+                    "{}",
+                    run.stdout
+                );
+            }
+        }
+        assert_eq!(
+            sums,
+            [expected.to_string(), expected.to_string()],
+            "trap_every {trap_every}"
+        );
+    }
+}
+
 /// Runs `busy` over 1..=1000 on `node` while `noise` batches run again and again beside it:
 /// every item computed, the exact sum, and the noise really ran.
 fn an_honest_batch_is_exact_beside(node: &Node, noise: &'static [&'static str]) {
@@ -227,8 +354,9 @@ fn a_plugins_flood_of_words_fails_its_batch_promptly_and_bounded() {
     }
 }
 
-/// Requirement 7: a large plugin dropped into a running worker mid-batch is compiled off the
-/// task that drives the workflows: the batch's workflow tasks are not held up by it. Measured
+/// Requirement 7: a large plugin dropped into a running worker mid-batch, and used at once, is
+/// compiled off the task that drives the workflows: the batch's workflow tasks are not held up
+/// by it. Measured
 /// in the histories as each workflow task's time from started to completed (the worker's own
 /// processing; normally milliseconds), which a stalled driving task would stretch to the
 /// compile's length.
@@ -246,7 +374,18 @@ fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
     std::fs::write(&tmp, &large).expect("write");
     std::fs::rename(&tmp, node.dir().join("large.wasm")).expect("install");
     let dropped = Instant::now();
+    // A plugin is compiled on its first use: a batch of it, beside the running one.
+    let queue = node.queue.clone();
+    let first_use = std::thread::spawn(move || {
+        starter(
+            server(),
+            &queue,
+            &["1", "--plugin", "large", "--workflow-id", "loading-large"],
+        )
+    });
     let run = batch.join().expect("batch thread");
+    let large = first_use.join().expect("first use thread");
+    assert!(large.success, "{}", node.explain(&large));
     assert!(run.success, "{}", node.explain(&run));
     assert_eq!(
         run.field("Sum of all squares"),

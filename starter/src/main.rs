@@ -224,7 +224,11 @@ async fn main() -> ExitCode {
     match run(args, given).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A failure's words may come from a plugin or a server: shown, never acted on.
+            eprintln!(
+                "error: {}",
+                batch_core::text::neutralised(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

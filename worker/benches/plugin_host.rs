@@ -174,7 +174,7 @@ fn blocks(c: &mut Criterion, engine: &SandboxedEngine) {
                 let from = next_first();
                 let mut outputs = Outputs::default();
                 session
-                    .process_range_into(from, BLOCK, &mut outputs, &mut numbers)
+                    .process_range_into(from, BLOCK, &mut outputs, &mut numbers, None)
                     .expect("block");
                 outputs
             })

@@ -18,11 +18,7 @@ use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
 
-use batch_core::blocks::BlockSizer;
-use batch_core::failures::is_item_failure;
-use batch_core::{
-    FailedItem, Failures, ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef, Tolerance,
-};
+use batch_core::{Failures, ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef, Tolerance};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -32,12 +28,16 @@ use data_io::{Access, Authority, Grants, Location};
 
 use crate::metrics::PluginMetrics;
 use crate::plugins::sandbox::CallSlot;
-use crate::plugins::{Item, LoadedPlugin, PluginError, PluginRegistry, PluginSession};
+use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
 
+mod range_leaf;
 mod split_leaf;
 
+use range_leaf::RangeError;
+#[cfg(test)]
+use range_leaf::RangeProgress;
 pub use split_leaf::{SplitOutcome, SplitTask};
 
 /// The manifest of a data batch's output, written by its root once every part is.
@@ -77,18 +77,13 @@ pub struct RangeOutcome {
     pub failures: Failures,
 }
 
-/// What a `batch`-mode leaf has done so far, sent with each heartbeat: a retry starts from
-/// `next` with these outputs and failures instead of from the beginning.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct RangeProgress {
-    next: u64,
-    outputs: Outputs,
-    #[serde(default, skip_serializing_if = "Failures::is_empty")]
-    failures: Failures,
-}
+/// How often a slice that runs long (a span of a slow plugin) heartbeats the progress of its
+/// last span end: well within the 30 s heartbeat timeout, and later than a slice normally
+/// ends ([`HEARTBEAT_EVERY`]), so a heartbeat's progress is normally a new one.
+const LONG_SLICE_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How long a `batch`-mode leaf computes between heartbeats.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// Most time between two heartbeats the SDK sends to the server (it keeps the others). A
 /// running leaf learns of its batch's cancellation only from a heartbeat's answer, and by
@@ -406,67 +401,6 @@ impl PluginActivities {
     }
 }
 
-impl PluginActivities {
-    /// Runs the plugin over `task`'s range a slice at a time: each slice takes a call slot,
-    /// runs one instance for up to [`HEARTBEAT_EVERY`] on the blocking pool and gives the slot
-    /// back, so a long leaf shares the cores with other batches' calls. Progress is heartbeated
-    /// between slices (a retry resumes from it), and a cancelled activity stops there.
-    async fn run_range(
-        &self,
-        ctx: &ActivityContext,
-        task: RangeTask,
-    ) -> Result<RangeOutcome, RangeError> {
-        let mut progress = resume_point(ctx, &task);
-        let plugin = self
-            .plugin(ctx, &progress, &task.plugin)
-            .await
-            .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
-        plugin.check_input(None)?;
-        while progress.next <= task.last {
-            let slot = self
-                .call_slot(ctx, &progress)
-                .await
-                .map_err(RangeError::Activity)?;
-            let slice = RangeSlice {
-                plugin: plugin.clone(),
-                config: task.config.clone(),
-                tolerance: task.tolerance,
-                items: task.items.clone(),
-                last: task.last,
-                metrics: self.metrics.clone(),
-                progress,
-            };
-            progress = on_blocking_pool(move || slice.run(slot)).await?;
-            if task.tolerance.exceeded_by(progress.failures.count) {
-                return Err(RangeError::Activity(tolerance_exceeded(
-                    &progress.failures,
-                    &task.tolerance,
-                    task.first,
-                    task.last,
-                )));
-            }
-            if progress.next <= task.last {
-                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
-                    tracing::warn!("cannot record a heartbeat: {e}");
-                }
-                if ctx.is_cancelled() {
-                    tracing::info!(
-                        first = task.first,
-                        last = task.last,
-                        next = progress.next,
-                        "batch leaf cancelled: its plugin calls stopped"
-                    );
-                    return Err(RangeError::Activity(ActivityError::cancelled()));
-                }
-            }
-        }
-        Ok(RangeOutcome {
-            outputs: progress.outputs,
-            failures: progress.failures,
-        })
-    }
-}
-
 /// A leaf whose failed items exceed the batch's tolerance fails for good, saying how many
 /// failed and the first of them; the workflow then stops the batch.
 pub(crate) fn tolerance_exceeded(
@@ -508,178 +442,31 @@ async fn heartbeating<T, P: Serialize + Clone + 'static>(
     }
 }
 
-/// Where a `batch`-mode leaf starts: the progress of its last heartbeat (a retry after a crash
-/// or a timeout), if it is within the task's range, else the beginning.
-fn resume_point(ctx: &ActivityContext, task: &RangeTask) -> RangeProgress {
-    let resumed: Option<RangeProgress> = ctx.heartbeat_details().deserialize().ok().flatten();
-    match resumed {
-        Some(p) if (task.first..=task.last + 1).contains(&p.next) => {
-            tracing::info!(
-                first = task.first,
-                last = task.last,
-                next = p.next,
-                "resuming a batch leaf"
-            );
-            p
-        }
-        _ => RangeProgress {
-            next: task.first,
-            outputs: Outputs::default(),
-            failures: Failures::default(),
-        },
-    }
-}
-
-/// One slice of a `batch`-mode leaf: what the blocking pool needs to run it.
-struct RangeSlice {
-    plugin: Arc<LoadedPlugin>,
-    config: Option<PluginConfig>,
-    tolerance: Tolerance,
-    items: Option<Vec<u64>>,
-    last: u64,
-    metrics: PluginMetrics,
-    progress: RangeProgress,
-}
-
-impl RangeSlice {
-    /// Runs items from `progress.next` in one instance, in blocks sized by a [`BlockSizer`],
-    /// until `last` or until the slice's time is up; the instance, and with it `slot`, is
-    /// dropped at the end.
-    fn run(mut self, slot: CallSlot) -> Result<RangeProgress, PluginError> {
-        let started = Instant::now();
-        let name = self.plugin.name().to_owned();
-        let mut sizer = BlockSizer::for_deadline(self.plugin.cpu_deadline());
-        let mut numbers = Vec::new();
-        let from = self.progress.next;
-        let mut session = self
-            .plugin
-            .session(slot, self.config.as_ref())
-            .inspect_err(|e| self.metrics.failure(&name, e))?;
-        let tolerant = !self.tolerance.is_none();
-        if let Some(list) = self.items.take() {
-            return self.run_list(session, &list, sizer, started);
-        }
-        loop {
-            let next = self.progress.next;
-            let left = self.last - next + 1;
-            let len = usize::try_from(left).map_or(sizer.next_len(), |l| l.min(sizer.next_len()));
-            let block_started = Instant::now();
-            // A failed block leaves part of its outputs counted: with a tolerance, it is counted
-            // again item by item from here.
-            let before = tolerant.then(|| self.progress.outputs.clone());
-            match session.process_range_into(next, len, &mut self.progress.outputs, &mut numbers) {
-                Ok(()) => {}
-                Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
-                    self.progress.outputs = before.unwrap_or_default();
-                    let items: Vec<Item> = (next..next + len as u64)
-                        .map(|index| Item { index, data: None })
-                        .collect();
-                    let (renewed, results) = session.isolate(&items, self.config.as_ref())?;
-                    session = renewed;
-                    for (item, result) in items.iter().zip(results) {
-                        match result {
-                            Ok(output) => self.progress.outputs.add(&output),
-                            Err(e) if is_item_failure(routing::kind(&e)) => {
-                                self.metrics.failure(&name, &e);
-                                let kind = routing::kind(&e);
-                                let failed = FailedItem::new(item.index, kind, &e.message());
-                                self.progress.failures.push(failed);
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.metrics.items(&name, next - from);
-                    self.metrics.failure(&name, &e);
-                    return Err(e);
+/// While a slice runs: heartbeats (every [`LONG_SLICE_HEARTBEAT`]: a slice normally ends, and
+/// heartbeats its progress, well before) so that a long one is not taken for a lost worker,
+/// and tells `work` (through `cancelled`) as soon as the activity is known to be cancelled, so
+/// the slice stops at its next block.
+async fn heartbeating_watch<T, P: Serialize + Clone + 'static>(
+    ctx: &ActivityContext,
+    progress: &P,
+    cancelled: &std::sync::atomic::AtomicBool,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut told = false;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = ctx.cancelled(), if !told => {
+                cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+                told = true;
+            }
+            () = tokio::time::sleep(LONG_SLICE_HEARTBEAT) => {
+                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
+                    tracing::warn!("cannot record a heartbeat: {e}");
                 }
             }
-            sizer.record(len, block_started.elapsed());
-            self.progress.next = next + len as u64;
-            if self.progress.next > self.last
-                || started.elapsed() >= HEARTBEAT_EVERY
-                || self.tolerance.exceeded_by(self.progress.failures.count)
-            {
-                self.metrics.items(&name, self.progress.next - from);
-                return Ok(self.progress);
-            }
         }
-    }
-}
-
-impl RangeSlice {
-    /// [`Self::run`] for a retry batch's leaf: the listed items from `progress.next` on, in
-    /// blocks (each item with its index, so not through the `ranges` export).
-    fn run_list(
-        mut self,
-        mut session: PluginSession<'static>,
-        list: &[u64],
-        mut sizer: BlockSizer,
-        started: Instant,
-    ) -> Result<RangeProgress, PluginError> {
-        let name = self.plugin.name().to_owned();
-        let tolerant = !self.tolerance.is_none();
-        loop {
-            let start = list.partition_point(|&item| item < self.progress.next);
-            let len = sizer.next_len().min(list.len() - start);
-            let block: Vec<Item> = list[start..start + len]
-                .iter()
-                .map(|&index| Item { index, data: None })
-                .collect();
-            let block_started = Instant::now();
-            let results = match session.process_each(&block) {
-                Ok(results) => results,
-                Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
-                    let (renewed, results) = session.isolate(&block, self.config.as_ref())?;
-                    session = renewed;
-                    results
-                }
-                Err(e) => {
-                    self.metrics.failure(&name, &e);
-                    return Err(e);
-                }
-            };
-            for (item, result) in block.iter().zip(results) {
-                match result {
-                    Ok(output) => self.progress.outputs.add(&output),
-                    Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
-                        self.metrics.failure(&name, &e);
-                        let failed = FailedItem::new(item.index, routing::kind(&e), &e.message());
-                        self.progress.failures.push(failed);
-                    }
-                    Err(e) => {
-                        self.metrics.failure(&name, &e);
-                        return Err(e);
-                    }
-                }
-            }
-            self.metrics.items(&name, len as u64);
-            sizer.record(len, block_started.elapsed());
-            let done = start + len == list.len();
-            self.progress.next = match (done, block.last()) {
-                (false, Some(item)) => item.index + 1,
-                _ => self.last + 1,
-            };
-            if done
-                || started.elapsed() >= HEARTBEAT_EVERY
-                || self.tolerance.exceeded_by(self.progress.failures.count)
-            {
-                return Ok(self.progress);
-            }
-        }
-    }
-}
-
-/// Why a batch-mode leaf stopped: its plugin failed, or the activity was cancelled.
-enum RangeError {
-    Plugin(PluginError),
-    Activity(ActivityError),
-}
-
-impl From<PluginError> for RangeError {
-    fn from(e: PluginError) -> Self {
-        RangeError::Plugin(e)
     }
 }
 
@@ -869,7 +656,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancelled_batch_leaf_stops_after_its_slice() {
+    async fn a_cancelled_batch_leaf_stops_at_its_next_block() {
         let registry = registry(2);
         let plugin = square(&registry);
         let heartbeats = Arc::new(AtomicUsize::new(0));
@@ -889,13 +676,14 @@ mod tests {
         });
         let err = message(result.expect_err("cancelled"));
         assert!(err.contains("Cancelled"), "{err}");
-        // One slice (HEARTBEAT_EVERY), its heartbeat, then the stop: never the whole range.
+        // The slice learns of the cancellation at once and stops at its next block: not even
+        // one slice's time, no heartbeat, never the whole range.
         assert!(
-            started.elapsed() < HEARTBEAT_EVERY * 3,
+            started.elapsed() < HEARTBEAT_EVERY,
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(heartbeats.load(Ordering::Relaxed), 1);
+        assert_eq!(heartbeats.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -121,6 +121,11 @@ struct Args {
     #[arg(long, env = "BATCH_PLUGIN_COMPILE_TIMEOUT_SECS", default_value_t = DEFAULT_COMPILE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     plugin_compile_timeout_secs: u64,
+    /// Plugins compiling at once (a new plugin or version is compiled once, on a core of its
+    /// own, taking about ten times its size in memory); the others wait their turn.
+    #[arg(long, env = "BATCH_PLUGIN_COMPILES", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    plugin_compiles: u32,
     /// Cap on the sum of one plugin call's linear memories, in MiB.
     #[arg(long, env = "BATCH_PLUGIN_MEMORY_MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -182,8 +187,7 @@ async fn run() -> anyhow::Result<()> {
         print!("{}", render_plugin_list(&registry.list()?));
         return Ok(());
     }
-    // In the background: compiling a large plugin (an interpreter's takes ~20 s) must not hold
-    // up the start; a batch that needs a plugin still being compiled waits for that compile.
+    // In the background: reading a large plugin's file must not hold up the start.
     let listing = registry.clone();
     tokio::task::spawn_blocking(move || log_plugins(&listing));
     memory::start_trimming();
@@ -331,6 +335,7 @@ fn sandbox_limits(args: &Args) -> anyhow::Result<SandboxLimits> {
             .context("--plugin-memory-mib is too large for this machine")?,
         calls_at_once: args.plugin_calls.unwrap_or_else(default_calls_at_once),
         compile_timeout: Duration::from_secs(args.plugin_compile_timeout_secs),
+        compiles_at_once: args.plugin_compiles,
     })
 }
 
@@ -441,25 +446,32 @@ impl Telemetry {
 
 /// Lists (and so pre-compiles) the plugins present at start, off the start-up path; bad files
 /// are reported, not fatal: the directory may be fixed while the worker runs.
+/// Logs the plugins directory's plugins, checked but not loaded: each is loaded (compiled,
+/// or mapped from the cache) on its first use, and a file that is not a plugin is reported
+/// now, by name, with the reason.
 fn log_plugins(registry: &PluginRegistry) {
-    match registry.list() {
-        Ok(plugins) if plugins.is_empty() => tracing::warn!(
+    let names = match registry.names() {
+        Ok(names) => names,
+        Err(e) => return tracing::error!("{}", e.message()),
+    };
+    if names.is_empty() {
+        tracing::warn!(
             dir = %registry.dir().display(),
             "no plugins yet: build them with scripts/build-plugins.sh"
-        ),
-        Ok(plugins) => {
-            for p in plugins {
-                match (&p.digest, &p.error) {
-                    (Some(digest), None) => {
-                        tracing::info!(plugin = %p.name, %digest, size = p.size, "plugin available")
-                    }
-                    (_, Some(error)) => tracing::error!(plugin = %p.name, "{error}"),
-                    (None, None) => {}
-                }
-            }
-        }
-        Err(e) => tracing::error!("{e}"),
+        );
+        return;
     }
+    let mut good = Vec::new();
+    for name in names {
+        match registry.check(&name) {
+            Ok(()) => good.push(name),
+            Err(e) => tracing::error!(plugin = %name, "{}", e.message()),
+        }
+    }
+    tracing::info!(
+        plugins = %good.join(", "),
+        "plugins available (each loaded on its first use)"
+    );
 }
 
 async fn wait_for_shutdown_signal() {

@@ -27,16 +27,23 @@ use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-use batch_core::PluginInfo;
 use tokio::task::JoinHandle;
 
 use crate::activities::PluginActivities;
+use crate::plugins::registry::UNLOAD_AFTER;
 use crate::plugins::{PluginError, PluginRegistry};
 use crate::renewal::{Generation, StopSignal, run_renewing};
 
-/// Lists the plugins directory on the blocking pool (it may compile new files).
-async fn scan(registry: Arc<PluginRegistry>) -> Result<Vec<PluginInfo>, PluginError> {
-    tokio::task::spawn_blocking(move || registry.list())
+/// Lists the plugins directory's names on the blocking pool (a directory read: nothing is
+/// loaded, a plugin is compiled on its first use), and drops from memory the versions unused
+/// for [`UNLOAD_AFTER`].
+fn scan_now(registry: &PluginRegistry) -> Result<Vec<String>, PluginError> {
+    registry.unload_idle(UNLOAD_AFTER);
+    registry.names()
+}
+
+async fn scan(registry: Arc<PluginRegistry>) -> Result<Vec<String>, PluginError> {
+    tokio::task::spawn_blocking(move || scan_now(&registry))
         .await
         .unwrap_or_else(|e| Err(PluginError::HostPanic { source: e }))
 }
@@ -109,8 +116,9 @@ impl<'r> PluginQueues<'r> {
         self.serve(listed);
     }
 
-    /// Starts a queue for each usable plugin of a scan's result that has none yet.
-    fn serve(&mut self, listed: Result<Vec<PluginInfo>, PluginError>) {
+    /// Starts a queue for each plugin of a scan's result that has none yet (a file that does
+    /// not load fails the work routed to it, naming why).
+    fn serve(&mut self, listed: Result<Vec<String>, PluginError>) {
         if self.stop.is_stopped() {
             return;
         }
@@ -121,12 +129,12 @@ impl<'r> PluginQueues<'r> {
                 return;
             }
         };
-        for plugin in plugins.into_iter().filter(|p| p.digest.is_some()) {
-            if self.serving.contains(&plugin.name) {
+        for name in plugins {
+            if self.serving.contains(&name) {
                 continue;
             }
-            self.start(&plugin.name);
-            self.serving.insert(plugin.name);
+            self.start(&name);
+            self.serving.insert(name);
         }
     }
 
@@ -195,7 +203,7 @@ impl<'r> PluginQueues<'r> {
         // The scan (a `stat` per file, a compile per new file: seconds for a large plugin)
         // runs as a task of its own: this future also drives the batch worker's workflows,
         // which must not wait for it.
-        let mut scanning: Option<JoinHandle<Result<Vec<PluginInfo>, PluginError>>> = None;
+        let mut scanning: Option<JoinHandle<Result<Vec<String>, PluginError>>> = None;
         let result = loop {
             tokio::select! {
                 result = &mut main => break result,
@@ -208,7 +216,7 @@ impl<'r> PluginQueues<'r> {
                 }
                 _ = rescan.tick(), if scanning.is_none() => {
                     let registry = self.registry.clone();
-                    scanning = Some(tokio::task::spawn_blocking(move || registry.list()));
+                    scanning = Some(tokio::task::spawn_blocking(move || scan_now(&registry)));
                 }
                 listed = finished(&mut scanning) => {
                     scanning = None;

@@ -37,6 +37,7 @@ pub fn kind(e: &PluginError) -> &'static str {
         PluginError::Configure { .. } => "PluginRefusedConfig",
         PluginError::WrongInput { .. } => "PluginWrongInput",
         PluginError::ResultCount { .. } | PluginError::Columns { .. } => "PluginBrokeInterface",
+        PluginError::OutputTooLarge { .. } => "PluginOutputTooLarge",
         PluginError::Trap { .. } => "PluginTrapped",
         PluginError::Instantiate { .. } => "PluginInstantiationFailed",
         PluginError::HostPanic { .. } => "PluginHostPanicked",

@@ -18,6 +18,7 @@ const LIMITS: SandboxLimits = SandboxLimits {
     memory_bytes: 16 << 20,
     calls_at_once: 2,
     compile_timeout: Duration::from_secs(120),
+    compiles_at_once: 1,
 };
 
 /// A scratch plugins directory holding copies of the named built plugins.

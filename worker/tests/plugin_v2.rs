@@ -19,6 +19,7 @@ const LIMITS: SandboxLimits = SandboxLimits {
     memory_bytes: 64 << 20,
     calls_at_once: 2,
     compile_timeout: Duration::from_secs(300),
+    compiles_at_once: 1,
 };
 
 /// A registry over a scratch directory holding copies of the named plugins, with the compiled
@@ -343,7 +344,7 @@ fn range_blocks_in_columns_equal_processing_item_by_item() {
         // The hot path's aggregate equals adding the outputs one by one, up to the first
         // refusal, which fails the block with its item.
         let mut aggregated = Outputs::default();
-        let hot = session.process_range_into(first, 1000, &mut aggregated, &mut Vec::new());
+        let hot = session.process_range_into(first, 1000, &mut aggregated, &mut Vec::new(), None);
         let mut one_by_one = Outputs::default();
         let mut first_refusal = None;
         for outcome in session
@@ -399,7 +400,7 @@ fn columns_that_disagree_fail_their_block() {
             .expect("session");
         let mut outputs = Outputs::default();
         let err = session
-            .process_range_into(19, 2, &mut outputs, &mut Vec::new())
+            .process_range_into(19, 2, &mut outputs, &mut Vec::new(), None)
             .expect_err("broken columns");
         assert!(err.message().ends_with(expected), "{err}");
         assert_eq!(

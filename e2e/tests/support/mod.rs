@@ -61,15 +61,20 @@ impl Guarded {
         }
     }
 
-    /// Kills the process with SIGKILL, as a crash would, and waits for it.
-    pub fn crash(&mut self) {
-        let pid = wait_for("the guarded pid", Duration::from_secs(10), || {
+    /// The process's id (not the guard's).
+    pub fn pid(&self) -> u32 {
+        wait_for("the guarded pid", Duration::from_secs(10), || {
             std::fs::read_to_string(&self.pidfile)
                 .ok()?
                 .trim()
                 .parse::<u32>()
                 .ok()
-        });
+        })
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub fn crash(&mut self) {
+        let pid = self.pid();
         let status = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()
@@ -607,6 +612,19 @@ impl Worker {
 
     pub fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// A memory figure of the worker process from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in
+    /// bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
+            .expect("the worker's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field} in the worker's status"))
+            * 1024
     }
 
     /// SIGKILL: the worker dies without finishing or handing back anything.

@@ -26,6 +26,7 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::{PluginActivities, heartbeating, on_blocking_pool};
+use crate::plugins::module::result_bytes;
 use crate::plugins::{Item, LoadedPlugin, PluginError};
 
 /// One split of a data batch for one pinned plugin.
@@ -191,6 +192,10 @@ impl Pending {
         })
     }
 }
+
+/// A round's records run, their results, and the records left (see
+/// [`PluginActivities::run_round`]).
+type RoundResults = (Vec<Item>, Vec<Result<Output, PluginError>>, Vec<Item>);
 
 /// A record that cannot become an item, with the start of its bytes.
 struct BadRecord {
@@ -459,59 +464,108 @@ impl PluginActivities {
         })
     }
 
-    /// Runs the plugin over `block` in one instance on the blocking pool, and adds its outputs
-    /// (and, with a tolerance, its failed items and the `bad` records, in source order) to
-    /// `state`: the counts, the part (one line per output; skips write nothing) and the
-    /// `failed/` part.
+    /// Runs the plugin over `block` and adds its outputs (and, with a tolerance, its failed
+    /// items and the `bad` records, in source order) to `state`: the counts, the part (one
+    /// line per output; skips write nothing) and the `failed/` part. The records go through
+    /// instances in rounds, each holding at most the memory cap of results
+    /// ([`Self::run_round`]).
     async fn process_records(
         &self,
         ctx: &ActivityContext,
         task: &SplitTask,
         plugin: &Arc<LoadedPlugin>,
         block: Vec<Item>,
+        mut bad: Vec<BadRecord>,
+        state: &mut SplitState,
+    ) -> Result<(), SplitError> {
+        let mut rest = block;
+        loop {
+            let (done, results, remaining) = self.run_round(ctx, task, plugin, rest).await?;
+            // The bad records before the next round's first item are this round's.
+            let cut = remaining.first().map_or(u64::MAX, |item| item.index);
+            let later = bad.split_off(bad.partition_point(|b| b.index < cut));
+            self.write_round(task, done, results, bad, state).await?;
+            if remaining.is_empty() {
+                return Ok(());
+            }
+            (rest, bad) = (remaining, later);
+        }
+    }
+
+    /// One round: the records of `block`, from the first, in one instance on the blocking pool
+    /// (a fresh one after a failed call, with a tolerance), in blocks of [`BLOCK_ITEMS`], until
+    /// the results held reach half the memory cap; each call may copy out at most what is left
+    /// of the cap. Returns the records run, their results, and the records left for the next
+    /// round.
+    async fn run_round(
+        &self,
+        ctx: &ActivityContext,
+        task: &SplitTask,
+        plugin: &Arc<LoadedPlugin>,
+        mut block: Vec<Item>,
+    ) -> Result<RoundResults, SplitError> {
+        if block.is_empty() {
+            return Ok((block, Vec::new(), Vec::new()));
+        }
+        let tolerant = !task.tolerance.is_none();
+        let slot = self
+            .call_slot(ctx, &())
+            .await
+            .map_err(SplitError::Activity)?;
+        let (plugin, config, metrics) = (plugin.clone(), task.config.clone(), self.metrics.clone());
+        let name = task.plugin.name.clone();
+        let progress = block.first().map_or(0, |item| item.index);
+        let run = on_blocking_pool(move || {
+            let started = Instant::now();
+            let cap = plugin.engine().limits().memory_bytes;
+            let mut session = plugin
+                .session(slot, config.as_ref())
+                .inspect_err(|e| metrics.failure(&name, e))?;
+            let mut results = Vec::with_capacity(block.len());
+            let mut held = 0;
+            while results.len() < block.len() && held < cap / 2 {
+                let at = results.len();
+                let items = &block[at..(at + BLOCK_ITEMS).min(block.len())];
+                session.set_result_budget(cap - held);
+                let each = match session.process_each(items) {
+                    Ok(each) => each,
+                    // With a tolerance, find which items failed the call, one by one.
+                    Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
+                        let (renewed, each) = session.isolate(items, config.as_ref(), cap, held)?;
+                        session = renewed;
+                        if each.is_empty() {
+                            // The first item alone needs a whole budget: the next round.
+                            break;
+                        }
+                        each
+                    }
+                    Err(e) => {
+                        metrics.failure(&name, &e);
+                        return Err(e);
+                    }
+                };
+                held += each.iter().map(result_bytes).sum::<usize>();
+                results.extend(each);
+            }
+            let rest = block.split_off(results.len());
+            metrics.items(&name, block.len() as u64);
+            tracing::debug!(items = block.len(), elapsed = ?started.elapsed(), "records processed");
+            Ok((block, results, rest))
+        });
+        // A slow plugin (an interpreter, 4 MiB of records) is not a lost worker either.
+        Ok(heartbeating(ctx, &progress, run).await?)
+    }
+
+    /// Adds one round's outputs, failed items and `bad` records to `state`, and writes them.
+    async fn write_round(
+        &self,
+        task: &SplitTask,
+        block: Vec<Item>,
+        results: Vec<Result<Output, PluginError>>,
         bad: Vec<BadRecord>,
         state: &mut SplitState,
     ) -> Result<(), SplitError> {
         let tolerant = !task.tolerance.is_none();
-        let (block, results) = if block.is_empty() {
-            (block, Vec::new())
-        } else {
-            let slot = self
-                .call_slot(ctx, &())
-                .await
-                .map_err(SplitError::Activity)?;
-            let (plugin, config, metrics) =
-                (plugin.clone(), task.config.clone(), self.metrics.clone());
-            let name = task.plugin.name.clone();
-            let progress = block.first().map_or(0, |item| item.index);
-            let run = on_blocking_pool(move || {
-                let started = Instant::now();
-                let mut session = plugin
-                    .session(slot, config.as_ref())
-                    .inspect_err(|e| metrics.failure(&name, e))?;
-                let mut results = Vec::with_capacity(block.len());
-                for items in block.chunks(BLOCK_ITEMS) {
-                    match session.process_each(items) {
-                        Ok(each) => results.extend(each),
-                        // With a tolerance, find which items failed the call, one by one.
-                        Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
-                            let (renewed, each) = session.isolate(items, config.as_ref())?;
-                            session = renewed;
-                            results.extend(each);
-                        }
-                        Err(e) => {
-                            metrics.failure(&name, &e);
-                            return Err(e);
-                        }
-                    }
-                }
-                metrics.items(&name, block.len() as u64);
-                tracing::debug!(items = block.len(), elapsed = ?started.elapsed(), "records processed");
-                Ok((block, results))
-            });
-            // A slow plugin (an interpreter, 4 MiB of records) is not a lost worker either.
-            heartbeating(ctx, &progress, run).await?
-        };
         let mut lines = Vec::new();
         let mut failed_lines = Vec::new();
         let mut bad = bad.into_iter().peekable();

@@ -96,12 +96,18 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,plugin_output=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: piped or captured output holds no escape sequences.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The plugin's words may be in it: shown, never acted on by a terminal.
+            eprintln!(
+                "error: {}",
+                batch_core::text::neutralised(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -249,11 +255,12 @@ fn run_items(
             }
             match result {
                 Ok(Output::Number(n)) => writeln!(out, "{}\tnumber\t{n}", item.index)?,
+                // A record's bytes are the plugin's: shown escaped, one line each.
                 Ok(Output::Record(bytes)) => writeln!(
                     out,
                     "{}\trecord\t{}",
                     item.index,
-                    String::from_utf8_lossy(&bytes)
+                    batch_core::text::neutralised(&String::from_utf8_lossy(&bytes))
                 )?,
                 Ok(Output::Skip) => writeln!(out, "{}\tskip", item.index)?,
                 Err(e) => {

@@ -146,11 +146,13 @@ impl ArtifactCache {
         mac
     }
 
-    /// The precompiled component for `digest`, if present and written by this worker.
+    /// The precompiled component for `digest`, if present and written by this worker. Its
+    /// tag is checked by streaming the file, then the file is mapped, not read into memory:
+    /// the pages of code a plugin never runs need not be resident.
     pub fn compiled(&self, digest: &str, engine: &Engine) -> Option<Component> {
         let path = self.compiled_path(digest);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let mac = match self.tag_of_file(digest, &path) {
+            Ok(mac) => mac,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot read a precompiled plugin ({e}); compiling from source");
@@ -158,8 +160,7 @@ impl ArtifactCache {
             }
         };
         let tag = fs::read_to_string(path.with_extension("tag")).unwrap_or_default();
-        let genuine = hex::decode(tag.trim())
-            .is_ok_and(|tag| self.tag(digest, &bytes).verify_slice(&tag).is_ok());
+        let genuine = hex::decode(tag.trim()).is_ok_and(|tag| mac.verify_slice(&tag).is_ok());
         if !genuine {
             tracing::warn!(
                 path = %path.display(),
@@ -168,11 +169,25 @@ impl ArtifactCache {
             );
             return None;
         }
-        deserialize(engine, &bytes)
+        deserialize_file(engine, &path)
             .map_err(
                 |e| tracing::warn!(path = %path.display(), "ignoring a precompiled plugin: {e:#}"),
             )
             .ok()
+    }
+
+    /// [`Self::tag`] of the file at `path`, read in pieces.
+    fn tag_of_file(&self, digest: &str, path: &Path) -> std::io::Result<Hmac<Sha256>> {
+        let mut mac = self.tag(digest, &[]);
+        let mut file = fs::File::open(path)?;
+        let mut buffer = vec![0; 1 << 16];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(mac);
+            }
+            mac.update(&buffer[..read]);
+        }
     }
 
     pub fn store_compiled(&self, digest: &str, component: &Component) {
@@ -278,13 +293,15 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; 32], CacheError> {
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime requires that the bytes come from `Component::serialize` of a
-    // compatible engine. They do: the artifact's HMAC tag, keyed by a secret only this user
-    // can read and bound to the digest and engine key, was just verified, so these are the
-    // exact bytes `store_compiled` wrote for this digest; the file name carries the engine's
-    // compatibility hash and wasmtime checks its own header and version.
-    unsafe { Component::deserialize(engine, bytes) }
+fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime requires that the file hold what `Component::serialize` of a
+    // compatible engine wrote, and that it not change while mapped. It does: the artifact's
+    // HMAC tag, keyed by a secret only this user can read and bound to the digest and engine
+    // key, was just verified over the file's bytes, and the cache directory is private to this
+    // user (created 0700, refused otherwise), who never rewrites an artifact in place (a new
+    // one is renamed over it, leaving the mapped one intact); the file name carries the
+    // engine's compatibility hash and wasmtime checks its own header and version.
+    unsafe { Component::deserialize_file(engine, path) }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> wasmtime::Result<()> {

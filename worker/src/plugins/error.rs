@@ -8,7 +8,7 @@
 use std::error::Error as _;
 use std::path::PathBuf;
 
-use batch_core::text::bounded_message;
+use batch_core::text::{bounded_message, neutralised};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -87,6 +87,15 @@ pub enum PluginError {
         got: usize,
         want: usize,
     },
+    #[error(
+        "plugin {plugin} returned more than {limit} bytes of results for {items} (the host \
+         copies at most the call's memory cap of results)"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        items: ItemSpan,
+        limit: usize,
+    },
     #[error("plugin {plugin} returned inconsistent columns for {items}: {problem}")]
     Columns {
         plugin: String,
@@ -150,8 +159,28 @@ impl std::fmt::Display for ItemSpan {
 }
 
 impl PluginError {
-    /// The error and its sources on one line (`outer: inner: innermost`), each part bounded:
-    /// for logs, listings and Temporal failures.
+    /// The one item this failure is about, if it is about one (a refusal, or a call of one
+    /// item that failed).
+    pub fn item(&self) -> Option<u64> {
+        match self {
+            PluginError::Refused { item, .. } => Some(*item),
+            PluginError::Deadline { items, .. }
+            | PluginError::Trap { items, .. }
+            | PluginError::ResultCount { items, .. }
+            | PluginError::Columns { items, .. }
+            | PluginError::OutputTooLarge { items, .. }
+                if items.first == items.last =>
+            {
+                Some(items.first)
+            }
+            _ => None,
+        }
+    }
+
+    /// The error and its sources on one line (`outer: inner: innermost`), each part bounded,
+    /// and neutralised ([`batch_core::text::neutralised`]: a plugin's words cannot move a
+    /// cursor, forge a log line or a summary line): for logs, listings, failed-item reports
+    /// and Temporal failures.
     pub fn message(&self) -> String {
         let mut text = self.to_string();
         let mut source = self.source();
@@ -160,6 +189,6 @@ impl PluginError {
             text.push_str(&bounded_message(&cause.to_string()));
             source = cause.source();
         }
-        text
+        neutralised(&text).into_owned()
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use batch_core::text::bounded_message;
+use batch_core::text::{bounded_message, shown_message};
 use batch_core::{Format, Output, Outputs, PluginConfig, PluginInput};
 
 use sha2::{Digest, Sha256};
@@ -40,6 +40,9 @@ pub struct LoadedPlugin {
     /// The items it takes, as it states them ([`batch_core::plugin_input`]); `None`: a v2
     /// plugin that does not say (it takes whatever a source gives).
     input: Option<PluginInput>,
+    /// When it was last handed out (seconds since the Unix epoch), so the registry can drop
+    /// versions nobody uses.
+    used: std::sync::atomic::AtomicU64,
 }
 
 /// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges`
@@ -111,7 +114,21 @@ impl LoadedPlugin {
             pre,
             imports,
             input,
+            used: std::sync::atomic::AtomicU64::new(now_secs()),
         })
+    }
+
+    /// Records that the plugin is being used now.
+    pub fn touch(&self) {
+        self.used
+            .store(now_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since it was last handed out.
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_secs(
+            now_secs().saturating_sub(self.used.load(std::sync::atomic::Ordering::Relaxed)),
+        )
     }
 
     /// The sandboxed engine the plugin runs in (its limits and call slots).
@@ -285,18 +302,25 @@ impl LoadedPlugin {
         })
     }
 
-    /// The plugin's refusal of `item`, its words bounded.
+    /// The plugin's refusal of `item`, its words bounded and neutralised.
     fn refused(&self, item: u64, message: &str) -> PluginError {
         PluginError::Refused {
             plugin: self.label(),
             item,
-            message: bounded_message(message),
+            message: shown_message(message),
         }
     }
 
-    /// A failed call as the plugin's error: the deadline, or a trap.
+    /// A failed call as the plugin's error: the deadline, results over the budget, or a trap.
     fn call_error(&self, items: ItemSpan, e: wasmtime::Error) -> PluginError {
-        if is_deadline(&e) {
+        // wasmtime names no type for it: its message says the hostcall fuel ran out.
+        if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+            PluginError::OutputTooLarge {
+                plugin: self.label(),
+                items,
+                limit: self.engine.limits().memory_bytes,
+            }
+        } else if is_deadline(&e) {
             PluginError::Deadline {
                 plugin: self.label(),
                 items,
@@ -326,7 +350,7 @@ impl LoadedPlugin {
                 stream,
                 %during,
                 "{}",
-                bounded_message(&captured.text())
+                captured.shown()
             );
         }
     }
@@ -393,12 +417,12 @@ impl PluginSession<'_> {
                 plugin.log_output(&mut self.store, &"configure");
                 match outcome {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(message)) => Err(refused(bounded_message(&message))),
+                    Ok(Err(message)) => Err(refused(shown_message(&message))),
                     Err(e) if is_deadline(&e) => Err(refused(format!(
                         "it exceeded its CPU deadline of {} ms",
                         plugin.cpu_deadline().as_millis()
                     ))),
-                    Err(e) => Err(refused(bounded_message(&format!("it trapped: {e:#}")))),
+                    Err(e) => Err(refused(shown_message(&format!("it trapped: {e:#}")))),
                 }
             }
         }
@@ -412,23 +436,32 @@ impl PluginSession<'_> {
 
     /// Adds the outputs of the `len` range items from `first` on to `outputs`, without
     /// collecting them first: the hot path of a `batch`-mode leaf (`numbers` is scratch space,
-    /// reused across blocks). The first failing item fails the block, and then `outputs` holds
-    /// the items before it (v2; a v1 block then adds nothing). The caller discards a failed
-    /// block's outputs either way.
+    /// reused across blocks). An item the plugin refuses goes to `refused` when given (the
+    /// instance goes on: a refusal is an answer, not a fault); without it the first refusal
+    /// fails the block. A call that fails as a whole fails the block. After a failed block
+    /// `outputs` holds part of it: the caller discards it.
     pub fn process_range_into(
         &mut self,
         first: u64,
         len: usize,
         outputs: &mut Outputs,
         numbers: &mut Vec<u64>,
+        mut refused: Option<&mut dyn FnMut(PluginError)>,
     ) -> Result<(), PluginError> {
         let span = span_of(first, len);
         let plugin = &self.plugin;
         let results = match &self.instance {
             Instance::V1(_) => {
                 // One call per item anyway.
-                for output in self.process_range(first, len)? {
-                    outputs.add(&output);
+                let items = range_items(&mut self.range_items, first, len);
+                let each = self.process_each(&items);
+                self.range_items = items;
+                for result in each? {
+                    match (result, refused.as_mut()) {
+                        (Ok(output), _) => outputs.add(&output),
+                        (Err(e), Some(refused)) => refused(e),
+                        (Err(e), None) => return Err(e),
+                    }
                 }
                 return Ok(());
             }
@@ -460,8 +493,14 @@ impl PluginSession<'_> {
                 // before the block's numbers gives the same statistics as item order.
                 Ok(other) => outputs.add(&other),
                 Err(message) => {
-                    refusal = Some(plugin.refused(index, &message));
-                    break;
+                    let e = plugin.refused(index, &message);
+                    match refused.as_mut() {
+                        Some(refused) => refused(e),
+                        None => {
+                            refusal = Some(e);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -553,6 +592,14 @@ impl PluginSession<'_> {
     pub fn memory_bytes(&self) -> usize {
         self.store.data().memory_bytes()
     }
+
+    /// Bounds what the host copies out of each following call of this instance to `bytes`
+    /// (at most the memory cap, which is also the default): a caller that keeps earlier
+    /// results passes what is left of the cap, so the results it holds stay within it.
+    pub fn set_result_budget(&mut self, bytes: usize) {
+        let cap = self.plugin.engine.limits().memory_bytes;
+        self.store.set_hostcall_fuel(bytes.min(cap));
+    }
 }
 
 impl PluginSession<'static> {
@@ -560,31 +607,43 @@ impl PluginSession<'static> {
     /// instance (in the same call slot), and a fresh instance again after any call that failed
     /// as a whole (a trap, the deadline, a broken interface), which is then that item's own
     /// failure. Used when a block failed and a batch tolerates failed items: it finds exactly
-    /// which items fail, and an instance a trap left unusable never runs another item. Returns
-    /// the session to go on with; `Err` only for what is not an item's failure (a new instance
-    /// that cannot be made or configured).
+    /// which items fail, and an instance a trap left unusable never runs another item. The
+    /// results held stay within `budget` bytes (see [`result_bytes`]): when the caller holds
+    /// results already (`held` bytes, counted in `budget`), it stops before an item whose
+    /// results would pass it (that item then starts the caller's next round, with a whole
+    /// budget), so it may answer for a prefix of `items` only. Returns the session to go on
+    /// with; `Err` only for what is not an item's failure (a new instance that cannot be made
+    /// or configured).
     pub fn isolate(
         self,
         items: &[Item],
         config: Option<&PluginConfig>,
+        budget: usize,
+        mut held: usize,
     ) -> Result<(Self, Vec<Result<Output, PluginError>>), PluginError> {
         // The failed block may have left this instance unusable.
         let mut this = self.renew(config)?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            match this.process_each(std::slice::from_ref(item)) {
-                Ok(mut one) => results.push(one.pop().unwrap_or(Ok(Output::Skip))),
+            this.set_result_budget(budget.saturating_sub(held));
+            let result = match this.process_each(std::slice::from_ref(item)) {
+                Ok(mut one) => one.pop().unwrap_or(Ok(Output::Skip)),
                 Err(e) => {
-                    results.push(Err(e));
                     this = this.renew(config)?;
+                    if matches!(e, PluginError::OutputTooLarge { .. }) && held > 0 {
+                        break;
+                    }
+                    Err(e)
                 }
-            }
+            };
+            held += result_bytes(&result);
+            results.push(result);
         }
         Ok((this, results))
     }
 
     /// A fresh, configured instance of the same plugin in this session's call slot.
-    fn renew(self, config: Option<&PluginConfig>) -> Result<Self, PluginError> {
+    pub fn renew(self, config: Option<&PluginConfig>) -> Result<Self, PluginError> {
         let PluginSession {
             store,
             plugin,
@@ -598,6 +657,20 @@ impl PluginSession<'static> {
             _ => unreachable!("only sessions from LoadedPlugin::session are renewed"),
         }
     }
+}
+
+/// What the host holds for one item's result, in bytes: the result itself and its record or
+/// message (what the hostcall fuel counts, near enough).
+pub fn result_bytes(result: &Result<Output, PluginError>) -> usize {
+    std::mem::size_of::<Result<Output, PluginError>>()
+        + match result {
+            Ok(Output::Record(bytes)) => bytes.len(),
+            Ok(_) => 0,
+            Err(e) => match e {
+                PluginError::Refused { message, .. } => message.len(),
+                _ => 0,
+            },
+        }
 }
 
 impl From<WitOutput> for Output {
@@ -854,13 +927,18 @@ fn ready_now(table: &mut ResourceTable) -> wasmtime::Result<Resource<DynPollable
 /// background and its result is dropped (the file is remembered as rejected until it changes).
 fn compile(engine: &SandboxedEngine, bytes: &[u8]) -> Result<Component, String> {
     let timeout = engine.limits().compile_timeout;
+    // Compiles take turns (`--plugin-compiles`): each takes ~10x the plugin's size in memory.
+    let slot = engine.compile_slot_blocking();
     let (engine, bytes) = (engine.engine().clone(), bytes.to_vec());
     let (done, result) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("plugin-compile".into())
         .spawn(move || {
+            let compiled = compile_now(&engine, &bytes);
+            // The slot goes back once the compile has stopped, even one given up on.
+            drop(slot);
             // The receiver may have given up: nothing to do then.
-            let _ = done.send(compile_now(&engine, &bytes));
+            let _ = done.send(compiled);
         })
         .map_err(|e| format!("cannot start a compile thread: {e}"))?;
     match result.recv_timeout(timeout) {
@@ -922,8 +1000,60 @@ fn stated_input(bytes: &[u8]) -> Result<Option<PluginInput>, String> {
     Ok(stated)
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether a file whose first bytes are `head` (of `len` in all) could be a plugin, without
+/// compiling or reading it whole: not empty, WebAssembly text, or binary WebAssembly whose
+/// sections parse as far as `head` goes.
+pub fn check_start(head: &[u8], len: u64) -> Result<(), String> {
+    if head.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if !head.starts_with(b"\0asm") {
+        // Text is parsed when it is loaded, as it is compiled; only its start here.
+        return to_component_bytes(head).map(|_| ());
+    }
+    // As `Parser::parse_all` does, but over the head only: nested modules and components
+    // parsed in turn, function bodies skipped.
+    let mut parser = wasmparser::Parser::new(0);
+    let mut outer = Vec::new();
+    let mut at = 0;
+    let eof = head.len() as u64 == len;
+    loop {
+        let (consumed, payload) = match parser.parse(&head[at..], eof) {
+            Ok(wasmparser::Chunk::NeedMoreData(_)) => return Ok(()),
+            Ok(wasmparser::Chunk::Parsed { consumed, payload }) => (consumed, payload),
+            Err(e) => return Err(format!("is not well-formed WebAssembly: {e}")),
+        };
+        at += consumed;
+        match payload {
+            wasmparser::Payload::CodeSectionStart { size, .. } => {
+                let size = size as usize;
+                if head.len() - at < size {
+                    return Ok(());
+                }
+                parser.skip_section();
+                at += size;
+            }
+            wasmparser::Payload::ModuleSection { parser: inner, .. }
+            | wasmparser::Payload::ComponentSection { parser: inner, .. } => {
+                outer.push(std::mem::replace(&mut parser, inner));
+            }
+            wasmparser::Payload::End(_) => match outer.pop() {
+                Some(p) => parser = p,
+                None => return Ok(()),
+            },
+            _ => {}
+        }
+    }
 }
 
 fn to_component_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {

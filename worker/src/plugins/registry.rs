@@ -6,6 +6,11 @@
 //! running that exact module after the file is replaced, even across worker restarts, while new
 //! batches resolve the name to the new file.
 //!
+//! A plugin is loaded on first use, not when the worker starts (a compiled interpreter takes
+//! tens of MiB), and a version nobody has used for [`UNLOAD_AFTER`] is dropped from memory
+//! when the worker has a cache to load it back from (see [`PluginRegistry::unload_idle`]): a
+//! worker's memory follows the plugins it runs, not the ones installed.
+//!
 //! Lookups by name cost one `open` and `fstat`: the file is re-read and re-hashed only when its
 //! size or modification time changed, so a plugin dropped into the directory is picked up by the next
 //! batch without a restart, and nothing polls. A file that fails to load is reported (name and
@@ -13,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -25,6 +30,12 @@ use super::cache::ArtifactCache;
 use super::module::{LoadedPlugin, sha256_hex};
 use super::sandbox::MAX_PLUGIN_FILE_BYTES;
 use super::{PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
+
+/// How long a loaded version may go unused before [`PluginRegistry::unload_idle`] drops it.
+pub const UNLOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Bytes of a plugin file read by [`PluginRegistry::check`].
+const CHECKED_BYTES: u64 = 64 << 10;
 
 pub struct PluginRegistry {
     dir: PathBuf,
@@ -176,7 +187,7 @@ impl PluginRegistry {
             );
         }
         let entry = state.by_name.get(name).filter(|e| e.stamp == stamp)?;
-        state.by_digest.get(&entry.digest).cloned().map(Ok)
+        state.by_digest.get(&entry.digest).map(used).map(Ok)
     }
 
     /// Records what file `stamp` of plugin `name` loaded to: a new version is kept (and
@@ -270,7 +281,7 @@ impl PluginRegistry {
     /// may be called on the async runtime. `None` means "ask [`Self::get`]".
     pub fn loaded(&self, plugin: &PluginRef) -> Option<Arc<LoadedPlugin>> {
         let digest = plugin.digest.as_ref()?;
-        self.lock().by_digest.get(digest).cloned()
+        self.lock().by_digest.get(digest).map(used)
     }
 
     pub fn engine(&self) -> &SandboxedEngine {
@@ -288,7 +299,7 @@ impl PluginRegistry {
             return self.resolve(&plugin.name);
         };
         if let Some(loaded) = self.lock().by_digest.get(digest) {
-            return Ok(loaded.clone());
+            return Ok(used(loaded));
         }
         // A version this worker process has not loaded yet: from the on-disk cache (it ran it
         // before a restart), or from the current file if that is the pinned version.
@@ -344,6 +355,44 @@ impl PluginRegistry {
         Ok(names)
     }
 
+    /// Checks plugin `name`'s file without compiling it, or even reading all of it: a regular
+    /// file, within the size limit, whose start is WebAssembly (binary whose first sections
+    /// parse, or text); what only compiling can find is found when the plugin is first used.
+    /// For the worker's start-up report: cheap, and it keeps nothing in memory.
+    pub fn check(&self, name: &str) -> Result<(), PluginError> {
+        let path = self.path_of(name).ok_or_else(|| self.not_found(name))?;
+        let read_error = |source| PluginError::Read {
+            name: name.to_owned(),
+            path: path.clone(),
+            source,
+        };
+        let (file, stamp) = open_plugin_file(&path).map_err(read_error)?;
+        let invalid = |reason: String| PluginError::Invalid {
+            name: name.to_owned(),
+            path: path.clone(),
+            reason,
+        };
+        if stamp.len > MAX_PLUGIN_FILE_BYTES {
+            return Err(invalid(format!(
+                "the file is {} bytes, over the {} MiB limit for a plugin",
+                stamp.len,
+                MAX_PLUGIN_FILE_BYTES >> 20
+            )));
+        }
+        let head = read_bounded(file, CHECKED_BYTES).or_else(|e| match e.kind() {
+            // Longer than the head: its start is what is checked.
+            ErrorKind::FileTooLarge => {
+                let (file, _) = open_plugin_file(&path)?;
+                let mut head = Vec::with_capacity(CHECKED_BYTES as usize);
+                std::io::Read::take(file, CHECKED_BYTES).read_to_end(&mut head)?;
+                Ok(head)
+            }
+            _ => Err(e),
+        });
+        let head = head.map_err(read_error)?;
+        super::module::check_start(&head, stamp.len).map_err(invalid)
+    }
+
     /// Loads and describes every plugin in the directory, usable or not.
     pub fn list(&self) -> Result<Vec<PluginInfo>, PluginError> {
         Ok(self
@@ -382,7 +431,28 @@ impl PluginRegistry {
 
     fn last_good(&self, state: &State, name: &str) -> Option<Arc<LoadedPlugin>> {
         let entry = state.by_name.get(name)?;
-        state.by_digest.get(&entry.digest).cloned()
+        state.by_digest.get(&entry.digest).map(used)
+    }
+
+    /// Drops from memory the versions nobody has used for `idle` and nobody holds (no batch
+    /// is running them), when there is a cache to load them back from: a later use reloads
+    /// the version from the cache (its precompiled code mapped, not compiled again). Without
+    /// a cache nothing is dropped, since a replaced file's versions live only in memory.
+    /// Returns how many versions were dropped.
+    pub fn unload_idle(&self, idle: std::time::Duration) -> usize {
+        if self.cache.is_none() {
+            return 0;
+        }
+        let mut state = self.lock();
+        let before = state.by_digest.len();
+        state.by_digest.retain(|digest, plugin| {
+            let keep = Arc::strong_count(plugin) > 1 || plugin.idle_for() < idle;
+            if !keep {
+                tracing::info!(plugin = plugin.name(), %digest, "plugin version unloaded (unused)");
+            }
+            keep
+        });
+        before - state.by_digest.len()
     }
 
     fn not_found(&self, name: &str) -> PluginError {
@@ -402,6 +472,12 @@ impl PluginRegistry {
         // The state is a cache of immutable entries: a panic elsewhere cannot leave it torn.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A loaded version handed out: its use recorded.
+fn used(plugin: &Arc<LoadedPlugin>) -> Arc<LoadedPlugin> {
+    plugin.touch();
+    plugin.clone()
 }
 
 /// Opens a plugin file for reading, safely whatever is at `path`: only a regular file (or a

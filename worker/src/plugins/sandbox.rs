@@ -19,8 +19,10 @@
 //!   fault ([`super::PluginError::HostBusy`]).
 //!
 //! The worker's plugin memory is therefore bounded by [`SandboxLimits::memory_bound`]:
-//! `calls_at_once x (memory cap + table cap)`, plus one copy of what a call returns
-//! (at most its memory cap) while the call's result is read.
+//! `calls_at_once x (memory cap + table cap)`, plus what the host holds of calls' results: at
+//! most the memory cap per call slot, since the results copied out of one call are bounded by
+//! the store's hostcall fuel, set to the memory cap (less what a data split already holds of
+//! its instance's earlier results, see `PluginSession::set_result_budget`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +91,14 @@ pub struct SandboxLimits {
     pub calls_at_once: u32,
     /// Longest a plugin may take to compile before it is rejected.
     pub compile_timeout: Duration,
+    /// Plugins compiling at once in this process; the others wait their turn. A compile
+    /// takes one core and about ten times the plugin's size in memory ([`COMPILE_MEMORY_FACTOR`]).
+    pub compiles_at_once: u32,
 }
+
+/// Memory a compile takes, as a multiple of the plugin file's size (measured here: ~660 MiB
+/// for a 60 MiB component, ~330 MiB for componentize-py's 18 MiB Python plugin).
+pub const COMPILE_MEMORY_FACTOR: u64 = 11;
 
 impl Default for SandboxLimits {
     fn default() -> Self {
@@ -98,6 +107,7 @@ impl Default for SandboxLimits {
             memory_bytes: 64 << 20,
             calls_at_once: default_calls_at_once(),
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compiles_at_once: 1,
         }
     }
 }
@@ -250,6 +260,7 @@ pub struct SandboxedEngine {
     engine: Engine,
     limits: SandboxLimits,
     slots: Arc<Semaphore>,
+    compiles: Arc<Semaphore>,
 }
 
 impl SandboxedEngine {
@@ -268,10 +279,12 @@ impl SandboxedEngine {
         spawn_epoch_ticker(&engine)
             .map_err(|e| anyhow::anyhow!("cannot start the wasm epoch ticker thread: {e}"))?;
         let slots = Arc::new(Semaphore::new(limits.calls_at_once.max(1) as usize));
+        let compiles = Arc::new(Semaphore::new(limits.compiles_at_once.max(1) as usize));
         Ok(Self {
             engine,
             limits,
             slots,
+            compiles,
         })
     }
 
@@ -303,6 +316,19 @@ impl SandboxedEngine {
         futures::executor::block_on(self.call_slot())
     }
 
+    /// The right to compile one plugin, waited for (blocking: compiles run on blocking
+    /// threads; the activity that waits heartbeats meanwhile). Held by the compile itself, so
+    /// a compile given up on at its timeout still counts until it has stopped.
+    pub fn compile_slot_blocking(&self) -> OwnedSemaphorePermit {
+        futures::executor::block_on(self.compiles.clone().acquire_owned())
+            .unwrap_or_else(|_| unreachable!("the compile slots are never closed"))
+    }
+
+    /// Plugins compiling right now (at most `compiles_at_once`).
+    pub fn compiles_running(&self) -> usize {
+        self.limits.compiles_at_once.max(1) as usize - self.compiles.available_permits()
+    }
+
     /// Call slots free right now.
     pub fn free_slots(&self) -> usize {
         self.slots.available_permits()
@@ -320,6 +346,10 @@ impl SandboxedEngine {
             },
         );
         store.limiter(|state| &mut state.limiter);
+        // What the host copies out of one call (its results, what it passes a host function)
+        // is bounded like the call's memories: without it, results that alias one buffer many
+        // times would make the host copy far more than the plugin holds.
+        store.set_hostcall_fuel(self.limits.memory_bytes);
         self.arm_deadline(&mut store);
         store
     }
@@ -357,6 +387,7 @@ mod tests {
             memory_bytes: 0,
             calls_at_once: 1,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compiles_at_once: 1,
         };
         assert_eq!(at(0).deadline_ticks(), 1);
         assert_eq!(at(1).deadline_ticks(), 1);
@@ -403,6 +434,7 @@ mod tests {
             memory_bytes: 64 << 20,
             calls_at_once: 2,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            compiles_at_once: 1,
         };
         assert_eq!(
             limits.memory_bound(),

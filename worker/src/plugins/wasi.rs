@@ -144,13 +144,16 @@ impl Captured {
         self.kept.is_empty() && self.dropped == 0
     }
 
-    /// The kept text (lossy UTF-8), with a note of what was dropped.
-    pub fn text(&self) -> String {
-        let mut text = String::from_utf8_lossy(&self.kept).trim_end().to_owned();
-        if self.dropped > 0 {
-            text.push_str(&format!(" ... [{} more bytes dropped]", self.dropped));
-        }
-        text
+    /// The kept text (lossy UTF-8) fit for one log line: at most
+    /// [`batch_core::text::MAX_MESSAGE_BYTES`] of it, neutralised (a line break or an escape
+    /// sequence the plugin printed is shown, not acted on), with a note of how much was
+    /// printed in all whenever any is missing, which no cut can remove.
+    pub fn shown(&self) -> String {
+        let text = String::from_utf8_lossy(&self.kept);
+        let total = self.kept.len() as u64 + self.dropped;
+        let bounded =
+            batch_core::text::bounded_of(&text, batch_core::text::MAX_MESSAGE_BYTES, total);
+        batch_core::text::neutralised(&bounded).into_owned()
     }
 }
 
@@ -259,7 +262,12 @@ mod tests {
         assert_eq!(captured.kept.len(), CAPTURE_BYTES);
         assert!(captured.kept.starts_with(b"hello\nxxx"));
         assert_eq!(captured.dropped, 6);
-        assert!(captured.text().ends_with("xxx ... [6 more bytes dropped]"));
+        let shown = captured.shown();
+        assert!(shown.starts_with("hello\\nxxx"), "{shown}");
+        assert!(
+            shown.ends_with("x... [truncated: 4102 bytes in all, 2048 kept]"),
+            "the note survives the line's limit: {shown}"
+        );
         // Taken means emptied: the next call starts with nothing.
         assert!(capture.take().is_empty());
     }

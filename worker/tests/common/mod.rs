@@ -64,6 +64,7 @@ pub const MEMORY_BOUND_LIMITS: batch_worker::plugins::SandboxLimits =
         memory_bytes: 32 << 20,
         calls_at_once: 2,
         compile_timeout: std::time::Duration::from_secs(60),
+        compiles_at_once: 1,
     };
 
 /// Prints how much the peak grew with `callers` (a description) and checks it against the

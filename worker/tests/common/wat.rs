@@ -147,3 +147,36 @@ pub fn flood_v2_wasi() -> String {
         "",
     )
 }
+
+/// A v2 plugin that imports WASI and answers every call with `records` records that all point
+/// at one buffer of `buffer_bytes` in its memory: what it holds is one buffer, what lifting its
+/// results would copy is `records` of them.
+pub fn aliasing_v2_wasi(records: u32, buffer_bytes: u32) -> String {
+    let pages = buffer_bytes.div_ceil(65_536);
+    component_v2_wasi(
+        "",
+        "",
+        "",
+        &format!(
+            r#"(local $i i32) (local $at i32)
+      (drop (call $random))
+      (drop (memory.grow (i32.const {pages})))
+      ;; Each result<output, string> is 24 bytes from 16 on: ok (0), record (1 at +8), the
+      ;; list's pointer (+16) and length (+20), every one the same buffer at 65536.
+      (block $done
+        (loop $fill
+          (br_if $done (i32.ge_u (local.get $i) (i32.const {records})))
+          (local.set $at (i32.add (i32.const 16) (i32.mul (local.get $i) (i32.const 24))))
+          (i32.store8 (local.get $at) (i32.const 0))
+          (i32.store8 (i32.add (local.get $at) (i32.const 8)) (i32.const 1))
+          (i32.store (i32.add (local.get $at) (i32.const 16)) (i32.const 65536))
+          (i32.store (i32.add (local.get $at) (i32.const 20)) (i32.const {buffer_bytes}))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $fill)))
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const {records}))
+      (i32.const 0)"#
+        ),
+        "",
+    )
+}

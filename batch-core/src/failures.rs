@@ -29,24 +29,7 @@ pub const EXCERPT_BYTES: usize = 256;
 /// (exactly comparable, hashable, the same in every client).
 pub const PPM: u64 = 1_000_000;
 
-/// The kinds of failure that belong to one item (see the module's documentation), as the
-/// activities name them in Temporal.
-pub const ITEM_FAILURE_KINDS: [&str; 6] = [
-    "PluginRefusedItem",
-    "PluginTrapped",
-    "PluginDeadlineExceeded",
-    "PluginBrokeInterface",
-    "PluginOutputTooLarge",
-    "BadRecord",
-];
-
-/// The kind of the failure of a leaf or node whose failed items exceed the tolerance.
-pub const TOLERANCE_EXCEEDED: &str = "BatchToleranceExceeded";
-
-/// Whether a failure of this kind is the item's own (and so may be tolerated).
-pub fn is_item_failure(kind: &str) -> bool {
-    ITEM_FAILURE_KINDS.contains(&kind)
-}
+pub use crate::failure_kind::FailureKind;
 
 /// How many failed items a batch tolerates. With neither bound set nothing is tolerated: the
 /// first failed item fails the batch, as it always did. With both, the stricter applies.
@@ -196,15 +179,15 @@ pub fn percent(ppm: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedItem {
     pub index: u64,
-    pub kind: String,
+    pub kind: FailureKind,
     pub reason: String,
 }
 
 impl FailedItem {
-    pub fn new(index: u64, kind: &str, reason: &str) -> Self {
+    pub fn new(index: u64, kind: FailureKind, reason: &str) -> Self {
         Self {
             index,
-            kind: kind.to_owned(),
+            kind,
             reason: crate::text::shown(reason, REASON_BYTES),
         }
     }
@@ -216,7 +199,7 @@ impl FailedItem {
 pub struct Failures {
     pub count: u64,
     /// Failed items per kind.
-    pub by_kind: BTreeMap<String, u64>,
+    pub by_kind: BTreeMap<FailureKind, u64>,
     /// The first [`SAMPLES`] failed items, in item order.
     pub samples: Vec<FailedItem>,
     /// Every failed item's index, in order, while there are at most [`KEPT_INDEXES`]; empty
@@ -237,7 +220,7 @@ impl Failures {
     /// Appends the failure of the item that follows the ones already counted.
     pub fn push(&mut self, item: FailedItem) {
         self.count += 1;
-        *self.by_kind.entry(item.kind.clone()).or_default() += 1;
+        *self.by_kind.entry(item.kind).or_default() += 1;
         if self.count <= KEPT_INDEXES as u64 {
             self.indexes.push(item.index);
         } else {
@@ -299,7 +282,12 @@ mod tests {
     use super::*;
 
     fn failed(index: u64) -> FailedItem {
-        FailedItem::new(index, if index.is_multiple_of(2) { "A" } else { "B" }, "no")
+        let kind = if index.is_multiple_of(2) {
+            FailureKind::PluginRefusedItem
+        } else {
+            FailureKind::PluginTrapped
+        };
+        FailedItem::new(index, kind, "no")
     }
 
     #[test]
@@ -422,7 +410,7 @@ mod tests {
 
     #[test]
     fn reasons_are_bounded() {
-        let item = FailedItem::new(1, "A", &"x".repeat(10_000));
+        let item = FailedItem::new(1, FailureKind::PluginTrapped, &"x".repeat(10_000));
         assert!(
             item.reason.len() < REASON_BYTES + 64,
             "{}",
@@ -433,14 +421,15 @@ mod tests {
 
     #[test]
     fn only_an_items_own_failures_are_tolerated() {
-        assert!(is_item_failure("PluginRefusedItem") && is_item_failure("BadRecord"));
+        use FailureKind as K;
+        assert!(K::PluginRefusedItem.is_item_failure() && K::BadRecord.is_item_failure());
         for kind in [
-            "PluginNotFound",
-            "DataUnavailable",
-            "PluginRefusedConfig",
-            "PluginHostBusy",
+            K::PluginNotFound,
+            K::DataUnavailable,
+            K::PluginRefusedConfig,
+            K::PluginHostBusy,
         ] {
-            assert!(!is_item_failure(kind), "{kind}");
+            assert!(!kind.is_item_failure(), "{kind}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! items that failed and how many a batch tolerates ([`failures`]), data sources and outputs
 //! ([`source`]), which records a split owns ([`split`]), what a plugin's items are
 //! ([`plugin_input`]),
-//! the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
+//! the activities' tasks and their checks ([`tasks`]), the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
 //!
 //! Nothing here does I/O or knows about Temporal or wasmtime (except the optional, feature-gated
@@ -17,6 +17,7 @@ pub mod blocks;
 pub mod config;
 #[cfg(feature = "temporal")]
 pub mod connect;
+pub mod failure_kind;
 pub mod failures;
 pub mod ids;
 pub mod output;
@@ -29,12 +30,14 @@ pub mod retry;
 pub mod source;
 pub mod split;
 pub mod summary;
+pub mod tasks;
 pub mod text;
 #[cfg(feature = "temporal")]
 pub mod workflow_ref;
 
 pub use batch_plan::BatchPlan;
 pub use config::{BatchConfig, ConfigError, LeafMode, NodeInput, PluginInfo, PluginRef};
+pub use failure_kind::FailureKind;
 pub use failures::{FailedItem, Failures, Tolerance};
 pub use plan::{ItemRange, NodePlan, TreeShape};
 pub use plugin_config::PluginConfig;

@@ -52,7 +52,7 @@ pub const FAILED_DIR: &str = "failed";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedLine {
     pub index: u64,
-    pub kind: String,
+    pub kind: crate::FailureKind,
     pub reason: String,
     /// The start of the item's input (lossy UTF-8), bounded and neutralised
     /// ([`crate::text::neutralised`]: `head` of a failed part on a terminal shows the bytes,
@@ -61,11 +61,11 @@ pub struct FailedLine {
 }
 
 impl FailedLine {
-    pub fn new(index: u64, kind: &str, reason: &str, input: &[u8]) -> Self {
+    pub fn new(index: u64, kind: crate::FailureKind, reason: &str, input: &[u8]) -> Self {
         let cut = &input[..input.len().min(crate::failures::EXCERPT_BYTES)];
         Self {
             index,
-            kind: kind.to_owned(),
+            kind,
             reason: crate::text::shown(reason, crate::failures::REASON_BYTES),
             excerpt: crate::text::neutralised(&String::from_utf8_lossy(cut)).into_owned(),
         }
@@ -98,7 +98,7 @@ pub struct Manifest {
     pub failed: u64,
     /// Failed items per kind.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub failed_by_kind: std::collections::BTreeMap<String, u64>,
+    pub failed_by_kind: std::collections::BTreeMap<crate::FailureKind, u64>,
     /// Sum of the numbers, exact, in decimal.
     pub sum: String,
     /// Bytes of all parts.
@@ -111,6 +111,41 @@ pub struct Manifest {
     /// this one together hold every item once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<crate::retry::RetryOf>,
+}
+
+impl Manifest {
+    /// The manifest of the data batch `batch` whose root produced `result` (the batch's
+    /// outputs, failures and parts), started and finished at the given times (RFC 3339, as the
+    /// workflow's clock gave them). `None` for a batch without a data source.
+    pub fn of(
+        batch: &str,
+        result: &crate::NodeResult,
+        started: String,
+        finished: String,
+    ) -> Option<Self> {
+        let config = &result.config;
+        let (o, failed) = (&result.outputs, &result.failures);
+        Some(Manifest {
+            manifest_version: MANIFEST_VERSION,
+            batch: batch.to_owned(),
+            source: config.source.clone()?,
+            plugin: config.plugin.clone(),
+            plugin_config_sha256: config.plugin_config.as_ref().map(|c| c.digest.clone()),
+            started,
+            finished,
+            items: o.count + failed.count,
+            records: o.records,
+            numbers: o.numbers(),
+            skipped: o.skipped,
+            failed: failed.count,
+            failed_by_kind: failed.by_kind.clone(),
+            sum: o.sum.to_string(),
+            bytes: total_bytes(&result.parts),
+            parts: result.parts.clone(),
+            failed_parts: result.failed_parts.clone(),
+            retry_of: config.retry_of.clone(),
+        })
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -197,8 +197,13 @@ mod tests {
     #[test]
     fn failed_parts_give_their_indexes() {
         let line = |index| {
-            serde_json::to_string(&FailedLine::new(index, "PluginRefusedItem", "no", b"{}"))
-                .expect("json")
+            serde_json::to_string(&FailedLine::new(
+                index,
+                crate::FailureKind::PluginRefusedItem,
+                "no",
+                b"{}",
+            ))
+            .expect("json")
         };
         let text = format!("{}\n{}\n", line(5), line(90));
         assert_eq!(failed_indexes("failed/p", &text), Ok(vec![5, 90]));

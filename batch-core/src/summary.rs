@@ -123,7 +123,7 @@ fn write_failures(s: &mut String, result: &NodeResult) {
             s,
             "  item {}: {}: {}",
             item.index,
-            crate::text::neutralised(&item.kind),
+            item.kind,
             crate::text::neutralised(&item.reason)
         );
     }

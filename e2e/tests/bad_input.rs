@@ -45,9 +45,34 @@ fn the_starter_refuses_bad_arguments_before_contacting_anything() {
             "plugin name \"/etc/passwd\" is invalid",
         ),
         (&["10", "--plugin", ""][..], "plugin name \"\" is invalid"),
+        // One action per run, and only the options that apply to it: none silently ignored.
         (
-            &["10", "--no-wait", "--attach", "some-id"][..],
-            "'--no-wait' cannot be used with '--attach <WORKFLOW_ID>'",
+            &["--no-wait", "--attach", "some-id"][..],
+            "--no-wait does not apply to --attach, which takes --json",
+        ),
+        (
+            &["10", "--attach", "some-id"][..],
+            "N does not apply to --attach",
+        ),
+        (
+            &["--cancel", "some-id", "--source", "f.jsonl"][..],
+            "--source does not apply to --cancel, which takes only the connection's options",
+        ),
+        (
+            &["--pause", "a", "--resume", "b"][..],
+            "'--pause <WORKFLOW_ID>' cannot be used with '--resume <WORKFLOW_ID>'",
+        ),
+        (
+            &["--retry-failed", "a", "--source", "f.jsonl"][..],
+            "--source does not apply to --retry-failed",
+        ),
+        (
+            &["--list-plugins", "--plugin", "cube"][..],
+            "--plugin does not apply to --list-plugins",
+        ),
+        (
+            &["50", "--plan", "--no-wait"][..],
+            "'--plan' cannot be used with '--no-wait'",
         ),
         (
             &["10", "--mode", "fast"][..],

@@ -48,6 +48,9 @@ Sources and outputs may also be s3://, gs://, az://, http(s):// or file:// URLs.
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Start a batch over the items 1..=N and print its summary", after_help = EXAMPLES)]
+// One action per run: starting a batch (the default), or one of these.
+#[command(group(clap::ArgGroup::new("action").multiple(false)
+    .args(["attach", "cancel", "pause", "resume", "retry_failed", "list_plugins"])))]
 struct Args {
     /// Number of items to process (1..=N).
     #[arg(default_value = "2000", value_parser = parse_count, allow_negative_numbers = true)]
@@ -121,30 +124,30 @@ struct Args {
     /// the plugin's current version (or --plugin, --plugin-config, --mode if given), in the
     /// batch's leaf size (100 records a leaf for a data batch). A data batch's retry needs its
     /// own --output: the two outputs together hold every item once.
-    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["source", "attach", "list_plugins"])]
+    #[arg(long, value_name = "WORKFLOW_ID")]
     retry_failed: Option<String>,
     /// Cancel the batch with this root workflow id: the root and every descendant workflow,
     /// and the plugin calls they run, stop; its output gets no manifest (incomplete). Waits
     /// until the root has closed.
-    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed"])]
+    #[arg(long, value_name = "WORKFLOW_ID")]
     cancel: Option<String>,
     /// Pause the batch with this root workflow id: its workflows start no new children, items
     /// or leaves (work already running finishes), until --resume. The pause passes from each
     /// workflow to its running children.
-    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed", "cancel", "resume"])]
+    #[arg(long, value_name = "WORKFLOW_ID")]
     pause: Option<String>,
     /// Resume a batch paused with --pause.
-    #[arg(long, value_name = "WORKFLOW_ID", conflicts_with_all = ["attach", "plan", "no_wait", "list_plugins", "retry_failed", "cancel"])]
+    #[arg(long, value_name = "WORKFLOW_ID")]
     resume: Option<String>,
     /// Print the result as one JSON object (for scripts) instead of the summary block.
     #[arg(long)]
     json: bool,
     /// Print what the batch would do (the tree, the work per leaf, the largest history against
     /// Temporal's limits, the work in flight) and exit, starting nothing: needs no server.
-    #[arg(long, conflicts_with_all = ["attach", "no_wait", "list_plugins"])]
+    #[arg(long, conflicts_with = "no_wait")]
     plan: bool,
     /// Start the batch, print its workflow id and how to follow it, and exit.
-    #[arg(long, conflicts_with = "attach")]
+    #[arg(long)]
     no_wait: bool,
     /// Wait for the batch with this root workflow id (started earlier, e.g. with --no-wait)
     /// and print its summary; N, BATCH_SIZE, MAX_CHILDREN and --plugin are not used.
@@ -172,6 +175,164 @@ struct Args {
     /// local dev server (its port + 1000, when it answers) and for Temporal Cloud.
     #[arg(long, env = "TEMPORAL_UI_URL", value_name = "URL", value_parser = parse_ui_url)]
     ui_url: Option<String>,
+}
+
+/// What one run of the starter does: exactly one action (clap refuses two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// Start a batch (or, with `--plan`, say what it would do) and wait for its summary.
+    Start,
+    /// Start a batch over the failed items of a completed one.
+    RetryFailed(String),
+    /// Wait for a running batch and print its summary.
+    Attach(String),
+    Cancel(String),
+    Pause(String),
+    Resume(String),
+    ListPlugins,
+}
+
+/// Options every action takes: where the server is, and how to show a batch.
+const CONNECTION: [&str; 4] = ["address", "namespace", "task_queue", "ui_url"];
+
+impl Action {
+    fn of(args: &Args) -> Self {
+        let id = |id: &Option<String>| id.clone();
+        if let Some(id) = id(&args.retry_failed) {
+            Action::RetryFailed(id)
+        } else if let Some(id) = id(&args.attach) {
+            Action::Attach(id)
+        } else if let Some(id) = id(&args.cancel) {
+            Action::Cancel(id)
+        } else if let Some(id) = id(&args.pause) {
+            Action::Pause(id)
+        } else if let Some(id) = id(&args.resume) {
+            Action::Resume(id)
+        } else if args.list_plugins {
+            Action::ListPlugins
+        } else {
+            Action::Start
+        }
+    }
+
+    /// The flag that chose it, for messages.
+    fn flag(&self) -> &'static str {
+        match self {
+            Action::Start => "starting a batch",
+            Action::RetryFailed(_) => "--retry-failed",
+            Action::Attach(_) => "--attach",
+            Action::Cancel(_) => "--cancel",
+            Action::Pause(_) => "--pause",
+            Action::Resume(_) => "--resume",
+            Action::ListPlugins => "--list-plugins",
+        }
+    }
+
+    /// The options that apply to it, besides [`CONNECTION`]'s (clap's argument ids).
+    fn options(&self) -> &'static [&'static str] {
+        match self {
+            Action::Start => &[
+                "n",
+                "batch_size",
+                "max_children",
+                "plugin",
+                "plugin_config",
+                "mode",
+                "max_in_flight",
+                "max_leaves_in_flight",
+                "source",
+                "format",
+                "output",
+                "split_size",
+                "max_failures",
+                "max_failure_ratio",
+                "json",
+                "plan",
+                "no_wait",
+                "workflow_id",
+            ],
+            Action::RetryFailed(_) => &[
+                "retry_failed",
+                "max_children",
+                "plugin",
+                "plugin_config",
+                "mode",
+                "max_in_flight",
+                "max_leaves_in_flight",
+                "output",
+                "max_failures",
+                "max_failure_ratio",
+                "json",
+                "plan",
+                "no_wait",
+                "workflow_id",
+            ],
+            Action::Attach(_) => &["attach", "json"],
+            Action::Cancel(_) => &["cancel"],
+            Action::Pause(_) => &["pause"],
+            Action::Resume(_) => &["resume"],
+            Action::ListPlugins => &["list_plugins"],
+        }
+    }
+
+    /// Refuses an option given on the command line that does not apply to this action (it
+    /// would be silently ignored), naming it and what the action takes.
+    fn check(&self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+        let command = Args::command();
+        let flag_of = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .map_or_else(|| id.to_owned(), describe_arg)
+        };
+        for id in matches.ids() {
+            let id = id.as_str();
+            let is_arg = command.get_arguments().any(|a| a.get_id() == id);
+            if !is_arg
+                || matches.value_source(id) != Some(ValueSource::CommandLine)
+                || CONNECTION.contains(&id)
+                || self.options().contains(&id)
+            {
+                continue;
+            }
+            let takes: Vec<String> = self
+                .options()
+                .iter()
+                .filter(|o| {
+                    !matches!(
+                        **o,
+                        "retry_failed" | "attach" | "cancel" | "pause" | "resume" | "list_plugins"
+                    )
+                })
+                .map(|o| flag_of(o))
+                .collect();
+            let takes = if takes.is_empty() {
+                "only the connection's options (--address, --namespace, --task-queue)".to_owned()
+            } else {
+                takes.join(", ")
+            };
+            anyhow::bail!(
+                "{} does not apply to {}, which takes {takes}",
+                flag_of(id),
+                self.flag()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How an argument is written on the command line: `--source`, or `N` for a positional one.
+fn describe_arg(arg: &clap::Arg) -> String {
+    match arg.get_long() {
+        Some(long) => format!("--{long}"),
+        None => arg
+            .get_value_names()
+            .and_then(|names| names.first())
+            .map_or_else(
+                || arg.get_id().to_string().to_uppercase(),
+                |n| n.to_string(),
+            ),
+    }
 }
 
 impl Args {
@@ -221,7 +382,13 @@ async fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    match run(args, given).await {
+    let action = Action::of(&args);
+    let checked = action.check(&matches);
+    let outcome = match checked {
+        Ok(()) => run(args, action, given).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A failure's words may come from a plugin or a server: shown, never acted on.
@@ -339,37 +506,17 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     Ok(Batch { input, workflow_id })
 }
 
-async fn run(args: Args, given: Given) -> anyhow::Result<()> {
-    if args.list_plugins {
-        return list_plugins(&args).await;
-    }
-    if let Some(workflow_id) = &args.cancel {
-        return cancel(&args, workflow_id).await;
-    }
-    if let Some(workflow_id) = &args.pause {
-        return set_paused(&args, workflow_id, true).await;
-    }
-    if let Some(workflow_id) = &args.resume {
-        return set_paused(&args, workflow_id, false).await;
-    }
-    if let Some(workflow_id) = &args.attach {
-        let connected = connect_from(&args).await?;
-        let client = connected.client;
-        let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.clone());
-        eprintln!("Waiting for batch {workflow_id}");
-        let web_ui =
-            web_ui_page(&args, &connected.address, &connected.namespace, workflow_id).await;
-        if let Some(page) = &web_ui {
-            eprintln!("Web UI: {page}");
-        }
-        let progress = Progress {
-            client: &client,
-            total_workflows: None,
-            items: 0,
-        };
-        return wait_and_report(&args, workflow_id, handle, progress, Instant::now(), web_ui).await;
-    }
-    let Batch { input, workflow_id } = match (&args.retry_failed, &args.source) {
+async fn run(args: Args, action: Action, given: Given) -> anyhow::Result<()> {
+    let earlier = match &action {
+        Action::ListPlugins => return list_plugins(&args).await,
+        Action::Cancel(workflow_id) => return cancel(&args, workflow_id).await,
+        Action::Pause(workflow_id) => return set_paused(&args, workflow_id, true).await,
+        Action::Resume(workflow_id) => return set_paused(&args, workflow_id, false).await,
+        Action::Attach(workflow_id) => return attach(&args, workflow_id).await,
+        Action::RetryFailed(earlier) => Some(earlier),
+        Action::Start => None,
+    };
+    let Batch { input, workflow_id } = match (earlier, &args.source) {
         (Some(earlier), _) => match retry::retry_batch(&args, &given, earlier).await? {
             Some(batch) => batch,
             None => {
@@ -380,6 +527,34 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         (None, Some(location)) => data_batch(&args, location, &given).await?,
         (None, None) => range_batch(&args)?,
     };
+    start_and_report(&args, input, workflow_id).await
+}
+
+/// Waits for the running batch `workflow_id` and prints its summary.
+async fn attach(args: &Args, workflow_id: &str) -> anyhow::Result<()> {
+    let connected = connect_from(args).await?;
+    let client = connected.client;
+    let handle = client.get_workflow_handle::<BatchWorkflowRef>(workflow_id.to_owned());
+    eprintln!("Waiting for batch {workflow_id}");
+    let web_ui = web_ui_page(args, &connected.address, &connected.namespace, workflow_id).await;
+    if let Some(page) = &web_ui {
+        eprintln!("Web UI: {page}");
+    }
+    let progress = Progress {
+        client: &client,
+        total_workflows: None,
+        items: 0,
+    };
+    wait_and_report(args, workflow_id, handle, progress, Instant::now(), web_ui).await
+}
+
+/// Plans, or starts (attaching to it if it is already running) and reports, the batch of root
+/// `input` named `workflow_id`.
+async fn start_and_report(
+    args: &Args,
+    input: NodeInput,
+    workflow_id: String,
+) -> anyhow::Result<()> {
     // Items of the tree: 1..=N, or a data source's bytes.
     let n = input.last;
     let config = &input.config;
@@ -401,10 +576,10 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let connected = connect_from(&args).await?;
+    let connected = connect_from(args).await?;
     let client = connected.client;
     let web_ui = web_ui_page(
-        &args,
+        args,
         &connected.address,
         &connected.namespace,
         &workflow_id,
@@ -473,7 +648,7 @@ async fn run(args: Args, given: Given) -> anyhow::Result<()> {
         total_workflows: Some(tree.workflows),
         items: n,
     };
-    wait_and_report(&args, &workflow_id, handle, progress, started_at, web_ui).await
+    wait_and_report(args, &workflow_id, handle, progress, started_at, web_ui).await
 }
 
 /// What `--plan` adds for a data source: the object and how the tree splits it.

@@ -18,10 +18,9 @@ use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
 
-use batch_core::{Failures, ItemOutcome, Outputs, PluginConfig, PluginInfo, PluginRef, Tolerance};
-use serde::{Deserialize, Serialize};
+use batch_core::{Failures, ItemOutcome, PluginInfo, PluginRef, Tolerance};
+use serde::Serialize;
 use temporalio_macros::activities;
-use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use data_io::{Access, Authority, Grants, Location};
@@ -35,47 +34,12 @@ use crate::routing;
 mod range_leaf;
 mod split_leaf;
 
+pub use batch_core::tasks::{
+    ItemTask, ManifestTask, RangeOutcome, RangeTask, SplitOutcome, SplitTask,
+};
 use range_leaf::RangeError;
 #[cfg(test)]
 use range_leaf::RangeProgress;
-pub use split_leaf::{SplitOutcome, SplitTask};
-
-/// The manifest of a data batch's output, written by its root once every part is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestTask {
-    pub output: String,
-    pub manifest: batch_core::output::Manifest,
-}
-
-/// A leaf's whole range for one pinned plugin (`batch` mode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeTask {
-    pub plugin: PluginRef,
-    pub first: u64,
-    pub last: u64,
-    /// The batch's plugin configuration; absent from the payload when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<PluginConfig>,
-    /// The batch's tolerance of failed items: with none (absent), the first failed item fails
-    /// the leaf; with one, failed items are collected ([`RangeOutcome::failures`]) and the leaf
-    /// fails only when they exceed it.
-    #[serde(default, skip_serializing_if = "Tolerance::is_none")]
-    pub tolerance: Tolerance,
-    /// A retry batch's leaf: exactly these items (sorted, within `first..=last`), not the
-    /// whole range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<u64>>,
-}
-
-/// What a `batch`-mode leaf returns: its outputs' statistics (the same JSON as before failures
-/// could be tolerated, so recorded histories still replay) and its tolerated failures.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeOutcome {
-    #[serde(flatten)]
-    pub outputs: Outputs,
-    #[serde(default, skip_serializing_if = "Failures::is_empty")]
-    pub failures: Failures,
-}
 
 /// How often a slice that runs long (a span of a slow plugin) heartbeats the progress of its
 /// last span end: well within the 30 s heartbeat timeout, and later than a slice normally
@@ -91,16 +55,6 @@ pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// cancelled batch then took ~30 s to stop. Every 5 s, it stops within a few seconds, for one
 /// call to the server per running leaf every 5 s.
 pub const HEARTBEAT_THROTTLE: Duration = Duration::from_secs(5);
-
-/// One item for one pinned plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemTask {
-    pub plugin: PluginRef,
-    pub item: u64,
-    /// The batch's plugin configuration; absent from the payload when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<PluginConfig>,
-}
 
 /// The activities of one worker process. Cheap to clone: the plugin queues' workers
 /// ([`crate::plugin_queues`]) register clones that share the registry and the call limit.
@@ -318,8 +272,7 @@ impl PluginActivities {
         task: RangeTask,
     ) -> Result<RangeOutcome, ActivityError> {
         let _running = self.count_task();
-        validate_range(&task).map_err(|e| invalid_task(&e))?;
-        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
+        task.validate().map_err(|e| invalid_task(&e))?;
         self.run_range(&ctx, task).await.map_err(|e| match e {
             RangeError::Plugin(e) => self.failure(&ctx, e),
             RangeError::Activity(e) => e,
@@ -334,8 +287,7 @@ impl PluginActivities {
         task: SplitTask,
     ) -> Result<SplitOutcome, ActivityError> {
         let _running = self.count_task();
-        validate_split(&task).map_err(|e| invalid_task(&e))?;
-        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
+        task.validate().map_err(|e| invalid_task(&e))?;
         self.run_split(&ctx, task)
             .await
             .map_err(|e| e.into_activity_error(&self, &ctx))
@@ -376,8 +328,7 @@ impl PluginActivities {
         task: ItemTask,
     ) -> Result<ItemOutcome, ActivityError> {
         let _running = self.count_task();
-        validate_item(task.item).map_err(|e| invalid_task(&e))?;
-        validate_config(task.config.as_ref()).map_err(|e| invalid_task(&e))?;
+        task.validate().map_err(|e| invalid_task(&e))?;
         let plugin = self
             .plugin(&ctx, &(), &task.plugin)
             .await
@@ -409,14 +360,10 @@ pub(crate) fn tolerance_exceeded(
     first: u64,
     last: u64,
 ) -> ActivityError {
-    ActivityError::application(
-        ApplicationFailure::builder(anyhow::anyhow!(
-            "{}",
-            failures.exceeded_message(tolerance, first, last)
-        ))
-        .type_name(batch_core::failures::TOLERANCE_EXCEEDED.to_owned())
-        .non_retryable(true)
-        .build(),
+    routing::failure(
+        batch_core::FailureKind::BatchToleranceExceeded,
+        failures.exceeded_message(tolerance, first, last),
+        false,
     )
 }
 
@@ -483,81 +430,13 @@ async fn on_blocking_pool<T: Send + 'static>(
     }
 }
 
-/// Checks an item task from any Temporal client: items are numbered from 1 to
-/// [`batch_core::config::MAX_ITEMS`], as in a batch.
-fn validate_item(item: u64) -> Result<(), String> {
-    if (1..=batch_core::config::MAX_ITEMS).contains(&item) {
-        Ok(())
-    } else {
-        Err(format!(
-            "item {item} is out of range: items are 1..={}",
-            batch_core::config::MAX_ITEMS
-        ))
-    }
-}
-
-/// Checks a range task from any Temporal client before any work: a range must be non-empty
-/// and within the items a batch may have, so `last + 1` (the end of the loop) never wraps.
-fn validate_range(task: &RangeTask) -> Result<(), String> {
-    validate_item(task.first)?;
-    validate_item(task.last)?;
-    if task.last < task.first {
-        return Err(format!(
-            "the range {}..={} is empty: last must be at least first",
-            task.first, task.last
-        ));
-    }
-    validate_list(task.items.as_deref(), task.first, task.last)
-}
-
-/// Checks a retry leaf's list from any Temporal client: sorted, at most
-/// [`batch_core::retry::MAX_RETRY_ITEMS`], spanning exactly `first..=last`.
-fn validate_list(items: Option<&[u64]>, first: u64, last: u64) -> Result<(), String> {
-    let Some(items) = items else {
-        return Ok(());
-    };
-    if items.len() > batch_core::retry::MAX_RETRY_ITEMS {
-        return Err(format!(
-            "{} items listed, over the limit of {}",
-            items.len(),
-            batch_core::retry::MAX_RETRY_ITEMS
-        ));
-    }
-    batch_core::retry::validate_items(items, 1, items.len() as u64, last)
-        .map_err(|e| e.to_string())?;
-    match (items.first(), items.last()) {
-        (Some(&a), Some(&b)) if a == first && b == last => Ok(()),
-        _ => Err(format!(
-            "the listed items do not span the task's {first}..={last}"
-        )),
-    }
-}
-
-/// Checks a split task from any Temporal client: a valid source, and a split within it.
-fn validate_split(task: &SplitTask) -> Result<(), String> {
-    task.source.validate().map_err(|e| e.to_string())?;
-    if task.first == 0 || task.last < task.first || task.last > task.source.size {
-        return Err(format!(
-            "the split {}..={} is not within the source's bytes 1..={}",
-            task.first, task.last, task.source.size
-        ));
-    }
-    validate_list(task.items.as_deref(), task.first, task.last)
-}
-
-/// Checks a task's plugin configuration from any Temporal client (bounded, JSON, digest).
-fn validate_config(config: Option<&PluginConfig>) -> Result<(), String> {
-    config.map_or(Ok(()), |c| c.validate().map_err(|e| e.to_string()))
-}
-
 /// A task input that no retry can fix: fails the activity for good, with the reason.
-fn invalid_task(reason: &str) -> ActivityError {
+fn invalid_task(reason: &batch_core::tasks::TaskError) -> ActivityError {
     tracing::warn!("invalid task input: {reason}");
-    ActivityError::application(
-        ApplicationFailure::builder(anyhow::anyhow!("invalid task input: {reason}"))
-            .type_name("InvalidTaskInput".to_owned())
-            .non_retryable(true)
-            .build(),
+    routing::failure(
+        batch_core::FailureKind::InvalidTaskInput,
+        format!("invalid task input: {reason}"),
+        false,
     )
 }
 
@@ -573,6 +452,7 @@ mod tests {
 
     use super::*;
     use crate::plugins::{SandboxLimits, SandboxedEngine};
+    use batch_core::Outputs;
 
     fn registry(calls_at_once: u32) -> Arc<PluginRegistry> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");

@@ -103,7 +103,7 @@ impl PluginMetrics {
         };
         let attributes = self.attributes([
             MetricKeyValue::new("plugin", plugin.to_owned()),
-            MetricKeyValue::new("kind", routing::kind(error)),
+            MetricKeyValue::new("kind", routing::kind(error).as_str()),
         ]);
         self.failures.add(1, &attributes);
     }

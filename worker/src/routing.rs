@@ -12,38 +12,52 @@ use temporalio_sdk::ActivityExecutionError;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::ActivityError;
 
+use batch_core::FailureKind;
+
 use crate::plugins::PluginError;
 
-/// The kind of a [`PluginError::DigestUnavailable`] failure: the workflow sends the work on to
-/// the plugin's own task queue ([`batch_core::ids::plugin_task_queue`]).
-pub const VERSION_UNAVAILABLE: &str = "PluginVersionUnavailable";
-/// The kind of a [`PluginError::HeldElsewhere`] failure: the workflow asks again on the
-/// plugin's own task queue.
-pub const HELD_ELSEWHERE: &str = "PluginHeldElsewhere";
-
-/// A stable name for the failure's type in Temporal (the Web UI, `temporal workflow show`,
-/// metrics labels).
-pub fn kind(e: &PluginError) -> &'static str {
+/// The kind of a plugin failure, as Temporal shows it (the Web UI, `temporal workflow show`,
+/// metrics labels) and reports count it. [`FailureKind::PluginVersionUnavailable`] and
+/// [`FailureKind::PluginHeldElsewhere`] send the work on to the plugin's own task queue
+/// ([`batch_core::ids::plugin_task_queue`]).
+pub fn kind(e: &PluginError) -> FailureKind {
+    use FailureKind as K;
     match e {
-        PluginError::InvalidName(_) => "PluginInvalidName",
-        PluginError::NotFound { .. } => "PluginNotFound",
-        PluginError::DigestUnavailable { .. } => VERSION_UNAVAILABLE,
-        PluginError::HeldElsewhere { .. } => HELD_ELSEWHERE,
-        PluginError::Directory { .. } => "PluginDirectoryUnreadable",
-        PluginError::Read { .. } => "PluginUnreadable",
-        PluginError::Invalid { .. } => "PluginInvalid",
-        PluginError::Refused { .. } => "PluginRefusedItem",
-        PluginError::Deadline { .. } => "PluginDeadlineExceeded",
-        PluginError::Configure { .. } => "PluginRefusedConfig",
-        PluginError::WrongInput { .. } => "PluginWrongInput",
-        PluginError::ResultCount { .. } | PluginError::Columns { .. } => "PluginBrokeInterface",
-        PluginError::OutputTooLarge { .. } => "PluginOutputTooLarge",
-        PluginError::Trap { .. } => "PluginTrapped",
-        PluginError::Instantiate { .. } => "PluginInstantiationFailed",
-        PluginError::HostPanic { .. } => "PluginHostPanicked",
-        PluginError::ShuttingDown => "WorkerShuttingDown",
-        PluginError::HostBusy { .. } => "PluginHostBusy",
+        PluginError::InvalidName(_) => K::PluginInvalidName,
+        PluginError::NotFound { .. } => K::PluginNotFound,
+        PluginError::DigestUnavailable { .. } => K::PluginVersionUnavailable,
+        PluginError::HeldElsewhere { .. } => K::PluginHeldElsewhere,
+        PluginError::Directory { .. } => K::PluginDirectoryUnreadable,
+        PluginError::Read { .. } => K::PluginUnreadable,
+        PluginError::Invalid { .. } => K::PluginInvalid,
+        PluginError::Refused { .. } => K::PluginRefusedItem,
+        PluginError::Deadline { .. } => K::PluginDeadlineExceeded,
+        PluginError::Configure { .. } => K::PluginRefusedConfig,
+        PluginError::WrongInput { .. } => K::PluginWrongInput,
+        PluginError::ResultCount { .. } | PluginError::Columns { .. } => K::PluginBrokeInterface,
+        PluginError::OutputTooLarge { .. } => K::PluginOutputTooLarge,
+        PluginError::Trap { .. } => K::PluginTrapped,
+        PluginError::Instantiate { .. } => K::PluginInstantiationFailed,
+        PluginError::HostPanic { .. } => K::PluginHostPanicked,
+        PluginError::ShuttingDown => K::WorkerShuttingDown,
+        PluginError::HostBusy { .. } => K::PluginHostBusy,
     }
+}
+
+/// Whether a plugin failure is an item's own (a tolerance may count it).
+pub fn is_item_failure(e: &PluginError) -> bool {
+    kind(e).is_item_failure()
+}
+
+/// An activity failure of `kind`, with `message`, retried by Temporal only when `retryable`:
+/// the one shape every failure of an activity takes.
+pub fn failure(kind: FailureKind, message: String, retryable: bool) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(message)
+            .type_name(kind.as_str().to_owned())
+            .non_retryable(!retryable)
+            .build(),
+    )
 }
 
 /// Whether another attempt (here or on another worker) could succeed: a missing pinned
@@ -77,18 +91,13 @@ pub fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
     let kind = kind(&e);
     if is_routable(&e) && !routed {
         // Expected whenever workers' plugin directories differ: the workflow re-routes it.
-        tracing::debug!(kind, "{}", e.message());
+        tracing::debug!(%kind, "{}", e.message());
     } else {
-        tracing::warn!(kind, retryable, "{}", e.message());
+        tracing::warn!(%kind, retryable, "{}", e.message());
     }
-    ActivityError::application(
-        // One self-contained message: the SDK would otherwise send the sources as causes, and
-        // the workflow reports a failure's innermost cause (here, "No such file" alone).
-        ApplicationFailure::builder(e.message())
-            .type_name(kind.to_owned())
-            .non_retryable(!retryable)
-            .build(),
-    )
+    // One self-contained message: the SDK would otherwise send the sources as causes, and the
+    // workflow reports a failure's innermost cause (here, "No such file" alone).
+    failure(kind, e.message(), retryable)
 }
 
 /// A source or output failure ([`data_io::DataError`]) as Temporal should see it: kind
@@ -97,19 +106,14 @@ pub fn to_activity_error(e: PluginError, routed: bool) -> ActivityError {
 pub fn data_failure(e: &data_io::DataError) -> ActivityError {
     let permanent = e.is_permanent();
     tracing::warn!(permanent, "{}", e.message());
-    ActivityError::application(
-        ApplicationFailure::builder(e.message())
-            .type_name("DataUnavailable".to_owned())
-            .non_retryable(permanent)
-            .build(),
-    )
+    failure(FailureKind::DataUnavailable, e.message(), !permanent)
 }
 
 /// Runs `here`; if it fails with a failure of `routed_kind`, runs `there` (the same work on the
 /// plugin's own queue) instead. The one shape of every plugin call of the workflow.
 pub async fn here_or_there<T, Here, There>(
     here: Here,
-    routed_kind: &str,
+    routed_kind: FailureKind,
     there: impl FnOnce() -> There,
 ) -> Result<T, ActivityExecutionError>
 where
@@ -122,13 +126,13 @@ where
     }
 }
 
-/// The type of the application failure in `failure`'s cause chain, if any (the kind a plugin
-/// activity gave its failure).
-pub fn failure_kind(failure: Option<&Failure>) -> Option<&str> {
+/// The kind of the application failure in `failure`'s cause chain, if any (the kind an
+/// activity or a child gave its failure).
+pub fn failure_kind(failure: Option<&Failure>) -> Option<FailureKind> {
     let mut failure = failure?;
     loop {
         if let Some(FailureInfo::ApplicationFailureInfo(info)) = &failure.failure_info {
-            return Some(info.r#type.as_str());
+            return FailureKind::parse(&info.r#type);
         }
         failure = failure.cause.as_deref()?;
     }
@@ -146,7 +150,7 @@ mod tests {
             message: "no".into(),
         };
         assert!(!is_retryable(&refused) && !is_routable(&refused));
-        assert_eq!(kind(&refused), "PluginRefusedItem");
+        assert_eq!(kind(&refused), FailureKind::PluginRefusedItem);
         let busy = PluginError::HostBusy {
             source: wasmtime::Error::msg("pool"),
         };
@@ -158,7 +162,7 @@ mod tests {
             found: "none".into(),
         };
         assert!(is_retryable(&elsewhere) && is_routable(&elsewhere));
-        assert_eq!(kind(&elsewhere), VERSION_UNAVAILABLE);
+        assert_eq!(kind(&elsewhere), FailureKind::PluginVersionUnavailable);
         assert!(is_retryable(&PluginError::ShuttingDown));
     }
 
@@ -174,10 +178,15 @@ mod tests {
             ..Default::default()
         };
         let wrapper = Failure {
-            cause: Some(Box::new(app(VERSION_UNAVAILABLE))),
+            cause: Some(Box::new(
+                app(FailureKind::PluginVersionUnavailable.as_str()),
+            )),
             ..Default::default()
         };
-        assert_eq!(failure_kind(Some(&wrapper)), Some(VERSION_UNAVAILABLE));
+        assert_eq!(
+            failure_kind(Some(&wrapper)),
+            Some(FailureKind::PluginVersionUnavailable)
+        );
         assert_eq!(failure_kind(Some(&Failure::default())), None);
         assert_eq!(failure_kind(None), None);
     }

@@ -6,12 +6,13 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use batch_core::failures::{TOLERANCE_EXCEEDED, is_item_failure};
 use batch_core::ids::{child_workflow_id, plugin_task_queue};
 use batch_core::plan::{ItemRange, NodePlan, plan_node, share_leaf_budget};
 use batch_core::retry::child_items;
 use batch_core::workflow_ref::{BatchWorkflowRef, PauseSignal};
-use batch_core::{FailedItem, Failures, LeafMode, NodeInput, NodeResult, Outputs, PluginInfo};
+use batch_core::{
+    FailedItem, FailureKind, Failures, LeafMode, NodeInput, NodeResult, Outputs, PluginInfo,
+};
 use futures::FutureExt as _;
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
@@ -25,10 +26,10 @@ use temporalio_sdk::{
     WorkflowTermination,
 };
 
-use batch_core::output::{MANIFEST_VERSION, Manifest, total_bytes};
+use batch_core::output::Manifest;
 
 use crate::activities::{ItemTask, ManifestTask, PluginActivities, RangeTask, SplitTask};
-use crate::routing::{HELD_ELSEWHERE, VERSION_UNAVAILABLE, failure_kind, here_or_there};
+use crate::routing::{failure_kind, here_or_there};
 
 /// The same policy for local activities (run by the leaf's own worker, recorded as markers).
 /// The timeout covers a wait for a call slot behind other batches' calls; a lost worker is
@@ -134,7 +135,7 @@ impl BatchProcessingWorkflow {
                 name.clone(),
                 item_activity_options(),
             );
-            let resolved = here_or_there(here, HELD_ELSEWHERE, there).await;
+            let resolved = here_or_there(here, FailureKind::PluginHeldElsewhere, there).await;
             node.config.plugin = resolved.map_err(|e| {
                 fail(format!(
                     "cannot use plugin {:?}: {}",
@@ -258,7 +259,7 @@ async fn run_split(
         task.clone(),
         range_activity_options(),
     );
-    let outcome = here_or_there(here, VERSION_UNAVAILABLE, there)
+    let outcome = here_or_there(here, FailureKind::PluginVersionUnavailable, there)
         .await
         .map_err(|e| range_failed(range, e.failure(), &e))?;
     let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
@@ -275,9 +276,6 @@ async fn write_manifest(
     output: &str,
     result: &NodeResult,
 ) -> WorkflowResult<()> {
-    let Some(source) = result.config.source.clone() else {
-        return Err(invalid_input("--output needs a data source".into()));
-    };
     // The workflow's own clock: the same on every replay.
     let time = |t: Option<std::time::SystemTime>| {
         t.map(|t| {
@@ -286,31 +284,10 @@ async fn write_manifest(
         })
         .unwrap_or_default()
     };
-    let o = &result.outputs;
-    let failed = &result.failures;
-    let manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
-        batch: ctx.workflow_id().to_owned(),
-        source,
-        plugin: result.config.plugin.clone(),
-        plugin_config_sha256: result
-            .config
-            .plugin_config
-            .as_ref()
-            .map(|c| c.digest.clone()),
-        started: time(ctx.info().start_time()),
-        finished: time(ctx.workflow_time()),
-        items: o.count + failed.count,
-        records: o.records,
-        numbers: o.numbers(),
-        skipped: o.skipped,
-        failed: failed.count,
-        failed_by_kind: failed.by_kind.clone(),
-        sum: o.sum.to_string(),
-        bytes: total_bytes(&result.parts),
-        parts: result.parts.clone(),
-        failed_parts: result.failed_parts.clone(),
-        retry_of: result.config.retry_of.clone(),
+    let started = time(ctx.info().start_time());
+    let finished = time(ctx.workflow_time());
+    let Some(manifest) = Manifest::of(ctx.workflow_id(), result, started, finished) else {
+        return Err(invalid_input("--output needs a data source".into()));
     };
     let task = ManifestTask {
         output: output.to_owned(),
@@ -366,7 +343,7 @@ async fn run_items(
                             task.clone(),
                             local_activity_options(),
                         );
-                        here_or_there(here, VERSION_UNAVAILABLE, there).await
+                        here_or_there(here, FailureKind::PluginVersionUnavailable, there).await
                     }
                     LeafMode::Item | LeafMode::Batch => {
                         let here = ctx.execute_activity(
@@ -374,7 +351,7 @@ async fn run_items(
                             task.clone(),
                             item_activity_options(),
                         );
-                        here_or_there(here, VERSION_UNAVAILABLE, there).await
+                        here_or_there(here, FailureKind::PluginVersionUnavailable, there).await
                     }
                 }
             }
@@ -392,7 +369,7 @@ async fn run_items(
             Err(e) => {
                 let reason = deepest_message(e.failure(), &e);
                 match failure_kind(e.failure()) {
-                    Some(kind) if !tolerance.is_none() && is_item_failure(kind) => {
+                    Some(kind) if !tolerance.is_none() && kind.is_item_failure() => {
                         failures.push(FailedItem::new(item, kind, &reason));
                     }
                     _ => fatal.push((item, reason)),
@@ -469,7 +446,7 @@ async fn run_range(
         task.clone(),
         range_activity_options(),
     );
-    let outcome = here_or_there(here, VERSION_UNAVAILABLE, there)
+    let outcome = here_or_there(here, FailureKind::PluginVersionUnavailable, there)
         .await
         .map_err(|e| range_failed(range, e.failure(), &e))?;
     let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
@@ -635,33 +612,29 @@ fn decode_input(input: RawValue) -> Result<NodeInput, WorkflowTermination> {
     })
 }
 
+/// A workflow's failure of `kind`: final (Temporal already retried what could be retried),
+/// with `message`.
+fn terminate(kind: FailureKind, message: String) -> WorkflowTermination {
+    ApplicationFailure::builder(anyhow::anyhow!(message))
+        .type_name(kind.as_str().to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
 /// Bad input never gets better: fail the workflow for good, with the reason.
 fn invalid_input(message: String) -> WorkflowTermination {
-    ApplicationFailure::builder(anyhow::anyhow!(message))
-        .type_name("InvalidBatchInput".to_owned())
-        .non_retryable(true)
-        .build()
-        .into()
+    terminate(FailureKind::InvalidBatchInput, message)
 }
 
-/// A node fails when a child or an item has failed for good: Temporal already retried what
-/// could be retried, so the failure is final and carries the innermost reason.
+/// A node fails when a child or an item has failed for good, with the innermost reason.
 fn fail(message: String) -> WorkflowTermination {
-    ApplicationFailure::builder(anyhow::anyhow!(message))
-        .type_name("BatchNodeFailed".to_owned())
-        .non_retryable(true)
-        .build()
-        .into()
+    terminate(FailureKind::BatchNodeFailed, message)
 }
 
-/// The batch's failed items exceed its tolerance: fail for good, with the kind a client can
-/// tell from other failures.
+/// The batch's failed items exceed its tolerance: the kind a client can tell from others.
 fn tolerance_failure(message: String) -> WorkflowTermination {
-    ApplicationFailure::builder(anyhow::anyhow!(message))
-        .type_name(TOLERANCE_EXCEEDED.to_owned())
-        .non_retryable(true)
-        .build()
-        .into()
+    terminate(FailureKind::BatchToleranceExceeded, message)
 }
 
 /// A part of the range failed for good: say which items, and the innermost reason.

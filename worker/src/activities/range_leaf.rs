@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use batch_core::blocks::{BlockSizer, SPAN_ITEMS};
-use batch_core::failures::is_item_failure;
 use batch_core::{FailedItem, Failures, Outputs, PluginConfig, Tolerance};
 use serde::{Deserialize, Serialize};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -333,7 +332,7 @@ impl RangeSlice {
             };
             match result {
                 Ok(()) => {}
-                Err(e) if tolerant && is_item_failure(routing::kind(&e)) => {
+                Err(e) if tolerant && routing::is_item_failure(&e) => {
                     // A call failed as a whole: the span again, one item per call.
                     return self
                         .run_span_one_by_one(session, span)
@@ -371,7 +370,7 @@ impl RangeSlice {
             };
             match result {
                 Ok(output) => outcome.outputs.add(&output),
-                Err(e) if is_item_failure(routing::kind(&e)) => {
+                Err(e) if routing::is_item_failure(&e) => {
                     self.metrics.failure(name, &e);
                     let failed = FailedItem::new(index, routing::kind(&e), &e.message());
                     outcome.failures.push(failed);

@@ -10,60 +10,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use batch_core::failures::{EXCERPT_BYTES, is_item_failure};
+use batch_core::FailureKind;
+use batch_core::failures::EXCERPT_BYTES;
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::record_items::{RecordItem, RecordItems};
 use batch_core::source::part_name;
 use batch_core::split::{RecordTooLong, SplitRecords};
-use batch_core::{
-    DataSource, FailedItem, Failures, Output, Outputs, PluginConfig, PluginRef, Tolerance,
-};
+use batch_core::tasks::{SplitOutcome, SplitTask};
+use batch_core::{FailedItem, Failures, Output, Outputs, Tolerance};
 use bytes::Bytes;
 use data_io::write::PartWriter;
 use data_io::{Access, Authority, DataError, Location};
-use serde::{Deserialize, Serialize};
-use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::{PluginActivities, heartbeating, on_blocking_pool};
 use crate::plugins::module::result_bytes;
 use crate::plugins::{Item, LoadedPlugin, PluginError};
-
-/// One split of a data batch for one pinned plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitTask {
-    pub plugin: PluginRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<PluginConfig>,
-    pub source: DataSource,
-    /// The split's byte positions in the source.
-    pub first: u64,
-    pub last: u64,
-    /// Where the part goes, if the batch has an output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// The batch's tolerance of failed items (see [`super::RangeTask::tolerance`]).
-    #[serde(default, skip_serializing_if = "Tolerance::is_none")]
-    pub tolerance: Tolerance,
-    /// A retry batch's leaf: the byte positions of exactly the records to run (sorted, within
-    /// `first..=last`), each read where it starts, instead of the whole split.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<u64>>,
-}
-
-/// What a split produced: the statistics of its outputs, its tolerated failures, and its
-/// parts when written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitOutcome {
-    pub outputs: Outputs,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part: Option<PartInfo>,
-    #[serde(default, skip_serializing_if = "Failures::is_empty")]
-    pub failures: Failures,
-    /// The split's `failed/` part, written when an item failed and the batch has an output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_part: Option<FailedPartInfo>,
-}
 
 /// Bytes read per ranged read.
 const READ_BYTES: u64 = 4 * 1024 * 1024;
@@ -124,17 +86,15 @@ impl SplitError {
         match self {
             SplitError::Plugin(e) => activities.failure(ctx, e),
             SplitError::Data(e) => crate::routing::data_failure(&e),
-            SplitError::BadRecord { index, reason } => ActivityError::application(
-                ApplicationFailure::builder(anyhow::anyhow!("item {index}: {reason}"))
-                    .type_name("BadRecord".to_owned())
-                    .non_retryable(true)
-                    .build(),
+            SplitError::BadRecord { index, reason } => crate::routing::failure(
+                FailureKind::BadRecord,
+                format!("item {index}: {reason}"),
+                false,
             ),
-            SplitError::BadSource { index, reason } => ActivityError::application(
-                ApplicationFailure::builder(anyhow::anyhow!("item {index}: {reason}"))
-                    .type_name("BadSource".to_owned())
-                    .non_retryable(true)
-                    .build(),
+            SplitError::BadSource { index, reason } => crate::routing::failure(
+                FailureKind::BadSource,
+                format!("item {index}: {reason}"),
+                false,
             ),
             SplitError::Activity(e) => e,
         }
@@ -530,7 +490,7 @@ impl PluginActivities {
                 let each = match session.process_each(items) {
                     Ok(each) => each,
                     // With a tolerance, find which items failed the call, one by one.
-                    Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
+                    Err(e) if tolerant && crate::routing::is_item_failure(&e) => {
                         let (renewed, each) = session.isolate(items, config.as_ref(), cap, held)?;
                         session = renewed;
                         if each.is_empty() {
@@ -570,7 +530,7 @@ impl PluginActivities {
         let mut failed_lines = Vec::new();
         let mut bad = bad.into_iter().peekable();
         let mut fail =
-            |state: &mut SplitState, index: u64, kind: &str, reason: &str, input: &[u8]| {
+            |state: &mut SplitState, index: u64, kind: FailureKind, reason: &str, input: &[u8]| {
                 state.failures.push(FailedItem::new(index, kind, reason));
                 if state.failed_location.is_some() {
                     let line = FailedLine::new(index, kind, reason, input);
@@ -586,14 +546,14 @@ impl PluginActivities {
                 fail(
                     state,
                     record.index,
-                    "BadRecord",
+                    FailureKind::BadRecord,
                     &record.reason,
                     &record.excerpt,
                 );
             }
             let output = match result {
                 Ok(output) => output,
-                Err(e) if tolerant && is_item_failure(crate::routing::kind(&e)) => {
+                Err(e) if tolerant && crate::routing::is_item_failure(&e) => {
                     self.metrics.failure(&task.plugin.name, &e);
                     let input = item.data.as_deref().unwrap_or_default();
                     fail(
@@ -627,7 +587,7 @@ impl PluginActivities {
             fail(
                 state,
                 record.index,
-                "BadRecord",
+                FailureKind::BadRecord,
                 &record.reason,
                 &record.excerpt,
             );

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::plan::ItemRange;
+pub use crate::plugin_ref::{MAX_PLUGIN_NAME, PluginRef};
 
 /// Largest n accepted. Every count fits a `u64` and every sum of `u64` outputs fits a `u128`
 /// far beyond this; the bound keeps ids and JSON numbers readable and exact in any client.
@@ -115,35 +116,6 @@ fn default_max_in_flight() -> u64 {
 fn default_max_leaves_in_flight() -> u64 {
     DEFAULT_MAX_LEAVES_IN_FLIGHT
 }
-/// Longest plugin name (a file name and part of a workflow id).
-pub const MAX_PLUGIN_NAME: usize = 64;
-
-/// The plugin a batch runs: a name, and once the root has resolved it, the sha256 digest of
-/// the exact module every leaf must run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginRef {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-}
-
-impl PluginRef {
-    pub fn named(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            digest: None,
-        }
-    }
-
-    /// `name` or `name@sha256:0123abcd…` (short digest) for messages and summaries.
-    pub fn display_short(&self) -> String {
-        match &self.digest {
-            Some(d) => format!("{}@sha256:{}", self.name, &d[..d.len().min(12)]),
-            None => self.name.clone(),
-        }
-    }
-}
-
 /// A plugin as a worker lists it: a loaded version, or why its file is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {

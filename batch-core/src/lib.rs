@@ -24,6 +24,7 @@ pub mod output;
 pub mod plan;
 pub mod plugin_config;
 pub mod plugin_input;
+pub mod plugin_ref;
 pub mod record_items;
 pub mod result;
 pub mod retry;

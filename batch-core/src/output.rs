@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PluginRef;
+use crate::plugin_ref::PluginRef;
+use crate::retry::RetryError;
 use crate::source::DataSource;
 
 /// The version of the manifest's layout.
@@ -70,6 +71,23 @@ impl FailedLine {
             excerpt: crate::text::neutralised(&String::from_utf8_lossy(cut)).into_owned(),
         }
     }
+}
+
+/// The item indexes in a `failed/` part's text, in order.
+pub fn failed_indexes(part: &str, text: &str) -> Result<Vec<u64>, RetryError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str::<FailedLine>(line)
+                .map(|failed| failed.index)
+                .map_err(|e| RetryError::BadReport {
+                    part: part.to_owned(),
+                    line: n + 1,
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// The manifest (`_manifest.json`): what the output holds and how it was made. The parts,
@@ -155,4 +173,28 @@ fn is_zero(n: &u64) -> bool {
 /// Bytes of all `parts` (the manifest's `bytes`, the summary's output size).
 pub fn total_bytes(parts: &[PartInfo]) -> u64 {
     parts.iter().map(|p| p.bytes).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_parts_give_their_indexes() {
+        let line = |index| {
+            serde_json::to_string(&FailedLine::new(
+                index,
+                crate::FailureKind::PluginRefusedItem,
+                "no",
+                b"{}",
+            ))
+            .expect("json")
+        };
+        let text = format!("{}\n{}\n", line(5), line(90));
+        assert_eq!(failed_indexes("failed/p", &text), Ok(vec![5, 90]));
+        assert!(matches!(
+            failed_indexes("failed/p", "{\"index\": 1}\nnot json\n"),
+            Err(RetryError::BadReport { line: 1, .. })
+        ));
+    }
 }

@@ -12,8 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PluginRef;
-use crate::output::FailedLine;
+use crate::plugin_ref::PluginRef;
 
 /// Most items a retry batch takes: the list travels in the workflows' inputs (about 12 bytes
 /// an item in JSON, so at most ~240 KB at the root, against Temporal's 2 MB payload limit).
@@ -104,23 +103,6 @@ pub fn child_items(items: &[u64], first: u64, child_first: u64, child_last: u64)
     items[from..=to].to_vec()
 }
 
-/// The item indexes in a `failed/` part's text, in order.
-pub fn failed_indexes(part: &str, text: &str) -> Result<Vec<u64>, RetryError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str::<FailedLine>(line)
-                .map(|failed| failed.index)
-                .map_err(|e| RetryError::BadReport {
-                    part: part.to_owned(),
-                    line: n + 1,
-                    reason: e.to_string(),
-                })
-        })
-        .collect()
-}
-
 /// A retry batch's root id: `batch-processing-retry.{12 hex digits}-{k}-{leaf}{size}-c{c}`,
 /// the digits of the sha256 of the earlier batch's id and of what the retry runs (`what`: the
 /// plugin, its configuration, the tolerance, the output). No plugin name contains '.', so no
@@ -192,25 +174,6 @@ mod tests {
         leaves.sort();
         let all: Vec<u64> = leaves.into_iter().flat_map(|(_, items)| items).collect();
         assert_eq!(all, list);
-    }
-
-    #[test]
-    fn failed_parts_give_their_indexes() {
-        let line = |index| {
-            serde_json::to_string(&FailedLine::new(
-                index,
-                crate::FailureKind::PluginRefusedItem,
-                "no",
-                b"{}",
-            ))
-            .expect("json")
-        };
-        let text = format!("{}\n{}\n", line(5), line(90));
-        assert_eq!(failed_indexes("failed/p", &text), Ok(vec![5, 90]));
-        assert!(matches!(
-            failed_indexes("failed/p", "{\"index\": 1}\nnot json\n"),
-            Err(RetryError::BadReport { line: 1, .. })
-        ));
     }
 
     #[test]

@@ -17,16 +17,19 @@
 //! stores by `object_store`, with an HTTP client that follows redirects only within the
 //! authority ([`store`]).
 
+pub mod authority;
 pub mod error;
 pub mod grants;
 mod local;
 pub mod location;
 pub mod place;
 pub mod read;
+mod source_info;
 pub mod store;
 pub mod write;
 
+pub use authority::Authority;
 pub use error::DataError;
 pub use grants::{Access, Grants};
 pub use local::STAGING_DIR;
-pub use location::{Authority, Location};
+pub use location::Location;

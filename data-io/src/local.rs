@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::read::SourceInfo;
+use crate::source_info::SourceInfo;
 use crate::{DataError, Location};
 
 /// The hidden directory beside an output's files where parts are written before they are

@@ -8,37 +8,8 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 
 use crate::DataError;
-use crate::grants::{Access, Grants};
+use crate::authority::Authority;
 use crate::place::{self, Place, RemotePlace, Spelled};
-
-/// On whose authority a location is opened.
-#[derive(Debug, Clone)]
-pub enum Authority {
-    /// The user's own: the starter and the command-line tools, acting for whoever runs them.
-    User,
-    /// A worker's: only what its operator granted for this access.
-    Granted { grants: Arc<Grants>, access: Access },
-}
-
-impl Authority {
-    /// A worker's authority to do `access` under `grants`.
-    pub fn granted(grants: &Arc<Grants>, access: Access) -> Self {
-        Authority::Granted {
-            grants: grants.clone(),
-            access,
-        }
-    }
-
-    /// Whether `target` may be opened; `written` names it in the message.
-    pub(crate) fn check(&self, target: &Place, written: &str) -> Result<(), DataError> {
-        match self {
-            Authority::User => Ok(()),
-            Authority::Granted { grants, access } => grants
-                .check(*access, target, written)
-                .map_err(|e| DataError::not_granted(written, e)),
-        }
-    }
-}
 
 /// An object or a prefix, local or in a store.
 #[derive(Debug, Clone)]
@@ -162,6 +133,7 @@ pub fn absolute(text: &str) -> Result<String, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::{Access, Grants};
 
     #[test]
     fn locations_are_checked_with_the_reason() {

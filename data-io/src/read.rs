@@ -7,13 +7,7 @@ use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _};
 use crate::location::Target;
 use crate::{DataError, Location};
 
-/// What the starter needs to know of a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceInfo {
-    pub size: u64,
-    /// The store's ETag: every later read must match it.
-    pub version: Option<String>,
-}
+pub use crate::source_info::SourceInfo;
 
 /// The object's size and version.
 pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
@@ -99,7 +93,7 @@ pub async fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::location::Authority;
+    use crate::authority::Authority;
 
     #[tokio::test]
     async fn a_source_is_read_by_ranges_and_pinned_to_its_version() {

@@ -12,7 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
-use crate::location::Authority;
+use crate::authority::Authority;
 use crate::place::{self, Place, Spelled};
 
 /// Most redirects followed for one request.

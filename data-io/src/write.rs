@@ -155,7 +155,7 @@ pub async fn remove_staging(dir: &Location) -> Result<(), DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::location::Authority;
+    use crate::authority::Authority;
 
     fn names(dir: &std::path::Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)

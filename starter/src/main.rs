@@ -578,13 +578,7 @@ async fn start_and_report(
 
     let connected = connect_from(args).await?;
     let client = connected.client;
-    let web_ui = web_ui_page(
-        args,
-        &connected.address,
-        &connected.namespace,
-        &workflow_id,
-    )
-    .await;
+    let web_ui = web_ui_page(args, &connected.address, &connected.namespace, &workflow_id).await;
 
     let started_at = Instant::now();
     let options = WorkflowStartOptions::new(args.task_queue.clone(), workflow_id.clone())

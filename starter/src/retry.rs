@@ -3,9 +3,8 @@
 //! items failed; its `failed/` parts (with an output) or its result (without one) say which.
 
 use batch_core::failures::KEPT_INDEXES;
-use batch_core::retry::{
-    DATA_RETRY_LEAF, MAX_RETRY_ITEMS, RetryError, RetryOf, failed_indexes, retry_workflow_id,
-};
+use batch_core::output::failed_indexes;
+use batch_core::retry::{DATA_RETRY_LEAF, MAX_RETRY_ITEMS, RetryError, RetryOf, retry_workflow_id};
 use batch_core::workflow_ref::BatchWorkflowRef;
 use batch_core::{NodeInput, NodeResult};
 use temporalio_client::WorkflowGetResultOptions;

@@ -29,19 +29,19 @@ use std::path::{Path, PathBuf};
 
 use batch_core::Outputs;
 use batch_worker::plugins::cache::ArtifactCache;
-use batch_worker::plugins::{LoadedPlugin, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{LoadedPlugin, PluginBytes, SandboxLimits, SandboxedEngine};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-fn square_number_wasm() -> (PathBuf, Vec<u8>) {
+fn square_number_wasm() -> (PathBuf, PluginBytes) {
     built("square_number")
 }
 
-fn built(name: &str) -> (PathBuf, Vec<u8>) {
+fn built(name: &str) -> (PathBuf, PluginBytes) {
     built_in("plugins", name)
 }
 
 /// A plugin built into `target/<dir>` (`plugins`, or `test-plugins` for fixtures).
-fn built_in(dir: &str, name: &str) -> (PathBuf, Vec<u8>) {
+fn built_in(dir: &str, name: &str) -> (PathBuf, PluginBytes) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -52,7 +52,7 @@ fn built_in(dir: &str, name: &str) -> (PathBuf, Vec<u8>) {
             path.display()
         )
     });
-    (path, bytes)
+    (path, PluginBytes::new(bytes))
 }
 
 fn native_square(item: u64) -> Result<u64, String> {

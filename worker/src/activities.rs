@@ -8,15 +8,11 @@
 //! only when the wasm has stopped running, even if the activity was cancelled meanwhile.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
 use batch_core::ids::plugin_task_queue;
-use temporalio_client::grpc::WorkflowService;
-use temporalio_client::tonic::IntoRequest;
-use temporalio_client::{Client, NamespacedClient};
-use temporalio_common::protos::temporal::api::enums::v1::TaskQueueType;
-use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
-use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+use std::time::Instant;
+
+use temporalio_client::Client;
 
 use batch_core::{Failures, ItemOutcome, PluginInfo, PluginRef, Tolerance};
 use serde::Serialize;
@@ -31,30 +27,19 @@ use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
 
+mod checkpoint;
+mod engine;
 mod range_leaf;
 mod split_leaf;
 
 pub use batch_core::tasks::{
     ItemTask, ManifestTask, RangeOutcome, RangeTask, SplitOutcome, SplitTask,
 };
+pub use checkpoint::HEARTBEAT_THROTTLE;
+use checkpoint::heartbeating;
 use range_leaf::RangeError;
 #[cfg(test)]
 use range_leaf::RangeProgress;
-
-/// How often a slice that runs long (a span of a slow plugin) heartbeats the progress of its
-/// last span end: well within the 30 s heartbeat timeout, and later than a slice normally
-/// ends ([`HEARTBEAT_EVERY`]), so a heartbeat's progress is normally a new one.
-const LONG_SLICE_HEARTBEAT: Duration = Duration::from_secs(10);
-
-/// How long a `batch`-mode leaf computes between heartbeats.
-pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-
-/// Most time between two heartbeats the SDK sends to the server (it keeps the others). A
-/// running leaf learns of its batch's cancellation only from a heartbeat's answer, and by
-/// default the SDK sends one at most every 0.8 x the heartbeat timeout (24 s here): a
-/// cancelled batch then took ~30 s to stop. Every 5 s, it stops within a few seconds, for one
-/// call to the server per running leaf every 5 s.
-pub const HEARTBEAT_THROTTLE: Duration = Duration::from_secs(5);
 
 /// The activities of one worker process. Cheap to clone: the plugin queues' workers
 /// ([`crate::plugin_queues`]) register clones that share the registry and the call limit.
@@ -169,35 +154,7 @@ impl PluginActivities {
     /// Which workers poll plugin `name`'s queue (seen in the last minute), comma-separated.
     async fn holders_of(&self, name: &str) -> Option<String> {
         let client = self.client.as_ref()?;
-        let queue = plugin_task_queue(&self.home_queue, name);
-        let request = DescribeTaskQueueRequest {
-            namespace: client.namespace(),
-            task_queue: Some(TaskQueue::from(queue)),
-            task_queue_type: TaskQueueType::Activity as i32,
-            ..Default::default()
-        };
-        let response =
-            WorkflowService::describe_task_queue(&mut client.clone(), request.into_request())
-                .await
-                .inspect_err(|e| {
-                    tracing::warn!(plugin = name, "cannot describe the plugin's queue: {e}")
-                })
-                .ok()?
-                .into_inner();
-        let recent = SystemTime::now() - Duration::from_secs(60);
-        let mut workers: Vec<String> = response
-            .pollers
-            .into_iter()
-            .filter(|p| {
-                p.last_access_time
-                    .and_then(|t| SystemTime::try_from(t).ok())
-                    .is_some_and(|t| t >= recent)
-            })
-            .map(|p| p.identity)
-            .collect();
-        workers.sort();
-        workers.dedup();
-        (!workers.is_empty()).then(|| workers.join(", "))
+        crate::plugin_queues::holders::holders_of(client, &self.home_queue, name).await
     }
 }
 
@@ -352,69 +309,22 @@ impl PluginActivities {
     }
 }
 
-/// A leaf whose failed items exceed the batch's tolerance fails for good, saying how many
-/// failed and the first of them; the workflow then stops the batch.
-pub(crate) fn tolerance_exceeded(
+/// A leaf of items `first..=last` whose failed items exceed the batch's tolerance fails for
+/// good, saying how many failed and the first of them; the workflow then stops the batch.
+pub(crate) fn within_tolerance(
     failures: &Failures,
     tolerance: &Tolerance,
     first: u64,
     last: u64,
-) -> ActivityError {
-    routing::failure(
+) -> Result<(), ActivityError> {
+    if !tolerance.exceeded_by(failures.count) {
+        return Ok(());
+    }
+    Err(routing::failure(
         batch_core::FailureKind::BatchToleranceExceeded,
         failures.exceeded_message(tolerance, first, last),
         false,
-    )
-}
-
-/// Runs `work`, heartbeating `progress` every [`HEARTBEAT_EVERY`] until it is done: waiting for
-/// a call slot behind other batches' calls, or loading a plugin, is not a lost worker. (The
-/// SDK throttles heartbeats to the server; a task that ends within its heartbeat timeout
-/// sends none.)
-async fn heartbeating<T, P: Serialize + Clone + 'static>(
-    ctx: &ActivityContext,
-    progress: &P,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let mut work = std::pin::pin!(work);
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            () = tokio::time::sleep(HEARTBEAT_EVERY) => {
-                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
-                    tracing::warn!("cannot record a heartbeat: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// While a slice runs: heartbeats (every [`LONG_SLICE_HEARTBEAT`]: a slice normally ends, and
-/// heartbeats its progress, well before) so that a long one is not taken for a lost worker,
-/// and tells `work` (through `cancelled`) as soon as the activity is known to be cancelled, so
-/// the slice stops at its next block.
-async fn heartbeating_watch<T, P: Serialize + Clone + 'static>(
-    ctx: &ActivityContext,
-    progress: &P,
-    cancelled: &std::sync::atomic::AtomicBool,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let mut work = std::pin::pin!(work);
-    let mut told = false;
-    loop {
-        tokio::select! {
-            done = &mut work => return done,
-            () = ctx.cancelled(), if !told => {
-                cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
-                told = true;
-            }
-            () = tokio::time::sleep(LONG_SLICE_HEARTBEAT) => {
-                if let Err(e) = ctx.record_heartbeat(progress.clone()).await {
-                    tracing::warn!("cannot record a heartbeat: {e}");
-                }
-            }
-        }
-    }
+    ))
 }
 
 /// Runs plugin work on tokio's blocking pool. A panic there is a bug of the host, not of the
@@ -447,12 +357,14 @@ fn invalid_task(reason: &batch_core::tasks::TaskError) -> ActivityError {
 mod tests {
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use temporalio_sdk::testing::{ActivityEnvironment, ActivityEnvironmentError};
 
     use super::*;
     use crate::plugins::{SandboxLimits, SandboxedEngine};
     use batch_core::Outputs;
+    use checkpoint::HEARTBEAT_EVERY;
 
     fn registry(calls_at_once: u32) -> Arc<PluginRegistry> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");

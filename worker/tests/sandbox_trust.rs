@@ -89,7 +89,7 @@ fn forged_cache_entry_is_never_run(genuine: (&str, &str), forgery: (&str, &str))
     let forged = std::fs::read(artifact(&square, ".cwasm")).expect("read");
     std::fs::write(
         artifact(&square, ".cwasm").with_extension("sha256"),
-        batch_worker::plugins::module::sha256_hex(&forged),
+        batch_worker::plugins::digest::sha256_hex(&forged),
     )
     .expect("checksum");
 

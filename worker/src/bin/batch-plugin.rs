@@ -20,7 +20,7 @@ use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
 use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::registry::read_plugin_file;
-use batch_worker::plugins::{Item, LoadedPlugin, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{Item, LoadedPlugin, PluginBytes, SandboxLimits, SandboxedEngine};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -156,8 +156,14 @@ fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
         .and_then(|s| s.to_str())
         .unwrap_or("plugin")
         .to_owned();
-    LoadedPlugin::load(&engine, cache.as_ref(), &name, file, &bytes)
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))
+    LoadedPlugin::load(
+        &engine,
+        cache.as_ref(),
+        &name,
+        file,
+        &PluginBytes::new(bytes),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.message()))
 }
 
 fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {

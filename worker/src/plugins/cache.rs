@@ -34,7 +34,7 @@ use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::module::sha256_hex;
+use super::digest::PluginBytes;
 
 /// Why a cache directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +121,9 @@ impl ArtifactCache {
     }
 
     /// The bytes of version `digest`, if the cache holds them intact.
-    pub fn source(&self, digest: &str) -> Option<Vec<u8>> {
-        let bytes = fs::read(self.source_path(digest)).ok()?;
-        (sha256_hex(&bytes) == digest).then_some(bytes)
+    pub fn source(&self, digest: &str) -> Option<PluginBytes> {
+        let bytes = PluginBytes::new(fs::read(self.source_path(digest)).ok()?);
+        (bytes.digest() == digest).then_some(bytes)
     }
 
     pub fn store_source(&self, digest: &str, bytes: &[u8]) {

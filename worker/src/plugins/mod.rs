@@ -6,25 +6,37 @@
 //! - [`sandbox`]: the limits (CPU deadline, memory cap) and the engine that enforces them.
 //! - [`interface`]: the two plugin interfaces, side by side.
 //! - [`wasi`]: the deny-all WASI linked for plugins from mainstream toolchains.
-//! - [`module`]: turning a file's bytes into a validated, ready-to-instantiate plugin.
+//! - [`digest`]: a version's identity, the sha256 of its bytes, computed once per read.
+//! - [`compile`]: a file's bytes (component, core module, text) to compiled code.
+//! - [`link`]: the import policy and the linker; which interface a plugin implements.
+//! - [`module`]: a compiled, validated, ready-to-instantiate plugin version.
+//! - [`session`]: a configured instance running blocks of items, v1 and v2 alike.
+//! - [`columns`]: the `ranges` export's outputs in columns, checked.
 //! - [`registry`]: name -> digest -> compiled plugin, re-checked on every lookup.
 //! - [`cache`]: every version's bytes and machine code on disk, by digest.
 //! - [`error`]: what can go wrong, and whether Temporal should retry it.
 
 pub mod cache;
+pub mod columns;
+pub mod compile;
+pub mod digest;
 pub mod error;
 pub mod interface;
+pub mod link;
 pub mod module;
 pub mod registry;
 pub mod sandbox;
+pub mod session;
 pub mod wasi;
 
 pub use batch_core::PluginInfo;
+pub use digest::PluginBytes;
 pub use error::{ItemSpan, PluginError};
 pub use interface::{Interface, Item};
-pub use module::{LoadedPlugin, PluginSession};
+pub use module::LoadedPlugin;
 pub use registry::PluginRegistry;
 pub use sandbox::{SandboxLimits, SandboxedEngine};
+pub use session::PluginSession;
 
 /// A plugin file is `<name>.wasm` (binary) or `<name>.wat` (text) in the plugins directory;
 /// when both exist the binary wins.

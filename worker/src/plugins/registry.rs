@@ -27,7 +27,8 @@ use batch_core::config::validate_plugin_name;
 use batch_core::{PluginInfo, PluginRef};
 
 use super::cache::ArtifactCache;
-use super::module::{LoadedPlugin, sha256_hex};
+use super::digest::PluginBytes;
+use super::module::LoadedPlugin;
 use super::sandbox::MAX_PLUGIN_FILE_BYTES;
 use super::{PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
 
@@ -248,7 +249,7 @@ impl PluginRegistry {
         file: fs::File,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
         match read_bounded(file, MAX_PLUGIN_FILE_BYTES) {
-            Ok(bytes) => self.load_bytes(name, path, bytes),
+            Ok(bytes) => self.load_bytes(name, path, PluginBytes::new(bytes)),
             Err(e) if e.kind() == ErrorKind::FileTooLarge => Err(PluginError::Invalid {
                 name: name.to_owned(),
                 path: path.to_owned(),
@@ -262,15 +263,14 @@ impl PluginRegistry {
         }
     }
 
-    /// Hashes and (unless this version is known) compiles the bytes of plugin `name`.
+    /// Compiles the bytes of plugin `name`, unless this version is known.
     fn load_bytes(
         &self,
         name: &str,
         path: &Path,
-        bytes: Vec<u8>,
+        bytes: PluginBytes,
     ) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let digest = sha256_hex(&bytes);
-        if let Some(known) = self.lock().by_digest.get(&digest) {
+        if let Some(known) = self.lock().by_digest.get(bytes.digest()) {
             return Ok(known.clone());
         }
         // Compiled outside the lock: it takes milliseconds and other lookups must not wait.
@@ -390,7 +390,7 @@ impl PluginRegistry {
             _ => Err(e),
         });
         let head = head.map_err(read_error)?;
-        super::module::check_start(&head, stamp.len).map_err(invalid)
+        super::compile::check_start(&head, stamp.len).map_err(invalid)
     }
 
     /// Loads and describes every plugin in the directory, usable or not.

@@ -13,6 +13,8 @@
 //! ([`RESCAN_EVERY`]). A queue is never dropped: a removed file's versions stay servable from
 //! the registry's cache.
 
+pub mod holders;
+
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,0 +1,313 @@
+//! The leaf engine, written once for every `batch`-mode leaf (a range, a retry's list, a data
+//! split's records): runs one *span* of items in one plugin instance, in blocks, and hands each
+//! item's output or failure to a [`Sink`].
+//!
+//! The rule it keeps (docs/plugins.md, "Blocks, and which items share an instance"): a span's
+//! items share one fresh instance and nothing else decides which items share one; blocks are
+//! sized by time ([`BlockSizer`]) and cannot change an output; a refusal is an answer and the
+//! instance goes on; when a call fails as a whole (a trap, the deadline, a broken contract, an
+//! output over the budget) and the batch tolerates failed items, the span runs again from its
+//! first item, one item per call, in a fresh instance and in a fresh one again after each item
+//! whose call fails. So a span's outputs are always those of its items run one by one in one
+//! instance, with a fresh instance after each item that traps, whatever the load.
+//!
+//! A sink that keeps results (a split's records, until they are written) gives the span an
+//! output budget: each call may copy out only what is left of it, and the span ends after the
+//! item whose results reach half of it (the rest of its block is run again in the next span):
+//! counts of bytes decide it, never time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
+use batch_core::{FailedItem, Failures, Output, Outputs, PluginConfig};
+
+use crate::metrics::PluginMetrics;
+use crate::plugins::{Item, PluginError, PluginSession};
+use crate::routing;
+
+/// Where a span's results go.
+pub(super) trait Sink {
+    /// Forgets what the span gave so far: it runs again from its first item.
+    fn clear(&mut self);
+    /// An item's output.
+    fn output(&mut self, item: &Item, output: Output);
+    /// An item's own failure, tolerated.
+    fn failure(&mut self, item: &Item, e: &PluginError);
+    /// Bytes of results held so far (for the output budget); 0 for a sink that keeps none.
+    fn held(&self) -> usize {
+        0
+    }
+    /// Runs the `len` range items from `first` on straight into the sink, without a result per
+    /// item (the hot path of a range leaf), if the sink can; `None` otherwise. `tolerated`,
+    /// when the batch tolerates failures, is told of each refusal (which the sink keeps);
+    /// without it the first refusal fails the block.
+    fn run_range(
+        &mut self,
+        _session: &mut PluginSession<'static>,
+        _first: u64,
+        _len: usize,
+        _tolerated: Option<&dyn Fn(&PluginError)>,
+    ) -> Option<Result<(), PluginError>> {
+        None
+    }
+}
+
+/// The items of one span.
+pub(super) enum SpanItems<'a> {
+    /// The range items `first..=last`.
+    Range { first: u64, last: u64 },
+    /// Listed range items (a retry batch's).
+    Listed(&'a [u64]),
+    /// Records with their data.
+    Records(&'a [Item]),
+}
+
+impl SpanItems<'_> {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            SpanItems::Range { first, last } => {
+                usize::try_from(last - first + 1).unwrap_or(usize::MAX)
+            }
+            SpanItems::Listed(items) => items.len(),
+            SpanItems::Records(items) => items.len(),
+        }
+    }
+
+    /// How many items from the `at`-th on the next block holds: `wanted`, fewer if their data
+    /// passes [`MAX_BLOCK_BYTES`] (at least one).
+    fn block_len(&self, at: usize, wanted: usize) -> usize {
+        let wanted = wanted.min(self.len() - at);
+        let SpanItems::Records(items) = self else {
+            return wanted;
+        };
+        let mut bytes = 0;
+        let mut len = 0;
+        for item in &items[at..at + wanted] {
+            bytes += item.data.as_ref().map_or(0, Vec::len);
+            if len > 0 && bytes > MAX_BLOCK_BYTES {
+                break;
+            }
+            len += 1;
+        }
+        len
+    }
+
+    /// The items from the `at`-th on, `len` of them.
+    fn items(&self, at: usize, len: usize) -> Vec<Item> {
+        let range = |index| Item { index, data: None };
+        match self {
+            SpanItems::Range { first, .. } => (first + at as u64..).take(len).map(range).collect(),
+            SpanItems::Listed(items) => items[at..at + len].iter().map(|&i| range(i)).collect(),
+            SpanItems::Records(items) => items[at..at + len].to_vec(),
+        }
+    }
+}
+
+/// How a span ended.
+pub(super) enum SpanEnd {
+    /// After its first `n` items (all of them, or fewer when the output budget was reached).
+    Done(usize),
+    /// Cancelled: what it gave is to be dropped.
+    Cancelled,
+}
+
+/// What runs a span: the plugin's configuration, the batch's tolerance, the slice's
+/// cancellation, and where failures are counted.
+pub(super) struct Engine<'a> {
+    pub(super) config: Option<&'a PluginConfig>,
+    pub(super) tolerant: bool,
+    pub(super) cancelled: &'a AtomicBool,
+    pub(super) metrics: &'a PluginMetrics,
+    pub(super) plugin: &'a str,
+    /// Bytes of results a span may hold (the memory cap), for a sink that keeps them.
+    pub(super) budget: Option<usize>,
+}
+
+impl Engine<'_> {
+    /// Runs `items` in `session`'s instance (fresh: the caller renews it between spans),
+    /// results to `sink`. Returns how the span ended and the session to go on with; `Err` for
+    /// a failure that is not a tolerated item's.
+    pub(super) fn run_span(
+        &self,
+        mut session: PluginSession<'static>,
+        items: &SpanItems<'_>,
+        sink: &mut impl Sink,
+        sizer: &mut BlockSizer,
+    ) -> Result<(SpanEnd, PluginSession<'static>), PluginError> {
+        let mut at = 0;
+        while at < items.len() {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Ok((SpanEnd::Cancelled, session));
+            }
+            let len = items.block_len(at, sizer.next_len());
+            let started = Instant::now();
+            let count = |e: &PluginError| self.metrics.failure(self.plugin, e);
+            let ran = match items {
+                SpanItems::Range { first, .. } if self.budget.is_none() => sink.run_range(
+                    &mut session,
+                    first + at as u64,
+                    len,
+                    self.tolerant.then_some(&count as &dyn Fn(&PluginError)),
+                ),
+                _ => None,
+            };
+            let ran = match ran {
+                Some(ran) => ran.map(|()| None),
+                None => self.run_block(&mut session, &items.items(at, len), sink),
+            };
+            match ran {
+                Ok(None) => {}
+                // The budget was reached inside the block: the span ends there.
+                Ok(Some(done)) => return Ok((SpanEnd::Done(at + done), session)),
+                Err(e) if self.tolerant && routing::is_item_failure(&e) => {
+                    return self.run_one_by_one(session, items, sink);
+                }
+                Err(e) => {
+                    self.metrics.failure(self.plugin, &e);
+                    return Err(e);
+                }
+            }
+            sizer.record(len, started.elapsed());
+            at += len;
+        }
+        Ok((SpanEnd::Done(items.len()), session))
+    }
+
+    /// One block through `process`, each result to the sink: `Some(n)` when the budget was
+    /// reached at its `n`-th item, `Err` when the call failed as a whole (or, without a
+    /// tolerance, at the first refusal).
+    fn run_block(
+        &self,
+        session: &mut PluginSession<'static>,
+        block: &[Item],
+        sink: &mut impl Sink,
+    ) -> Result<Option<usize>, PluginError> {
+        if let Some(budget) = self.budget {
+            session.set_result_budget(budget.saturating_sub(sink.held()));
+        }
+        let results = session.process_each(block)?;
+        for (n, (item, result)) in block.iter().zip(results).enumerate() {
+            self.give(sink, item, result)?;
+            if self.full(sink) {
+                return Ok(Some(n + 1));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The span from its first item, one item per call (see the module's docs).
+    fn run_one_by_one(
+        &self,
+        session: PluginSession<'static>,
+        items: &SpanItems<'_>,
+        sink: &mut impl Sink,
+    ) -> Result<(SpanEnd, PluginSession<'static>), PluginError> {
+        sink.clear();
+        let mut session = session.renew(self.config)?;
+        for at in 0..items.len() {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Ok((SpanEnd::Cancelled, session));
+            }
+            let item = items.items(at, 1).remove(0);
+            if let Some(budget) = self.budget {
+                session.set_result_budget(budget.saturating_sub(sink.held()));
+            }
+            let result = match session.process_each(std::slice::from_ref(&item)) {
+                Ok(mut one) => one.pop().unwrap_or(Ok(Output::Skip)),
+                Err(e) => {
+                    session = session.renew(self.config)?;
+                    // With results held, an item over what is left starts the next span.
+                    if matches!(e, PluginError::OutputTooLarge { .. }) && sink.held() > 0 {
+                        return Ok((SpanEnd::Done(at), session));
+                    }
+                    Err(e)
+                }
+            };
+            self.give(sink, &item, result)?;
+            if self.full(sink) {
+                return Ok((SpanEnd::Done(at + 1), session));
+            }
+        }
+        Ok((SpanEnd::Done(items.len()), session))
+    }
+
+    /// An item's result to the sink: an output, a tolerated failure, or the leaf's failure.
+    fn give(
+        &self,
+        sink: &mut impl Sink,
+        item: &Item,
+        result: Result<Output, PluginError>,
+    ) -> Result<(), PluginError> {
+        match result {
+            Ok(output) => sink.output(item, output),
+            Err(e) if self.tolerant && routing::is_item_failure(&e) => {
+                self.metrics.failure(self.plugin, &e);
+                sink.failure(item, &e);
+            }
+            Err(e) => {
+                self.metrics.failure(self.plugin, &e);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sink holds half its budget or more: the span ends.
+    fn full(&self, sink: &impl Sink) -> bool {
+        self.budget.is_some_and(|budget| sink.held() >= budget / 2)
+    }
+}
+
+/// A range or list leaf's sink: outputs aggregated, failures collected.
+#[derive(Default)]
+pub(super) struct Aggregate {
+    pub(super) outputs: Outputs,
+    pub(super) failures: Failures,
+    /// Scratch space for a block's numbers, reused from block to block.
+    numbers: Vec<u64>,
+}
+
+impl Aggregate {
+    fn fail(failures: &mut Failures, index: u64, e: &PluginError) {
+        failures.push(FailedItem::new(index, routing::kind(e), &e.message()));
+    }
+}
+
+impl Sink for Aggregate {
+    fn clear(&mut self) {
+        self.outputs = Outputs::default();
+        self.failures = Failures::default();
+    }
+
+    fn output(&mut self, _item: &Item, output: Output) {
+        self.outputs.add(&output);
+    }
+
+    fn failure(&mut self, item: &Item, e: &PluginError) {
+        Self::fail(&mut self.failures, item.index, e);
+    }
+
+    fn run_range(
+        &mut self,
+        session: &mut PluginSession<'static>,
+        first: u64,
+        len: usize,
+        tolerated: Option<&dyn Fn(&PluginError)>,
+    ) -> Option<Result<(), PluginError>> {
+        let (outputs, failures) = (&mut self.outputs, &mut self.failures);
+        let mut refused = |e: PluginError| {
+            if let Some(count) = tolerated {
+                count(&e);
+            }
+            Self::fail(failures, e.item().unwrap_or_default(), &e);
+        };
+        Some(session.process_range_into(
+            first,
+            len,
+            outputs,
+            &mut self.numbers,
+            tolerated.map(|_| &mut refused as &mut dyn FnMut(PluginError)),
+        ))
+    }
+}

@@ -24,10 +24,14 @@ if [ $# -gt 0 ]; then
   exit 0
 fi
 
-# Every test. The crash tests (e2e/tests/faults.rs) spend most of their ~5 minutes waiting for
+# Every test, each cargo test's output also kept in $times_log, from which the time of each
+# test binary is printed at the end (slowest first): what to split or shorten when CI nears its
+# 40 minutes. The crash tests (e2e/tests/faults.rs) spend most of their ~5 minutes waiting for
 # Temporal's timeouts (a killed worker's heartbeat, a restarted server), so they run beside the
 # other tests instead of before them. The sandbox tests measure how a worker shares the cores,
 # so they run alone, after both. Each cargo test prints as it finishes.
+started=$SECONDS
+times_log=$(mktemp)
 faults_log=$(mktemp)
 cargo test --release --workspace --test faults >"$faults_log" 2>&1 &
 faults=$!
@@ -44,18 +48,38 @@ host_tests=()
 for file in worker/tests/*.rs; do
   host_tests+=(--test "$(basename "$file" .rs)")
 done
+# `cargo test` with its output kept for the timings; its own status.
+timed() { cargo test --release --workspace "$@" 2>&1 | tee -a "$times_log"; return "${PIPESTATUS[0]}"; }
+# One line per test binary: seconds (as cargo test reports them) and name, slowest first.
+test_times() {
+  awk '
+    /^ *Running / {
+      name = $2
+      if (name == "unittests") { crate = $NF; sub(/.*deps\//, "", crate); sub(/-[0-9a-f]+\)$/, "", crate); name = "unittests " crate }
+    }
+    /^ *Doc-tests / { name = "doc-tests " $2 }
+    /^test result:.*finished in/ { sub(/s$/, "", $NF); printf "%8.1f s  %s\n", $NF, name }
+  ' "$@" | sort -rn
+}
 status=0
-cargo test --release --workspace --lib --bins "${host_tests[@]}" || status=$?
+timed --lib --bins "${host_tests[@]}" || status=$?
 if [ $status -eq 0 ]; then
-  cargo test --release --workspace --doc || status=$?
+  timed --doc || status=$?
 fi
 if [ $status -eq 0 ]; then
-  cargo test --release --workspace "${others[@]}" || status=$?
+  timed "${others[@]}" || status=$?
 fi
 wait $faults || status=$?
 cat "$faults_log"
+cat "$faults_log" >>"$times_log"
 rm -f "$faults_log"
 [ $status -eq 0 ] || exit $status
-cargo test --release --workspace --test sandbox
+timed --test sandbox
 # The documents' commands, run as documented.
+readme_started=$SECONDS
 bash scripts/check-readme.sh
+echo "test times (each binary's own time; faults ran beside the others, sandbox alone):"
+test_times "$times_log" | head -20
+echo "$(printf '%8d' $((SECONDS - readme_started))) s  scripts/check-readme.sh"
+echo "$(printf '%8d' $((SECONDS - started))) s  all tests, after the build"
+rm -f "$times_log"

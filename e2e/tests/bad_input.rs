@@ -7,7 +7,7 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::{DevServer, Worker, install_plugin, run_offline, starter, sum_of_squares};
+use support::{DevServer, Starter, Worker, install_plugin, run_offline, starter, sum_of_squares};
 
 fn assert_refused(program: &str, args: &[&str], message: &str, within: Duration) {
     let (out, text, took) = run_offline(program, args);
@@ -231,12 +231,8 @@ fn a_plugins_dir_with_stray_and_broken_files_keeps_serving_the_good_ones() {
         "stray files must be ignored quietly:\n{log}"
     );
 
-    let good = starter(&server, "bad-files", &["50"]);
-    assert!(good.success, "{}\n{}", good.stdout, good.stderr);
-    assert_eq!(
-        good.field("Sum of all squares"),
-        sum_of_squares(50).to_string()
-    );
+    let good = Starter::on(&server, "bad-files").args(&["50"]).report();
+    assert_eq!(good.outputs().sum, sum_of_squares(50));
 
     for (name, reason) in [
         ("huge", "over the 64 MiB limit for a plugin"),
@@ -252,12 +248,8 @@ fn a_plugins_dir_with_stray_and_broken_files_keeps_serving_the_good_ones() {
         );
     }
 
-    let after = starter(&server, "bad-files", &["60"]);
-    assert!(after.success, "{}\n{}", after.stdout, after.stderr);
-    assert_eq!(
-        after.field("Sum of all squares"),
-        sum_of_squares(60).to_string()
-    );
+    let after = Starter::on(&server, "bad-files").args(&["60"]).report();
+    assert_eq!(after.outputs().sum, sum_of_squares(60));
 
     let run = starter(
         &server,

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use batch_core::TreeShape;
-use support::{DevServer, Run, Worker, built_plugins_dir, starter, sum_of_squares, wait_for};
+use support::{
+    DevServer, Report, Run, Starter, Worker, built_plugins_dir, starter, sum_of_squares, wait_for,
+};
 
 const QUEUE: &str = "batch-processing-task-queue";
 
@@ -52,6 +54,11 @@ fn run(args: &[&str]) -> Run {
     starter(&env().server, QUEUE, args)
 }
 
+/// A batch's typed result (`--json`).
+fn report(args: &[&str]) -> Report {
+    Starter::on(&env().server, QUEUE).args(args).report()
+}
+
 fn assert_succeeded(run: &Run) {
     assert!(
         run.success,
@@ -62,26 +69,20 @@ fn assert_succeeded(run: &Run) {
 
 #[test]
 fn fifty_items_make_six_workflows() {
-    let run = run(&["50"]);
-    assert_succeeded(&run);
-    assert_eq!(run.field("Sum of all squares"), "42925");
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(50).to_string()
-    );
-    assert_eq!(run.field("Total numbers processed"), "50");
-    assert_eq!(run.field("Tree depth (max nesting level)"), "1");
-    assert_eq!(run.field("Workflows"), "6");
-    assert_eq!(run.field("Activities"), "50");
+    let run = run(&["50", "--json"]);
     // Not a terminal: no progress bar in the output.
     assert!(!run.stderr.contains("workflows done"), "{}", run.stderr);
+    let run = run.report();
+    assert_eq!(run.outputs().sum, 42925);
+    assert_eq!(run.outputs().sum, sum_of_squares(50));
+    assert_eq!(run.outputs().count, 50);
+    assert_eq!(run.result.max_depth, 1);
+    assert_eq!(run.result.workflows, 6);
+    assert_eq!(run.result.activities, 50);
+    assert_eq!(run.outputs().head, [1, 4, 9, 16, 25, 36, 49, 64, 81, 100]);
     assert_eq!(
-        run.field("First 10 results"),
-        "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]"
-    );
-    assert_eq!(
-        run.field("Last 10 results"),
-        "[1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]"
+        run.outputs().tail,
+        [1681, 1764, 1849, 1936, 2025, 2116, 2209, 2304, 2401, 2500]
     );
     let on_server = env()
         .server
@@ -91,19 +92,21 @@ fn fifty_items_make_six_workflows() {
 
 #[test]
 fn two_thousand_items_reproduce_the_demo() {
-    let run = run(&[]);
-    assert_succeeded(&run);
-    assert_eq!(run.field("Total numbers processed"), "2000");
-    assert_eq!(run.field("Sum of all squares"), "2668667000");
-    assert_eq!(run.field("Tree depth (max nesting level)"), "4");
-    assert_eq!(run.field("Batch size (activities per leaf)"), "10");
-    assert_eq!(run.field("Max children per workflow"), "5");
-    assert_eq!(run.field("Workflows"), "656");
-    assert_eq!(run.field("Activities"), "2000");
-    assert_eq!(run.field("Workflow ID"), "batch-processing-2000-b10-c5");
+    let run = report(&[]);
+    assert_eq!(run.outputs().count, 2000);
+    assert_eq!(run.outputs().sum, 2668667000);
+    assert_eq!(run.result.max_depth, 4);
+    assert_eq!(run.result.config.batch_size, 10);
+    assert_eq!(run.result.config.max_children, 5);
+    assert_eq!(run.result.workflows, 656);
+    assert_eq!(run.result.activities, 2000);
+    assert_eq!(run.workflow_id, "batch-processing-2000-b10-c5");
     assert_eq!(
-        run.field("Last 10 results"),
-        "[3964081, 3968064, 3972049, 3976036, 3980025, 3984016, 3988009, 3992004, 3996001, 4000000]"
+        run.outputs().tail,
+        [
+            3964081, 3968064, 3972049, 3976036, 3980025, 3984016, 3988009, 3992004, 3996001,
+            4000000
+        ]
     );
     let on_server = env()
         .server
@@ -114,15 +117,14 @@ fn two_thousand_items_reproduce_the_demo() {
 #[test]
 fn cube_is_selected_by_name_on_the_same_worker() {
     let n: u128 = 300;
-    let run = run(&["300", "--plugin", "cube"]);
-    assert_succeeded(&run);
+    let run = report(&["300", "--plugin", "cube"]);
     let expected = (n * (n + 1) / 2).pow(2);
-    assert_eq!(run.field("Sum of all outputs"), expected.to_string());
-    assert_eq!(run.field("Plugin"), "cube");
-    assert_eq!(run.field("Plugin digest").len(), "sha256:".len() + 64);
-    assert_eq!(run.field("Workflow ID"), "batch-processing-cube-300-b10-c5");
+    assert_eq!(run.outputs().sum, expected);
+    assert_eq!(run.result.config.plugin.name, "cube");
+    assert_eq!(run.plugin_digest().len(), "sha256:".len() + 64);
+    assert_eq!(run.workflow_id, "batch-processing-cube-300-b10-c5");
     let shape = TreeShape::of(300, 10, 5);
-    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+    assert_eq!(run.result.workflows, shape.workflows);
     let on_server = env().server.count_workflows(
         "WorkflowId STARTS_WITH 'batch-processing-cube-300-b10-c5'",
         shape.workflows,
@@ -300,58 +302,43 @@ fn a_misbehaving_plugin_fails_its_batch_without_retries_and_the_worker_keeps_ser
     let after = wait_for(
         "a healthy batch after the hostile one",
         Duration::from_secs(120),
-        || Some(self::run(&["30", "--workflow-id", "after-hostile"])),
+        || {
+            Some(self::run(&[
+                "30",
+                "--workflow-id",
+                "after-hostile",
+                "--json",
+            ]))
+        },
     );
-    assert_succeeded(&after);
-    assert_eq!(
-        after.field("Sum of all squares"),
-        sum_of_squares(30).to_string()
-    );
+    assert_eq!(after.report().outputs().sum, sum_of_squares(30));
 }
 
 /// The three leaf modes give the same result for the same batch; only the number of
 /// activities (and the ids) differ.
 #[test]
 fn every_leaf_mode_gives_the_same_result() {
-    let runs = ["item", "local", "batch"].map(|mode| (mode, run(&["500", "--mode", mode])));
+    let runs = ["item", "local", "batch"].map(|mode| (mode, report(&["500", "--mode", mode])));
     let shape = TreeShape::of(500, 10, 5);
+    let first = &runs[0].1;
     for (mode, r) in &runs {
-        assert_succeeded(r);
-        assert_eq!(r.field("Leaf mode"), *mode);
+        assert_eq!(r.result.config.mode.to_string(), *mode);
         let expected_activities = if *mode == "batch" { shape.leaves } else { 500 };
+        assert_eq!(r.result.activities, expected_activities, "{mode}");
+        assert_eq!(r.outputs(), first.outputs(), "outputs in {mode} mode");
         assert_eq!(
-            r.field("Activities"),
-            expected_activities.to_string(),
-            "{mode}"
+            (r.result.max_depth, r.result.workflows, r.plugin_digest()),
+            (
+                first.result.max_depth,
+                first.result.workflows,
+                first.plugin_digest()
+            ),
+            "the tree and the plugin in {mode} mode"
         );
-        for label in [
-            "Total numbers processed",
-            "Tree depth (max nesting level)",
-            "Sum of all squares",
-            "First 10 results",
-            "Last 10 results",
-            "Workflows",
-            "Plugin digest",
-        ] {
-            assert_eq!(
-                r.field(label),
-                runs[0].1.field(label),
-                "{label} in {mode} mode"
-            );
-        }
     }
-    assert_eq!(
-        runs[0].1.field("Sum of all squares"),
-        sum_of_squares(500).to_string()
-    );
-    assert_eq!(
-        runs[1].1.field("Workflow ID"),
-        "batch-processing-500-local10-c5"
-    );
-    assert_eq!(
-        runs[2].1.field("Workflow ID"),
-        "batch-processing-500-batch10-c5"
-    );
+    assert_eq!(first.outputs().sum, sum_of_squares(500));
+    assert_eq!(runs[1].1.workflow_id, "batch-processing-500-local10-c5");
+    assert_eq!(runs[2].1.workflow_id, "batch-processing-500-batch10-c5");
     let local_tree = env().server.count_workflows(
         "WorkflowId STARTS_WITH 'batch-processing-500-local10-c5'",
         shape.workflows,
@@ -362,24 +349,17 @@ fn every_leaf_mode_gives_the_same_result() {
 /// Batch mode with large leaves: a million items, exact u128 sum.
 #[test]
 fn batch_mode_processes_a_million_items_exactly() {
-    let run = run(&["1000000", "100000", "10", "--mode", "batch"]);
-    assert_succeeded(&run);
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(1_000_000).to_string()
-    );
-    assert_eq!(run.field("Workflows"), "11");
-    assert_eq!(run.field("Activities"), "10");
-    assert_eq!(
-        run.field("Last 10 results").split(", ").last(),
-        Some("1000000000000]")
-    );
+    let run = report(&["1000000", "100000", "10", "--mode", "batch"]);
+    assert_eq!(run.outputs().sum, sum_of_squares(1_000_000));
+    assert_eq!(run.result.workflows, 11);
+    assert_eq!(run.result.activities, 10);
+    assert_eq!(run.outputs().tail.last(), Some(&1_000_000_000_000));
 }
 
 /// A window of 3 in-flight children or activities per node still completes the batch exactly.
 #[test]
 fn a_small_in_flight_window_still_completes_exactly() {
-    let run = run(&[
+    let run = report(&[
         "300",
         "20",
         "10",
@@ -388,15 +368,8 @@ fn a_small_in_flight_window_still_completes_exactly() {
         "--workflow-id",
         "windowed-300",
     ]);
-    assert_succeeded(&run);
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(300).to_string()
-    );
-    assert_eq!(
-        run.field("Workflows"),
-        TreeShape::of(300, 20, 10).workflows.to_string()
-    );
+    assert_eq!(run.outputs().sum, sum_of_squares(300));
+    assert_eq!(run.result.workflows, TreeShape::of(300, 20, 10).workflows);
     let bad = self::run(&["300", "--max-in-flight", "0"]);
     assert!(
         !bad.success
@@ -487,12 +460,8 @@ fn starting_a_running_batch_again_attaches_to_it() {
     // n=1000 takes seconds; the second start follows the first within milliseconds.
     let first = run(&["1000", "--no-wait", "--workflow-id", id]);
     assert_succeeded(&first);
-    let second = run(&["1000", "--workflow-id", id]);
-    assert_succeeded(&second);
-    assert_eq!(
-        second.field("Sum of all squares"),
-        sum_of_squares(1000).to_string()
-    );
+    let second = run(&["1000", "--workflow-id", id, "--json"]);
+    assert_eq!(second.report().outputs().sum, sum_of_squares(1000));
     // The same run: both starters print its run id.
     let run_id = |text: &str| {
         text.split("(run ")
@@ -535,20 +504,16 @@ fn starting_a_running_batch_again_attaches_to_it() {
 #[test]
 fn a_leaf_budget_caps_the_leaves_running_at_once() {
     let (n, budget) = (400u64, 3usize);
-    let run = run(&[
+    let run = report(&[
         "400",
         "--max-leaves-in-flight",
         "3",
         "--workflow-id",
         "leaf-budget-400",
     ]);
-    assert_succeeded(&run);
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(n.into()).to_string()
-    );
+    assert_eq!(run.outputs().sum, sum_of_squares(n.into()));
     let shape = TreeShape::of(n, 10, 5);
-    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+    assert_eq!(run.result.workflows, shape.workflows);
 
     // Every workflow of the tree below the root, with its start and close time, once the
     // server's visibility (updated asynchronously) has them all closed.
@@ -650,9 +615,8 @@ fn the_plan_of_a_batch_holds_when_it_runs() {
             "--plan started nothing"
         );
 
-        let run = run(&args);
-        assert_succeeded(&run);
-        assert_eq!(run.field("Workflows"), workflows.to_string());
+        let run = report(&args);
+        assert_eq!(run.result.workflows, workflows);
         let query = format!("WorkflowId STARTS_WITH '{id}' AND ExecutionStatus = 'Completed'");
         let listed = wait_for(
             "every workflow closed in visibility",

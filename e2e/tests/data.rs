@@ -13,7 +13,7 @@ use serde_json::Value;
 use support::data::{
     FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, names_in,
 };
-use support::{DevServer, Node, Run, S3Server};
+use support::{DevServer, Node, Report, S3Server, Starter};
 
 fn server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
@@ -43,7 +43,10 @@ fn node() -> &'static Node {
             ["--allow-read", "s3://data/", "--allow-write", "s3://data/"].map(String::from),
         );
         let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
-        let worker = support::Worker::start_with_env(server(), "data", dir.path(), &grants, &env);
+        let worker = support::Worker::builder(server(), "data", dir.path())
+            .args(&grants)
+            .env(&env)
+            .start();
         Node {
             server: server(),
             queue: "data".into(),
@@ -53,22 +56,17 @@ fn node() -> &'static Node {
     })
 }
 
-fn starter(args: &[&str]) -> Run {
+/// The starter on the data node's queue, with the S3 server's settings.
+fn starter(args: &[&str]) -> Starter {
     node();
-    let env = s3().env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    support::starter_with_env(
-        &server().address,
-        "data",
-        args,
-        &env,
-        Duration::from_secs(180),
-    )
+    Starter::on(server(), "data").args(args).env(&s3().env())
 }
 
-fn ok(run: Run) -> Run {
+/// The finished batch's typed result (`--json`); a failed run shows the worker's log too.
+fn ok(starter: Starter) -> Report {
+    let run = starter.args(&["--json"]).run();
     assert!(run.success, "{}", node().explain(&run));
-    run
+    run.report()
 }
 
 fn path_str(path: &Path) -> &str {
@@ -95,25 +93,23 @@ fn a_jsonl_file_becomes_an_output_directory_with_a_manifest() {
         "65536",
     ]));
     let (expected, items, kept) = expected_filter_output(&data);
-    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    let outputs = run.outputs();
+    assert_eq!(outputs.count, items);
     assert_eq!(
-        run.field("Records"),
-        format!("{kept} ({} bytes)", expected.len() - kept as usize)
+        (outputs.records, outputs.record_bytes),
+        (kept, (expected.len() - kept as usize) as u64)
     );
-    assert_eq!(run.field("Skipped"), (items - kept).to_string());
+    assert_eq!(outputs.skipped, items - kept);
     let manifest = check_filter_output_dir(&out, &data);
     let shape = batch_core::TreeShape::of(data.len() as u64, 65536, 5);
     let parts = manifest["parts"].as_array().expect("parts").len();
     assert_eq!(parts as u64, shape.leaves, "one part per leaf");
-    assert_eq!(run.field("Workflows"), shape.workflows.to_string());
+    assert_eq!(run.result.workflows, shape.workflows);
+    assert_eq!(run.result.config.output.as_deref(), Some(path_str(&out)));
+    assert_eq!(run.result.parts.len(), parts);
     assert_eq!(
-        run.field("Output"),
-        format!(
-            "{} ({} parts, {} bytes; manifest _manifest.json)",
-            out.display(),
-            parts,
-            expected.len()
-        )
+        batch_core::output::total_bytes(&run.result.parts),
+        expected.len() as u64
     );
 }
 
@@ -146,8 +142,8 @@ fn csv_rows_reach_json_plugins_as_objects_and_a_bad_row_is_named() {
         "--split-size",
         "8192",
     ]));
-    assert_eq!(run.field("Total numbers processed"), "3000");
-    assert_eq!(run.field("Skipped"), "2250");
+    assert_eq!(run.outputs().count, 3000);
+    assert_eq!(run.outputs().skipped, 2250);
     let mut parts: Vec<String> = names_in(&out);
     parts.retain(|n| n.starts_with("part-"));
     let concatenated: Vec<u8> = parts
@@ -170,7 +166,8 @@ fn csv_rows_reach_json_plugins_as_objects_and_a_bad_row_is_named() {
         "json_filter",
         "--plugin-config",
         FILTER,
-    ]);
+    ])
+    .run();
     assert!(!failed.success, "{}", failed.stdout);
     let position = text.find("2,FR").expect("the bad row") + 1;
     assert!(
@@ -213,7 +210,7 @@ fn an_s3_compatible_store_is_source_and_sink() {
         "32768",
     ]));
     let (expected, items, kept) = expected_filter_output(&data);
-    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    assert_eq!(run.outputs().count, items);
     let manifest_location = data_io::Location::open_with(
         "s3://data/out/_manifest.json",
         data_io::Authority::User,
@@ -241,7 +238,8 @@ fn an_s3_compatible_store_is_source_and_sink() {
         "s3://data/in/none.jsonl",
         "--plugin",
         "json_field",
-    ]);
+    ])
+    .run();
     assert!(!missing.success);
     assert!(
         missing
@@ -261,19 +259,16 @@ fn a_source_a_worker_cannot_read_fails_the_batch_promptly_naming_it() {
     let source = scratch.path().join("gone.jsonl");
     std::fs::write(&source, events(100)).expect("write");
     // Started on a queue no worker polls yet, so that the source is gone before any leaf.
-    let started = support::starter_with_env(
-        &server().address,
-        "data-late",
-        &[
+    let started = Starter::on(server(), "data-late")
+        .args(&[
             "--source",
             path_str(&source),
             "--plugin",
             "json_field",
             "--no-wait",
-        ],
-        &[],
-        Duration::from_secs(60),
-    );
+        ])
+        .within(Duration::from_secs(60))
+        .run();
     assert!(started.success, "{}", started.stderr);
     std::fs::remove_file(&source).expect("remove");
     let plugins = tempfile::tempdir().expect("plugins");
@@ -281,13 +276,10 @@ fn a_source_a_worker_cannot_read_fails_the_batch_promptly_naming_it() {
     let _worker = support::Worker::start(server(), "data-late", plugins.path());
     let id = started.stdout.trim();
     let began = std::time::Instant::now();
-    let attached = support::starter_with_env(
-        &server().address,
-        "data-late",
-        &["--attach", id],
-        &[],
-        Duration::from_secs(60),
-    );
+    let attached = Starter::on(server(), "data-late")
+        .args(&["--attach", id])
+        .within(Duration::from_secs(60))
+        .run();
     assert!(!attached.success, "{}", attached.stdout);
     assert!(
         attached

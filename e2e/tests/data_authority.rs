@@ -135,7 +135,10 @@ fn granted() -> &'static Node {
             support::install_plugin(plugins.path(), name, as_name);
         }
         let env = [("ALLOW_HTTP", "true")];
-        let worker = Worker::start_with_env(server(), "granted", plugins.path(), &args, &env);
+        let worker = Worker::builder(server(), "granted", plugins.path())
+            .args(&args)
+            .env(&env)
+            .start();
         Node {
             server: server(),
             queue: "granted".into(),
@@ -225,9 +228,8 @@ fn a_worker_without_grants_reads_and_writes_no_data_and_says_how_to_grant() {
     );
     assert!(!out.exists(), "nothing created");
     // A range batch (the demo) needs no grant.
-    let demo = node.run(&["50"]);
-    assert!(demo.success, "{}", node.explain(&demo));
-    assert_eq!(demo.field("Sum of all squares"), "42925");
+    let demo = node.report(&["50"]);
+    assert_eq!(demo.outputs().sum, 42925);
 }
 
 #[test]
@@ -450,12 +452,13 @@ fn clean_csv_rows_and_csv_to_json_give_exact_outputs_at_many_split_sizes() {
             r#"{"columns": ["login", "secret"]}"#,
             "--output",
             &out_text,
+            "--json",
         ];
         let (_, run) = runs_over("users.csv", &text, &[split], &args)
             .pop()
             .expect("one run");
         assert!(run.success, "split {split}: {}", granted().explain(&run));
-        assert_eq!(run.field("Total numbers processed"), "300", "split {split}");
+        assert_eq!(run.report().outputs().count, 300, "split {split}");
         let mut parts: Vec<PathBuf> = std::fs::read_dir(&out)
             .expect("out")
             .map(|e| e.expect("entry").path())
@@ -542,10 +545,11 @@ fn the_record_limit_is_the_documented_one() {
             "picky",
             "--split-size",
             "4194304",
+            "--json",
         ]);
         if ok {
             assert!(run.success, "{}", granted().explain(&run));
-            assert_eq!(run.field("Total numbers processed"), "3");
+            assert_eq!(run.report().outputs().count, 3);
         } else {
             refused(
                 &run,

@@ -6,11 +6,10 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    DevServer, Run, Worker, install_plugin, starter, starter_at, sum_of_squares, tree_nodes,
-    wait_for,
+    DevServer, Run, Starter, Worker, install_plugin, starter, sum_of_squares, tree_nodes, wait_for,
 };
 
-const SUM_2000: &str = "2668667000";
+const SUM_2000: u128 = 2668667000;
 
 /// A plugins directory holding only `square_number`.
 fn square_number_only() -> tempfile::TempDir {
@@ -28,11 +27,13 @@ fn completed(server: &DevServer) -> u64 {
         .unwrap_or(0)
 }
 
+/// The demo's batch (run with `--json`) finished exactly: its sum, its tree, one activity per
+/// item, and on the server exactly its workflows.
 fn assert_exact_2000(server: &DevServer, run: &Run) {
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(run.field("Sum of all squares"), SUM_2000);
-    assert_eq!(run.field("Workflows"), "656");
-    assert_eq!(run.field("Activities"), "2000");
+    let report = run.report();
+    assert_eq!(report.outputs().sum, SUM_2000);
+    assert_eq!(report.result.workflows, 656);
+    assert_eq!(report.result.activities, 2000);
     assert_eq!(
         server.count_workflows("WorkflowId STARTS_WITH 'batch-processing-2000-b10-c5'", 656),
         656
@@ -100,7 +101,7 @@ fn a_worker_killed_repeatedly_mid_batch_loses_and_doubles_nothing() {
     let queue = "killed-repeatedly";
     let mut worker = Worker::start(&server, queue, plugins.path());
     let run = std::thread::scope(|scope| {
-        let batch = scope.spawn(|| starter(&server, queue, &[]));
+        let batch = scope.spawn(|| starter(&server, queue, &["--json"]));
         for round in 1..=3u64 {
             // Let some work finish first, so each crash lands in the middle of the batch.
             wait_for("progress before a crash", Duration::from_secs(300), || {
@@ -121,9 +122,13 @@ fn two_workers_on_one_queue_share_a_batch_exactly() {
     let server = DevServer::start();
     let plugins = square_number_only();
     let queue = "two-workers";
-    let _a = Worker::start_as(&server, queue, plugins.path(), Some("worker-a"));
-    let _b = Worker::start_as(&server, queue, plugins.path(), Some("worker-b"));
-    let run = starter(&server, queue, &[]);
+    let _a = Worker::builder(&server, queue, plugins.path())
+        .identity("worker-a")
+        .start();
+    let _b = Worker::builder(&server, queue, plugins.path())
+        .identity("worker-b")
+        .start();
+    let run = starter(&server, queue, &["--json"]);
     assert_exact_2000(&server, &run);
     let identities: std::collections::BTreeSet<String> = leaf_activities(&server, 100)
         .into_iter()
@@ -144,20 +149,15 @@ fn a_worker_renewing_its_sdk_worker_mid_batch_loses_and_doubles_nothing() {
     let server = DevServer::start();
     let plugins = square_number_only();
     let queue = "renewing";
-    let worker = Worker::start_with(
-        &server,
-        queue,
-        plugins.path(),
-        &["--renew-after-activities", "400"],
-    );
-    let run = starter(&server, queue, &[]);
+    let worker = Worker::builder(&server, queue, plugins.path())
+        .args(&["--renew-after-activities", "400"])
+        .start();
+    let run = starter(&server, queue, &["--json"]);
     assert_exact_2000(&server, &run);
-    let local = starter(&server, queue, &["700", "--mode", "local"]);
-    assert!(local.success, "{}\n{}", local.stdout, local.stderr);
-    assert_eq!(
-        local.field("Sum of all squares"),
-        sum_of_squares(700).to_string()
-    );
+    let local = Starter::on(&server, queue)
+        .args(&["700", "--mode", "local"])
+        .report();
+    assert_eq!(local.outputs().sum, sum_of_squares(700));
     let log = worker.log_text();
     let renewals = log.matches("renewed the SDK worker").count();
     // 2,701 activity tasks (one resolve per batch), checked every second: at least one
@@ -186,7 +186,11 @@ fn three_workers_with_different_plugin_dirs_complete_batches_exactly() {
     let _workers: Vec<Worker> = ["worker-a", "worker-b", "worker-c"]
         .iter()
         .zip(&dirs)
-        .map(|(identity, dir)| Worker::start_as(&server, queue, dir.path(), Some(identity)))
+        .map(|(identity, dir)| {
+            Worker::builder(&server, queue, dir.path())
+                .identity(identity)
+                .start()
+        })
         .collect();
     // A plugin's holders must be polling its queue before work can be sent there.
     for (plugin, holders) in [("square_number", 1), ("cube", 2)] {
@@ -209,7 +213,7 @@ fn three_workers_with_different_plugin_dirs_complete_batches_exactly() {
         );
     }
 
-    let run = starter(&server, queue, &[]);
+    let run = starter(&server, queue, &["--json"]);
     assert_exact_2000(&server, &run);
     let activities = leaf_activities(&server, 200);
     let computed_by: std::collections::BTreeSet<&str> = activities
@@ -232,12 +236,10 @@ fn three_workers_with_different_plugin_dirs_complete_batches_exactly() {
     assert!(routed > 0, "nothing was routed: {activities:?}");
     assert_eq!(bounced, routed, "{activities:?}");
 
-    let cube = starter(&server, queue, &["300", "--plugin", "cube"]);
-    assert!(cube.success, "{}\n{}", cube.stdout, cube.stderr);
-    assert_eq!(
-        cube.field("Sum of all outputs"),
-        (300u128 * 301 / 2).pow(2).to_string()
-    );
+    let cube = Starter::on(&server, queue)
+        .args(&["300", "--plugin", "cube"])
+        .report();
+    assert_eq!(cube.outputs().sum, (300u128 * 301 / 2).pow(2));
 }
 
 /// SIGTERM while activities run: the worker finishes or hands back its work and exits; a new
@@ -249,7 +251,7 @@ fn a_worker_stopped_gracefully_mid_batch_hands_its_work_back() {
     let queue = "graceful";
     let mut first = Worker::start(&server, queue, plugins.path());
     let (run, _second) = std::thread::scope(|scope| {
-        let batch = scope.spawn(|| starter(&server, queue, &[]));
+        let batch = scope.spawn(|| starter(&server, queue, &["--json"]));
         wait_for(
             "progress before the shutdown",
             Duration::from_secs(300),
@@ -285,7 +287,7 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
             starter(
                 &server,
                 queue,
-                &["40000000", "40000000", "2", "--mode", "batch"],
+                &["40000000", "40000000", "2", "--mode", "batch", "--json"],
             )
         });
         wait_for(
@@ -310,12 +312,9 @@ fn a_batch_leaf_resumes_from_its_last_heartbeat_after_a_worker_crash() {
         (batch, second)
     });
     let (run, second) = batch;
-    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(n).to_string()
-    );
-    assert_eq!(run.field("Activities"), "1");
+    let report = run.report();
+    assert_eq!(report.outputs().sum, sum_of_squares(n));
+    assert_eq!(report.result.activities, 1);
     let log = second.log_text();
     let resumed = log
         .lines()
@@ -420,8 +419,12 @@ fn the_batch_and_its_starter_survive_a_server_restart() {
     // crash tests beside the other tests on 2 cores, and there the first 100 items alone took
     // 130 s and the whole batch more than 300 s (the SQLite server replays every open workflow
     // after its restart).
-    let batch =
-        std::thread::spawn(move || starter_at(&address, queue, &[], Duration::from_secs(900)));
+    let batch = std::thread::spawn(move || {
+        Starter::new(&address, queue)
+            .args(&["--json"])
+            .within(Duration::from_secs(900))
+            .run()
+    });
     wait_for(
         "progress before the restart",
         Duration::from_secs(300),
@@ -470,6 +473,7 @@ fn filter_batch_with_a_crash(
                     // One leaf at a time, so that the crash falls in the middle of the batch.
                     "--max-leaves-in-flight",
                     "1",
+                    "--json",
                 ],
             )
         });
@@ -517,14 +521,15 @@ fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
     let (run, scratch) = filter_batch_with_a_crash("data-crash", &data, "65536", &ready);
     let manifest = support::data::check_filter_output_dir(&scratch.path().join("out"), &data);
     let (_, items, _) = support::data::expected_filter_output(&data);
-    assert_eq!(run.field("Total numbers processed"), items.to_string());
+    let report = run.report();
+    assert_eq!(report.outputs().count, items);
     let parts = manifest["parts"].as_array().expect("parts").len();
     let at_crash = at_crash.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         at_crash < parts,
         "the crash fell mid-batch: {at_crash} of {parts} parts"
     );
-    assert_eq!(run.field("Activities"), parts.to_string());
+    assert_eq!(report.result.activities, parts as u64);
 }
 
 /// A worker killed while a part larger than the write buffer is being written leaves its

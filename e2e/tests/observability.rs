@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{DevServer, Worker, install_plugin, starter, sum_of_squares, wait_for};
+use support::{DevServer, Starter, Worker, install_plugin, starter, sum_of_squares, wait_for};
 
 /// `GET path` over plain HTTP/1.0 on a local port: the status line and the body.
 fn http_get(port: u16, path: &str) -> (String, String) {
@@ -44,12 +44,9 @@ fn the_worker_serves_sdk_and_plugin_metrics_for_prometheus() {
     install_plugin(plugins.path(), "hostile", "hostile");
     let port = support::free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let worker = Worker::start_with(
-        &server,
-        "metrics",
-        plugins.path(),
-        &["--metrics-addr", &metrics_addr],
-    );
+    let worker = Worker::builder(&server, "metrics", plugins.path())
+        .args(&["--metrics-addr", &metrics_addr])
+        .start();
     assert!(
         worker
             .log_text()
@@ -58,12 +55,8 @@ fn the_worker_serves_sdk_and_plugin_metrics_for_prometheus() {
         worker.log_text()
     );
 
-    let good = starter(&server, "metrics", &["50"]);
-    assert!(good.success, "{}", good.stderr);
-    assert_eq!(
-        good.field("Sum of all squares"),
-        sum_of_squares(50).to_string()
-    );
+    let good = Starter::on(&server, "metrics").args(&["50"]).report();
+    assert_eq!(good.outputs().sum, sum_of_squares(50));
     // hostile: items 1..=5 misbehave in five ways (loop, panic, memory, stack, refusal).
     let bad = starter(&server, "metrics", &["10", "--plugin", "hostile"]);
     assert!(!bad.success);

@@ -61,6 +61,7 @@ fn expected(n: u64, refuse: u64, trap: u64) -> (u128, Vec<u64>, u64) {
 #[test]
 fn tolerated_failures_are_counted_reported_and_left_out_in_item_mode() {
     let config = r#"{"refuse_every": 50, "trap_every": 250}"#;
+    let id = "tolerated-in-item-mode";
     let args = [
         "500",
         "--plugin",
@@ -69,20 +70,20 @@ fn tolerated_failures_are_counted_reported_and_left_out_in_item_mode() {
         config,
         "--max-failures",
         "10",
+        "--workflow-id",
+        id,
     ];
     let summary = run(&args);
     assert!(summary.success, "{}", node().explain(&summary));
     let (sum, failed, trapped) = expected(500, 50, 250);
     assert_eq!(failed.len(), 10);
-    assert_eq!(summary.field("Total numbers processed"), "490");
-    assert_eq!(summary.field("Sum of all outputs"), sum.to_string());
-    assert_eq!(
-        summary.field("Failed items"),
-        format!(
-            "10 (PluginRefusedItem {}, PluginTrapped {trapped}; tolerated: at most 10 items)",
-            10 - trapped
-        )
+    // The human summary's failure lines: the counts by kind, then samples.
+    let counts = format!(
+        "\nFailed items: 10 (PluginRefusedItem {}, PluginTrapped {trapped}; tolerated: at most \
+         10 items)\n",
+        10 - trapped
     );
+    assert!(summary.stdout.contains(&counts), "{}", summary.stdout);
     let sample = summary
         .stdout
         .lines()
@@ -100,8 +101,11 @@ fn tolerated_failures_are_counted_reported_and_left_out_in_item_mode() {
     );
 
     // The same batch attached with --json: the whole report, exactly.
-    let id = summary.field("Workflow ID").to_owned();
-    let result = json_of(&run(&["--attach", &id, "--json"]))["result"].clone();
+    let attached = run(&["--attach", id, "--json"]);
+    let report = attached.report();
+    assert_eq!(report.outputs().count, 490);
+    assert_eq!(report.outputs().sum, sum);
+    let result = json_of(&attached)["result"].clone();
     let failures = &result["failures"];
     assert_eq!(failures["count"], 10);
     assert_eq!(failures["indexes"], json!(failed));
@@ -296,10 +300,12 @@ fn failed_records_go_to_failed_parts_listed_in_the_manifest() {
         failed_parts.len(),
         "one failed part per split with failures"
     );
-    assert_eq!(
-        run.field("Failed items report"),
-        format!("{}/failed/ ({} parts)", out.display(), failed_parts.len())
+    let report = format!(
+        "\nFailed items report: {}/failed/ ({} parts)\n",
+        out.display(),
+        failed_parts.len()
     );
+    assert!(run.stdout.contains(&report), "{}", run.stdout);
 }
 
 /// `--cancel` cancels the root; the cancellation reaches every descendant (and the server
@@ -376,7 +382,7 @@ fn a_cancelled_batch_leaves_nothing_running() {
 fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
     let id = "retry-source";
     // Leaves of 4, which the retry keeps: its 10 items run in 3 leaves.
-    let first = run(&[
+    let first = node().report(&[
         "500",
         "4",
         "--plugin",
@@ -388,32 +394,34 @@ fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
         "--workflow-id",
         id,
     ]);
-    assert!(first.success, "{}", node().explain(&first));
-    let retry = run(&[
+    let retry = node().report(&[
         "--retry-failed",
         id,
         "--plugin-config",
         r#"{"refuse_every": 0}"#,
     ]);
-    assert!(retry.success, "{}", node().explain(&retry));
     let (sum, failed, _) = expected(500, 50, 250);
     let retried: u128 = failed.iter().map(|&i| u128::from(i)).sum();
-    assert_eq!(retry.field("Total numbers processed"), "10");
-    assert_eq!(retry.field("Sum of all outputs"), retried.to_string());
+    assert_eq!(retry.outputs().count, 10);
+    assert_eq!(retry.outputs().sum, retried);
     assert_eq!(
-        retry.field("First 10 results"),
-        format!("{failed:?}"),
+        retry.outputs().head,
+        failed,
         "exactly the failed items, in order"
     );
     let digest = support::sha256_of(&support::built_plugin("picky"));
+    let retry_of = retry.result.config.retry_of.as_ref().expect("a retry");
     assert_eq!(
-        retry.field("Retry of"),
-        format!(
-            "{id} (10 failed items; plugin now picky@sha256:{}, the same version)",
-            &digest[..12]
-        )
+        (retry_of.batch.as_str(), retry_of.failed),
+        (id, 10),
+        "what it retries"
     );
-    let first_sum: u128 = first.field("Sum of all outputs").parse().expect("sum");
+    assert_eq!(retry_of.plugin.digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        retry.result.config.plugin, retry_of.plugin,
+        "the same version"
+    );
+    let first_sum = first.outputs().sum;
     assert_eq!(first_sum, sum);
     assert_eq!(
         first_sum + retried,
@@ -421,7 +429,7 @@ fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
         "together, every item once"
     );
     // Nothing failed in the retry, so retrying it again has nothing to do.
-    let again = run(&["--retry-failed", retry.field("Workflow ID")]);
+    let again = run(&["--retry-failed", &retry.workflow_id]);
     assert!(again.success, "{}", node().explain(&again));
     assert!(
         again
@@ -572,13 +580,9 @@ fn a_paused_batch_starts_no_new_work_until_resumed() {
     assert_eq!(server().count(&completed), done_while_paused);
     let resumed = run(&["--resume", id]);
     assert!(resumed.success, "{}", node().explain(&resumed));
-    let summary = run(&["--attach", id]);
-    assert!(summary.success, "{}", node().explain(&summary));
-    assert_eq!(summary.field("Total numbers processed"), "500");
-    assert_eq!(
-        summary.field("Sum of all squares"),
-        support::sum_of_squares(500).to_string()
-    );
+    let summary = node().report(&["--attach", id]);
+    assert_eq!(summary.outputs().count, 500);
+    assert_eq!(summary.outputs().sum, support::sum_of_squares(500));
 }
 
 /// Whether batch `id` is paused through and through: it is running, and each of its workflows

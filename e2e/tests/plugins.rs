@@ -7,7 +7,9 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::{DevServer, Node, Run, install_plugin, sha256_of, starter, sum_of_squares, wait_for};
+use support::{
+    DevServer, Node, Run, Starter, install_plugin, sha256_of, starter, sum_of_squares, wait_for,
+};
 
 fn server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
@@ -43,10 +45,9 @@ fn a_plugin_dropped_into_a_running_worker_is_used_by_name() {
     );
 
     let path = install_plugin(node.dir(), "is_prime", "is_prime");
-    let run = node.run(&["1000", "--plugin", "is_prime"]);
-    assert_ok(&run);
-    assert_eq!(run.field("Sum of all outputs"), "168", "primes up to 1000");
-    assert_eq!(run.field("Plugin digest"), digest_line(&sha256_of(&path)));
+    let run = node.report(&["1000", "--plugin", "is_prime"]);
+    assert_eq!(run.outputs().sum, 168, "primes up to 1000");
+    assert_eq!(run.plugin_digest(), digest_line(&sha256_of(&path)));
 
     let after = node.run(&["--list-plugins"]);
     assert_ok(&after);
@@ -66,8 +67,11 @@ fn replacing_a_plugin_mid_batch_keeps_each_batch_on_its_own_version() {
 
     // Batch A: 2000 items on v1, in the background.
     let queue = node.queue.clone();
-    let batch_a =
-        std::thread::spawn(move || starter(server(), &queue, &["2000", "--plugin", "swap"]));
+    let batch_a = std::thread::spawn(move || {
+        Starter::on(server(), &queue)
+            .args(&["2000", "--plugin", "swap"])
+            .report()
+    });
     // Once A's root has resolved the plugin and started its children, replace the file.
     let started = wait_for("batch A to fan out", Duration::from_secs(60), || {
         let count =
@@ -79,19 +83,14 @@ fn replacing_a_plugin_mid_batch_keeps_each_batch_on_its_own_version() {
     assert_ne!(v1, v2);
 
     // Batch B starts after the replacement: it resolves the name to v2.
-    let b = node.run(&["300", "--plugin", "swap"]);
-    assert_ok(&b);
-    assert_eq!(b.field("Plugin digest"), digest_line(&v2));
-    assert_eq!(
-        b.field("Sum of all outputs"),
-        (300u128 * 301 / 2).pow(2).to_string()
-    );
+    let b = node.report(&["300", "--plugin", "swap"]);
+    assert_eq!(b.plugin_digest(), digest_line(&v2));
+    assert_eq!(b.outputs().sum, (300u128 * 301 / 2).pow(2));
 
     // Batch A, already running when the file changed, finished on v1 alone.
     let a = batch_a.join().expect("batch A thread");
-    assert_ok(&a);
-    assert_eq!(a.field("Plugin digest"), digest_line(&v1));
-    assert_eq!(a.field("Sum of all outputs"), "2668667000");
+    assert_eq!(a.plugin_digest(), digest_line(&v1));
+    assert_eq!(a.outputs().sum, 2668667000);
     assert!(
         started < 655,
         "the file was replaced while batch A was running ({started} children started)"
@@ -101,21 +100,16 @@ fn replacing_a_plugin_mid_batch_keeps_each_batch_on_its_own_version() {
 #[test]
 fn a_bad_file_does_not_replace_a_good_version_and_is_reported() {
     let node = node("bad-file", &[("cube", "keeper")]);
-    let good = node.run(&["10", "--plugin", "keeper"]);
-    assert_ok(&good);
-    let digest = good.field("Plugin digest").to_owned();
+    let good = node.report(&["10", "--plugin", "keeper"]);
+    let digest = good.plugin_digest();
 
     let tmp = node.dir().join(".keeper.tmp");
     std::fs::write(&tmp, b"definitely not wasm").expect("write");
     std::fs::rename(&tmp, node.dir().join("keeper.wasm")).expect("rename");
 
-    let again = node.run(&["20", "--plugin", "keeper"]);
-    assert_ok(&again);
-    assert_eq!(again.field("Plugin digest"), digest);
-    assert_eq!(
-        again.field("Sum of all outputs"),
-        (20u128 * 21 / 2).pow(2).to_string()
-    );
+    let again = node.report(&["20", "--plugin", "keeper"]);
+    assert_eq!(again.plugin_digest(), digest);
+    assert_eq!(again.outputs().sum, (20u128 * 21 / 2).pow(2));
     let log = node.worker.log_text();
     assert!(
         log.contains("plugin \"keeper\"")
@@ -141,12 +135,8 @@ fn a_failing_plugin_does_not_disturb_a_concurrent_batch() {
     // Items 1, 11, 21, ... loop until the deadline, 2, 12, ... trap, 3, ... exhaust memory.
     let hostile =
         std::thread::spawn(move || starter(server(), &queue, &["40", "--plugin", "hostile"]));
-    let normal = node.run(&["500"]);
-    assert_ok(&normal);
-    assert_eq!(
-        normal.field("Sum of all squares"),
-        sum_of_squares(500).to_string()
-    );
+    let normal = node.report(&["500"]);
+    assert_eq!(normal.outputs().sum, sum_of_squares(500));
     let hostile = hostile.join().expect("hostile thread");
     assert!(!hostile.success);
     assert!(
@@ -159,9 +149,8 @@ fn a_failing_plugin_does_not_disturb_a_concurrent_batch() {
 #[test]
 fn a_plugin_written_in_wat_runs_through_temporal() {
     let node = node("wat", &[("triple_wat", "triple_wat")]);
-    let run = node.run(&["100", "--plugin", "triple_wat"]);
-    assert_ok(&run);
-    assert_eq!(run.field("Sum of all outputs"), "15150");
+    let run = node.report(&["100", "--plugin", "triple_wat"]);
+    assert_eq!(run.outputs().sum, 15150);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::OnceLock;
 
-use support::{DevServer, Node, Run, sum_of_squares};
+use support::{DevServer, Node, sum_of_squares};
 
 fn server() -> &'static DevServer {
     static SERVER: OnceLock<DevServer> = OnceLock::new();
@@ -34,28 +34,17 @@ fn node() -> &'static Node {
     })
 }
 
-fn ok(run: Run) -> Run {
-    assert!(run.success, "{}", node().explain(&run));
-    run
-}
-
 #[test]
 fn v1_and_v2_plugins_run_side_by_side_in_every_leaf_mode() {
     let n = 300u64;
-    let expected = sum_of_squares(u128::from(n)).to_string();
-    let n = n.to_string();
+    let expected = sum_of_squares(u128::from(n));
+    let items = n.to_string();
     for mode in ["item", "local", "batch"] {
         for plugin in ["square_number", "square_v2"] {
-            let run = ok(node().run(&[&n, "10", "5", "--plugin", plugin, "--mode", mode]));
-            // The demo's wording for its default plugin, the generic one for any other.
-            let label = if plugin == "square_number" {
-                "Sum of all squares"
-            } else {
-                "Sum of all outputs"
-            };
-            assert_eq!(run.field(label), expected, "{plugin} in {mode} mode");
-            assert_eq!(run.field("Total numbers processed"), n);
-            assert_eq!(run.field("Plugin"), plugin);
+            let run = node().report(&[&items, "10", "5", "--plugin", plugin, "--mode", mode]);
+            assert_eq!(run.outputs().sum, expected, "{plugin} in {mode} mode");
+            assert_eq!(run.outputs().count, n);
+            assert_eq!(run.result.config.plugin.name, plugin);
         }
     }
 }
@@ -67,7 +56,7 @@ fn a_configured_plugin_keeps_counts_exact_and_names_its_configuration() {
     let spellings = [r#"{"divisor": 7}"#, "{ \"divisor\":7 }"];
     let mut ids = Vec::new();
     for (mode, config) in [("batch", spellings[0]), ("item", spellings[1])] {
-        let run = ok(node().run(&[
+        let run = node().report(&[
             "1000",
             "10",
             "5",
@@ -77,21 +66,18 @@ fn a_configured_plugin_keeps_counts_exact_and_names_its_configuration() {
             mode,
             "--plugin-config",
             config,
-        ]));
+        ]);
         // Multiples of 7 up to 1000: 7 x (1 + ... + 142); the other 858 items are skipped.
-        assert_eq!(run.field("Sum of all outputs"), "71071", "{}", run.stdout);
-        assert_eq!(run.field("Total numbers processed"), "1000");
-        assert_eq!(run.field("Skipped"), "858");
-        let digest = run.field("Plugin config");
-        assert!(
-            digest.starts_with("sha256:") && digest.ends_with(" (13 bytes)"),
-            "{digest}"
-        );
-        let id = run.field("Workflow ID").to_owned();
+        assert_eq!(run.outputs().sum, 71071);
+        assert_eq!(run.outputs().count, 1000);
+        assert_eq!(run.outputs().skipped, 858);
+        let config = run.result.config.plugin_config.as_ref().expect("a config");
+        assert_eq!((config.digest.len(), config.json.len()), (64, 13));
+        let id = run.workflow_id.clone();
         assert!(
             id.starts_with(&format!(
                 "batch-processing-mod_filter.cfg{}-1000-",
-                &digest[7..19]
+                &config.digest[..12]
             )),
             "{id}"
         );
@@ -100,7 +86,7 @@ fn a_configured_plugin_keeps_counts_exact_and_names_its_configuration() {
     assert_ne!(ids[0], ids[1], "batch and item mode are different batches");
 
     // Records: counted with their bytes.
-    let run = ok(node().run(&[
+    let run = node().report(&[
         "100",
         "--plugin",
         "mod_filter",
@@ -108,10 +94,10 @@ fn a_configured_plugin_keeps_counts_exact_and_names_its_configuration() {
         "batch",
         "--plugin-config",
         r#"{"divisor": 50, "output": "record"}"#,
-    ]));
+    ]);
     // {"n":50,"quotient":1} and {"n":100,"quotient":2}: 21 and 22 bytes.
-    assert_eq!(run.field("Records"), "2 (43 bytes)", "{}", run.stdout);
-    assert_eq!(run.field("Skipped"), "98");
+    assert_eq!((run.outputs().records, run.outputs().record_bytes), (2, 43));
+    assert_eq!(run.outputs().skipped, 98);
 }
 
 #[test]
@@ -173,12 +159,9 @@ fn bad_configurations_are_refused_with_the_reason() {
 #[test]
 fn python_and_javascript_plugins_run_batches() {
     // Python (CPython in the component), item mode: one fresh instance per item.
-    let run = ok(node().run(&["100", "10", "5", "--plugin", "py_square"]));
-    assert_eq!(
-        run.field("Sum of all outputs"),
-        sum_of_squares(100).to_string()
-    );
-    let run = ok(node().run(&[
+    let run = node().report(&["100", "10", "5", "--plugin", "py_square"]);
+    assert_eq!(run.outputs().sum, sum_of_squares(100));
+    let run = node().report(&[
         "100",
         "--plugin",
         "py_square",
@@ -186,12 +169,9 @@ fn python_and_javascript_plugins_run_batches() {
         "batch",
         "--plugin-config",
         r#"{"offset": 1}"#,
-    ]));
+    ]);
     // (n+1)^2 for n in 1..=100: the squares of 2..=101.
-    assert_eq!(
-        run.field("Sum of all outputs"),
-        (sum_of_squares(101) - 1).to_string()
-    );
+    assert_eq!(run.outputs().sum, sum_of_squares(101) - 1);
     assert!(
         node()
             .worker
@@ -201,7 +181,7 @@ fn python_and_javascript_plugins_run_batches() {
     );
 
     // JavaScript (SpiderMonkey in the component): FizzBuzz over 1..=30, local mode.
-    let run = ok(node().run(&[
+    let run = node().report(&[
         "30",
         "10",
         "5",
@@ -209,10 +189,13 @@ fn python_and_javascript_plugins_run_batches() {
         "js_fizzbuzz",
         "--mode",
         "local",
-    ]));
+    ]);
     // 14 multiples of 3 or 5 become records: 8 Fizz, 4 Buzz, 2 FizzBuzz (64 bytes); the other
     // 16 items are numbers: 465 - 225.
-    assert_eq!(run.field("Records"), "14 (64 bytes)", "{}", run.stdout);
-    assert_eq!(run.field("Sum of all outputs"), "240");
-    assert_eq!(run.field("Total numbers processed"), "30");
+    assert_eq!(
+        (run.outputs().records, run.outputs().record_bytes),
+        (14, 64)
+    );
+    assert_eq!(run.outputs().sum, 240);
+    assert_eq!(run.outputs().count, 30);
 }

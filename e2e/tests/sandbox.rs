@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{DevServer, Node, starter, starter_within, sum_of_squares};
+use support::{DevServer, Node, Starter, starter, sum_of_squares};
 
 /// The tests of this file one at a time: each measures how a worker shares this machine's
 /// cores, which another test's load would distort.
@@ -212,7 +212,7 @@ fn a_stateful_plugin_gives_the_same_outputs_whatever_the_load() {
         for busy in [false, true] {
             let noise = busy.then(|| keep_running(&node, &["200", "--plugin", "spinner"]));
             let id = format!("stateful-{trap_every}-{busy}");
-            let run = node.run(&[
+            let run = node.report(&[
                 "1500000",
                 "1500000",
                 "2",
@@ -230,22 +230,21 @@ fn a_stateful_plugin_gives_the_same_outputs_whatever_the_load() {
             if let Some(noise) = noise {
                 assert!(noise.finish() >= 1, "the looping batches ran beside it");
             }
-            assert!(run.success, "{}", node.explain(&run));
-            sums.push(run.field("Sum of all outputs").to_owned());
+            sums.push(run.outputs().sum);
+            let failures = &run.result.failures;
+            assert_eq!(failures.count, failed, "trap_every {trap_every}");
             if failed > 0 {
-                assert!(
-                    run.stdout
-                        .contains(&format!("Failed items: {failed} (PluginTrapped {failed}")),
-                    "{}",
-                    run.stdout
+                assert_eq!(
+                    failures
+                        .by_kind
+                        .keys()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>(),
+                    ["PluginTrapped"]
                 );
             }
         }
-        assert_eq!(
-            sums,
-            [expected.to_string(), expected.to_string()],
-            "trap_every {trap_every}"
-        );
+        assert_eq!(sums, [expected, expected], "trap_every {trap_every}");
     }
 }
 
@@ -253,11 +252,10 @@ fn a_stateful_plugin_gives_the_same_outputs_whatever_the_load() {
 /// every item computed, the exact sum, and the noise really ran.
 fn an_honest_batch_is_exact_beside(node: &Node, noise: &'static [&'static str]) {
     let noise = keep_running(node, noise);
-    let run = node.run(&["1000", "--plugin", "busy"]);
+    let run = node.report(&["1000", "--plugin", "busy"]);
     let noisy_batches = noise.finish();
-    assert!(run.success, "{}", node.explain(&run));
-    assert_eq!(run.field("Sum of all outputs"), "500500");
-    assert_eq!(run.field("Total numbers processed"), "1000");
+    assert_eq!(run.outputs().sum, 500500);
+    assert_eq!(run.outputs().count, 1000);
     assert!(noisy_batches >= 1, "the noisy batches ran beside it");
 }
 
@@ -294,14 +292,10 @@ fn a_hog_at_its_limits_never_fails_another_batch() {
     );
     let noise = keep_running(&node, &["400", "100", "4", "--plugin", "hog"]);
     let noise_v2 = keep_running(&node, &["400", "100", "4", "--plugin", "hog_v2_wasi"]);
-    let run = node.run(&["300"]);
+    let run = node.report(&["300"]);
     let (batches, batches_v2) = (noise.finish(), noise_v2.finish());
     assert!(batches >= 1 && batches_v2 >= 1, "both hogs ran beside it");
-    assert!(run.success, "{}", node.explain(&run));
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(300).to_string()
-    );
+    assert_eq!(run.outputs().sum, sum_of_squares(300));
 }
 
 /// Requirement 3: a refusal of 6 MiB fails its batch promptly, with a bounded message that
@@ -329,12 +323,10 @@ fn a_plugins_flood_of_words_fails_its_batch_promptly_and_bounded() {
         ),
     ] {
         let started = Instant::now();
-        let run = starter_within(
-            server(),
-            &node.queue,
-            &["10", "--plugin", plugin],
-            Duration::from_secs(60),
-        );
+        let run = Starter::on(server(), &node.queue)
+            .args(&["10", "--plugin", plugin])
+            .within(Duration::from_secs(60))
+            .run();
         let took = started.elapsed();
         assert!(!run.success, "{}", node.explain(&run));
         assert!(
@@ -367,7 +359,9 @@ fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
     let large = large_plugin(1_500);
     let queue = node.queue.clone();
     let batch = std::thread::spawn(move || {
-        starter(server(), &queue, &["4000", "--workflow-id", "loading-4000"])
+        Starter::on(server(), &queue)
+            .args(&["4000", "--workflow-id", "loading-4000"])
+            .report()
     });
     std::thread::sleep(Duration::from_secs(2));
     let tmp = node.dir().join(".large.tmp");
@@ -386,11 +380,7 @@ fn a_large_plugin_dropped_mid_batch_does_not_stall_workflows() {
     let run = batch.join().expect("batch thread");
     let large = first_use.join().expect("first use thread");
     assert!(large.success, "{}", node.explain(&large));
-    assert!(run.success, "{}", node.explain(&run));
-    assert_eq!(
-        run.field("Sum of all squares"),
-        sum_of_squares(4000).to_string()
-    );
+    assert_eq!(run.outputs().sum, sum_of_squares(4000));
     let log = support::wait_for("the large plugin to load", Duration::from_secs(300), || {
         let log = node.worker.log_text();
         log.lines()

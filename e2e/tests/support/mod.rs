@@ -514,83 +514,101 @@ impl Drop for Worker {
 impl Worker {
     /// Starts the worker on `task_queue` with `plugins_dir`, and waits until it polls.
     pub fn start(server: &DevServer, task_queue: &str, plugins_dir: &Path) -> Self {
-        Self::start_as(server, task_queue, plugins_dir, None)
+        Self::builder(server, task_queue, plugins_dir).start()
     }
 
-    /// The same, with an identity that shows in workflow histories.
-    pub fn start_as(
-        server: &DevServer,
-        task_queue: &str,
-        plugins_dir: &Path,
-        identity: Option<&str>,
-    ) -> Self {
-        match identity {
-            Some(identity) => {
-                Self::start_with(server, task_queue, plugins_dir, &["--identity", identity])
-            }
-            None => Self::start_with(server, task_queue, plugins_dir, &[]),
+    /// A worker to start: `.args`, `.env`, `.identity`, then `.start()`.
+    pub fn builder<'a>(
+        server: &'a DevServer,
+        task_queue: &'a str,
+        plugins_dir: &'a Path,
+    ) -> WorkerBuilder<'a> {
+        WorkerBuilder {
+            server,
+            task_queue,
+            plugins_dir,
+            args: Vec::new(),
+            env: Vec::new(),
         }
     }
+}
 
-    /// The same, with more command-line arguments.
-    pub fn start_with(
-        server: &DevServer,
-        task_queue: &str,
-        plugins_dir: &Path,
-        extra_args: &[&str],
-    ) -> Self {
-        Self::start_with_env(server, task_queue, plugins_dir, extra_args, &[])
+/// A worker to start ([`Worker::builder`]).
+pub struct WorkerBuilder<'a> {
+    server: &'a DevServer,
+    task_queue: &'a str,
+    plugins_dir: &'a Path,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl WorkerBuilder<'_> {
+    /// More command-line arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
     }
 
-    /// The same, with more environment variables (an object store's endpoint and keys).
-    pub fn start_with_env(
-        server: &DevServer,
-        task_queue: &str,
-        plugins_dir: &Path,
-        extra_args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
+    /// More environment variables (an object store's endpoint and keys).
+    pub fn env<K: AsRef<str>, V: AsRef<str>>(mut self, env: &[(K, V)]) -> Self {
+        self.env.extend(
+            env.iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
+        );
+        self
+    }
+
+    /// An identity that shows in workflow histories.
+    pub fn identity(self, identity: &str) -> Self {
+        self.args(&["--identity", identity])
+    }
+
+    /// Starts it and waits until it polls.
+    pub fn start(self) -> Worker {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = server
+        let log = self
+            .server
             .scratch
             .path()
-            .join(format!("worker-{task_queue}-{start}.log"));
+            .join(format!("worker-{}-{start}.log", self.task_queue));
         let mut args = vec![
             "--address",
-            &server.address,
+            &self.server.address,
             "--task-queue",
-            task_queue,
+            self.task_queue,
             "--plugins-dir",
-            plugins_dir.to_str().expect("utf-8 path"),
+            self.plugins_dir.to_str().expect("utf-8 path"),
         ];
         // One compiled-plugin cache per plugins directory, as workers on separate machines
         // have (the worker's default, the user's cache directory, would be shared by every
         // test worker here); a restarted worker with the same directory finds its cache.
-        let cache = server.scratch.path().join("caches").join(
-            plugins_dir
+        let cache = self.server.scratch.path().join("caches").join(
+            self.plugins_dir
                 .file_name()
                 .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned()),
         );
         let cache = cache.to_str().expect("utf-8 path").to_owned();
-        if !extra_args
+        if !self
+            .args
             .iter()
-            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+            .any(|a| a == "--cache-dir" || a == "--no-cache")
         {
             args.extend(["--cache-dir", &cache]);
         }
         let grants = default_grants();
-        if !extra_args
+        if !self
+            .args
             .iter()
             .any(|a| a.starts_with("--allow-read") || a.starts_with("--allow-write"))
         {
             args.extend(grants.iter().map(String::as_str));
         }
-        args.extend(extra_args);
+        args.extend(self.args.iter().map(String::as_str));
         let mut vars = vec![("RUST_LOG", "info"), ("NO_COLOR", "1")];
-        vars.extend_from_slice(env);
+        vars.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let process = Guarded::spawn(&binary("worker"), &args, &log, &vars);
-        let worker = Self { log, process };
+        let worker = Worker { log, process };
         wait_for("the worker to start", Duration::from_secs(60), || {
             let text = worker.log_text();
             assert!(
@@ -601,7 +619,9 @@ impl Worker {
         });
         worker
     }
+}
 
+impl Worker {
     pub fn log_text(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -653,7 +673,9 @@ impl Node {
         for (name, as_name) in plugins {
             install_plugin(dir.path(), name, as_name);
         }
-        let worker = Worker::start_with(server, queue, dir.path(), extra_args);
+        let worker = Worker::builder(server, queue, dir.path())
+            .args(extra_args)
+            .start();
         Self {
             server,
             queue: queue.to_owned(),
@@ -665,6 +687,17 @@ impl Node {
     /// Runs the starter on this node's queue.
     pub fn run(&self, args: &[&str]) -> Run {
         starter(self.server, &self.queue, args)
+    }
+
+    /// Runs a batch on this node's queue with `--json`: its typed result (a failed run fails
+    /// the test, showing the worker's log too).
+    pub fn report(&self, args: &[&str]) -> Report {
+        let run = Starter::on(self.server, &self.queue)
+            .args(args)
+            .args(&["--json"])
+            .run();
+        assert!(run.success, "{}", self.explain(&run));
+        run.report()
     }
 
     pub fn dir(&self) -> &Path {
@@ -690,88 +723,159 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// What `starter --json` prints for a finished batch, typed.
+#[derive(Debug, serde::Deserialize)]
+pub struct Report {
+    pub workflow_id: String,
+    pub wall_seconds: f64,
+    pub web_ui: Option<String>,
+    pub result: batch_core::NodeResult,
+}
+
+impl Report {
+    /// The batch's outputs (count, sum, head, tail, records, skipped).
+    pub fn outputs(&self) -> &batch_core::Outputs {
+        &self.result.outputs
+    }
+
+    /// `sha256:<digest>` of the plugin version the batch ran, as the summary shows it.
+    pub fn plugin_digest(&self) -> String {
+        format!(
+            "sha256:{}",
+            self.result
+                .config
+                .plugin
+                .digest
+                .as_deref()
+                .expect("a pinned plugin")
+        )
+    }
+}
+
 impl Run {
-    /// The value of a `Label: value` line of the summary.
-    pub fn field(&self, label: &str) -> &str {
-        self.stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(label)?.strip_prefix(": "))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {label:?} in the summary:\n{}\n{}",
-                    self.stdout, self.stderr
-                )
-            })
-    }
-}
-
-/// Runs the starter against `server` on `task_queue` and returns its output; kills it and
-/// panics if it runs longer than `limit`.
-pub fn starter_within(server: &DevServer, task_queue: &str, args: &[&str], limit: Duration) -> Run {
-    starter_at(&server.address, task_queue, args, limit)
-}
-
-/// [`starter_within`] against an address (when the server object is busy being restarted).
-pub fn starter_at(address: &str, task_queue: &str, args: &[&str], limit: Duration) -> Run {
-    starter_with_env(address, task_queue, args, &[], limit)
-}
-
-/// [`starter_at`] with more environment variables.
-pub fn starter_with_env(
-    address: &str,
-    task_queue: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    limit: Duration,
-) -> Run {
-    let mut child = Command::new(binary("starter"))
-        .args(args)
-        .envs(env.iter().copied())
-        .args(["--address", address, "--task-queue", task_queue])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run starter");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().ok().flatten() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // Show what it printed so far (its progress line says where the batch stood).
-            let _ = child.kill();
-            let _ = child.wait();
+    /// The batch's typed result, from a run with `--json`; shows what the starter printed when
+    /// the run failed or printed something else.
+    pub fn report(&self) -> Report {
+        assert!(
+            self.success,
+            "the starter failed:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        );
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(
-                "timed out after {limit:?} waiting for the starter to finish\n\
-                 --- its stdout ---\n{}\n--- its stderr ---\n{}",
-                out_reader.join().unwrap_or_default(),
-                err_reader.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Run {
-        success: status.success(),
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
+                "not a --json report ({e}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
+/// Runs the real `starter` binary: [`Starter::new`], then `.args`, `.env`, `.within`, and
+/// `.run()` for its output or `.report()` for a finished batch's typed result (`--json`).
+pub struct Starter {
+    address: String,
+    task_queue: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    limit: Duration,
+}
+
+impl Starter {
+    /// A starter against the server at `address`, on `task_queue`, allowed 180 s.
+    pub fn new(address: &str, task_queue: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            task_queue: task_queue.to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            limit: Duration::from_secs(180),
+        }
+    }
+
+    /// A starter against `server`.
+    pub fn on(server: &DevServer, task_queue: &str) -> Self {
+        Self::new(&server.address, task_queue)
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// More environment variables (an object store's endpoint and keys).
+    pub fn env<K: AsRef<str>, V: AsRef<str>>(mut self, env: &[(K, V)]) -> Self {
+        self.env.extend(
+            env.iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
+        );
+        self
+    }
+
+    /// Kills the starter and fails the test if it runs longer than `limit`.
+    pub fn within(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Runs a batch with `--json` and returns its typed result (a failed run fails the test
+    /// with what the starter printed).
+    pub fn report(self) -> Report {
+        self.args(&["--json"]).run().report()
+    }
+
+    /// Runs it and returns its output.
+    pub fn run(self) -> Run {
+        let mut child = Command::new(binary("starter"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["--address", &self.address, "--task-queue", &self.task_queue])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run starter");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let out_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let limit = self.limit;
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                // Show what it printed so far (its progress line says where the batch stood).
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "timed out after {limit:?} waiting for the starter to finish\n\
+                     --- its stdout ---\n{}\n--- its stderr ---\n{}",
+                    out_reader.join().unwrap_or_default(),
+                    err_reader.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Run {
+            success: status.success(),
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// The starter with `args` against `server` on `task_queue`: its output.
 pub fn starter(server: &DevServer, task_queue: &str, args: &[&str]) -> Run {
-    starter_within(server, task_queue, args, Duration::from_secs(180))
+    Starter::on(server, task_queue).args(args).run()
 }
 
 /// The S3-compatible server (`s3_test_server`, s3s-fs from crates.io) on a free local port,

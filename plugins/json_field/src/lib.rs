@@ -4,8 +4,11 @@
 //! digits (CSV fields are strings). A record without the field, or whose field is not a whole
 //! number from 0 to 2^64-1, is refused with the reason.
 
+use std::fmt;
+
 use batch_plugin_sdk_v2::{Item, Output, text};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,11 +22,21 @@ fn configure(config: Option<&str>) -> Result<Config, String> {
 }
 
 fn field_value(config: &Config, item: Item) -> Result<Output, String> {
-    let record: serde_json::Value =
-        serde_json::from_str(text(&item)?).map_err(|e| format!("not a JSON record: {e}"))?;
-    let value = record
-        .get(&config.field)
-        .ok_or_else(|| format!("the record has no field {:?}", config.field))?;
+    let text = text(&item)?;
+    // The common case without building the record: its other fields are checked and skipped.
+    // Anything else (not an object, bad JSON) takes the full parse, which names the problem.
+    let scanned = scan_field(text, &config.field);
+    let record;
+    let value = match &scanned {
+        Ok(Some(value)) => value,
+        _ => {
+            record = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("not a JSON record: {e}"))?;
+            record
+                .get(&config.field)
+                .ok_or_else(|| format!("the record has no field {:?}", config.field))?
+        }
+    };
     let number = match value {
         serde_json::Value::String(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
             text.parse().ok()
@@ -38,6 +51,46 @@ fn field_value(config: &Config, item: Item) -> Result<Output, String> {
     })
 }
 
+/// The value of `field` in the JSON object `text` (the last one, as a full parse keeps, if the
+/// object repeats it), parsing only that value; `Err` for anything but a whole JSON object.
+fn scan_field(text: &str, field: &str) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = FieldOf(field).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Deserializes an object into the value of one of its fields, skipping the others.
+struct FieldOf<'f>(&'f str);
+
+impl<'de> DeserializeSeed<'de> for FieldOf<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldOf<'_> {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.0 {
+                found = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
 batch_plugin_sdk_v2::export_plugin!(field_value, configure = configure, input = json);
 
 #[cfg(test)]
@@ -50,6 +103,32 @@ mod tests {
         match field_value(&config, Item { index: 1, data })? {
             Output::Number(n) => Ok(n),
             _ => Err("not a number".into()),
+        }
+    }
+
+    #[test]
+    fn the_scan_finds_what_a_full_parse_finds() {
+        assert_eq!(field(r#"{"id": {"amount": 1}, "amount": 7}"#), Ok(7));
+        assert_eq!(
+            field(r#"{"amount": 1, "amount": 2}"#),
+            Ok(2),
+            "the last one"
+        );
+        assert_eq!(field(r#"{"am\u006funt": 3}"#), Ok(3), "an escaped key");
+        for (record, error) in [
+            (r#"{"x": 1}"#, "the record has no field \"amount\""),
+            ("[1]", "the record has no field \"amount\""),
+            (
+                r#"{"amount": 1} x"#,
+                "not a JSON record: trailing characters",
+            ),
+            (
+                r#"{"amount": 1, "x": }"#,
+                "not a JSON record: expected value",
+            ),
+        ] {
+            let e = field(record).expect_err(record);
+            assert!(e.starts_with(error), "{record}: {e}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! Reading a split: its byte range with ranged reads (pinned to the source's version), records
 //! found by Hadoop's rule ([`SplitRecords`]), made items by the source's format; or, for a
 //! retry batch's leaf, each listed record read where it starts. The records go to the plugin
-//! ([`super::run`]) 4 MiB at a time, and the leaf checkpoints between.
+//! ([`super::run`]) 4 MiB at a time, and the leaf checkpoints between; the split's next read
+//! runs while the plugin runs, so that reading and computing overlap.
 
 use batch_core::split::SplitRecords;
 use temporalio_sdk::activities::ActivityError;
@@ -38,20 +39,28 @@ impl SplitRun<'_> {
                 return Err(e);
             }
             let done = split.is_done();
-            if done || pending.bytes >= PENDING_BYTES {
+            let last = (next + READ_BYTES - 1).min(size);
+            // A slow store must not look like a lost worker: heartbeat while the read waits.
+            let read = heartbeating(
+                self.ctx,
+                &next,
+                data_io::read::read_range(&self.source, version, next, last),
+            );
+            let bytes = if done {
                 self.flush(&mut pending, out).await?;
-                if done {
-                    return Ok(());
-                }
+                return Ok(());
+            } else if pending.bytes >= PENDING_BYTES {
+                // The next read while the plugin runs over what was read so far.
+                let (flushed, bytes) = tokio::join!(self.flush(&mut pending, out), read);
+                flushed?;
                 let leaf = format!("split {}..={}, next {next}", task.first, task.last);
                 checkpoint::pass(self.ctx, next, &leaf)
                     .await
                     .map_err(SplitError::Activity)?;
-            }
-            let last = (next + READ_BYTES - 1).min(size);
-            // A slow store must not look like a lost worker: heartbeat while the read waits.
-            let read = data_io::read::read_range(&self.source, version, next, last);
-            let bytes = heartbeating(self.ctx, &next, read).await?;
+                bytes?
+            } else {
+                read.await?
+            };
             let pushed = split.push(&bytes, &mut |index, record| {
                 collect(&mut pending, index, record)
             });

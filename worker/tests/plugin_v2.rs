@@ -366,6 +366,86 @@ fn range_blocks_in_columns_equal_processing_item_by_item() {
     }
 }
 
+/// Records through the `records` export (one buffer in, columns out) give exactly what
+/// `compute.process` gives for them: a block with one range item appended is not a record
+/// block, so it takes that path.
+#[test]
+fn record_blocks_in_columns_equal_processing_through_compute() {
+    let (_dir, registry) = registry(&[
+        ("plugins", "json_field"),
+        ("plugins", "json_filter"),
+        ("plugins", "csv_to_json"),
+    ]);
+    let json: Vec<String> = (1..=300)
+        .map(|i| match i % 7 {
+            0 => "not json".to_owned(),
+            1 => format!(r#"{{"kind":"click","amount":{i},"id":"{i}"}}"#),
+            2 => format!(
+                r#"{{"kind":"order","amount":"{i}","note":"{}"}}"#,
+                "é".repeat(i % 5)
+            ),
+            3 => String::new(),
+            _ => format!(r#"{{"kind":"click","amount":-{i}}}"#),
+        })
+        .collect();
+    let csv: Vec<String> = (1..=300).map(|i| format!("{i},\"a,{i}\"")).collect();
+    let field = config(r#"{"field": "amount"}"#);
+    let filter = config(r#"{"field": "kind", "equals": "click", "select": ["id", "amount"]}"#);
+    let columns = config(r#"{"columns": ["n", "text"]}"#);
+    for (name, config, texts) in [
+        ("json_field", &field, &json),
+        ("json_filter", &filter, &json),
+        ("csv_to_json", &columns, &csv),
+    ] {
+        let plugin = registry.resolve(name).expect(name);
+        assert!(plugin.has_records(), "{name} is built with the Rust SDK");
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let block = lines(&texts);
+        let mut mixed = block.clone();
+        mixed.push(Item {
+            index: 301,
+            data: None,
+        });
+        let mut session = plugin
+            .session(plugin.engine().call_slot_blocking(), Some(config))
+            .expect("session");
+        let in_columns = outcomes(session.process_each(&block).expect("columns"));
+        let mut through_compute = outcomes(session.process_each(&mixed).expect("compute"));
+        through_compute.pop();
+        assert_eq!(in_columns, through_compute, "{name}");
+    }
+}
+
+/// A plugin's record columns are checked as its range columns are, and their ends too.
+#[test]
+fn record_columns_that_disagree_fail_their_block() {
+    let (_dir, registry) = registry(&[("test-plugins", "hostile_v2")]);
+    let hostile = registry.resolve("hostile_v2").expect("loads");
+    let items: Vec<Item> = [19, 20]
+        .map(|index| Item {
+            index,
+            data: Some(b"{}".to_vec()),
+        })
+        .to_vec();
+    for (config, expected) in [
+        (r#"{"short":true}"#, SHORT_19_20),
+        (r#"{"mismatched":true}"#, MISMATCHED_19_20),
+        (
+            r#"{"bad_ends":true}"#,
+            "returned inconsistent columns for items 19..=20 (one call): an output record \
+             ends at 0, after one that ends at 4, in 4 bytes of output records",
+        ),
+    ] {
+        let err = session_outputs(&hostile, Some(&self::config(config)), &items)
+            .expect_err("broken columns");
+        assert!(err.message().ends_with(expected), "{config}: {err}");
+    }
+    assert_eq!(
+        session_outputs(&hostile, None, &items).expect("kept"),
+        [Output::Number(19), Output::Number(20)]
+    );
+}
+
 fn outcomes(results: Vec<Result<Output, PluginError>>) -> Vec<String> {
     results
         .into_iter()
@@ -376,6 +456,12 @@ fn outcomes(results: Vec<Result<Output, PluginError>>) -> Vec<String> {
         .collect()
 }
 
+/// What `hostile_v2` configured `{"short": true}` makes of a block of items 19 and 20.
+const SHORT_19_20: &str = "returned 1 results for a block of 2 items (items 19..=20 (one call))";
+/// What `hostile_v2` configured `{"mismatched": true}` makes of a block of items 19 and 20.
+const MISMATCHED_19_20: &str =
+    "returned inconsistent columns for items 19..=20 (one call): 2 items of kind 0, but 1 numbers";
+
 /// A plugin's columns are checked before anything is counted: their lengths must agree with
 /// the block and with each other.
 #[test]
@@ -384,15 +470,8 @@ fn columns_that_disagree_fail_their_block() {
     let hostile = registry.resolve("hostile_v2").expect("loads");
     // Items 19 and 20 are returned unchanged when the plugin keeps the contract.
     for (config, expected) in [
-        (
-            r#"{"short":true}"#,
-            "returned 1 results for a block of 2 items (items 19..=20 (one call))",
-        ),
-        (
-            r#"{"mismatched":true}"#,
-            "returned inconsistent columns for items 19..=20 (one call): 2 items of kind 0, \
-             but 1 numbers",
-        ),
+        (r#"{"short":true}"#, SHORT_19_20),
+        (r#"{"mismatched":true}"#, MISMATCHED_19_20),
     ] {
         let config = self::config(config);
         let mut session = hostile

@@ -32,8 +32,9 @@
 //!
 //! The worker calls the function once per item, but hands the plugin whole blocks of items
 //! per call (the macro loops over them), so the per-item cost of crossing into wasm stays at
-//! a few nanoseconds. The macro also exports the optional `ranges` interface (blocks of a
-//! range source, outputs in columns), which the worker lifts in bulk. Build with `cargo build --profile wasm --target wasm32-unknown-unknown`:
+//! a few nanoseconds. The macro also exports the optional `ranges` and `records` interfaces
+//! (blocks of a range source, or of records in one buffer; outputs in columns), which the
+//! worker lowers and lifts in bulk. Build with `cargo build --profile wasm --target wasm32-unknown-unknown`:
 //! the result imports nothing. (`wasm32-wasip2` also works; the worker links a deny-all WASI
 //! for it.)
 
@@ -41,7 +42,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v2",
-        world: "plugin-with-ranges",
+        world: "plugin-with-records",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "batch_plugin_sdk_v2::bindings",
@@ -54,6 +55,10 @@ pub use bindings::exports::batch::plugin::compute::{Item, Output};
 pub use bindings::exports::batch::plugin::compute::Guest;
 #[doc(hidden)]
 pub use bindings::exports::batch::plugin::ranges::{Columns, Guest as RangesGuest};
+#[doc(hidden)]
+pub use bindings::exports::batch::plugin::records::{
+    Guest as RecordsGuest, RecordBlock, RecordColumns,
+};
 
 /// What `ranges.process-range` reports per item (see `plugins/wit/v2/plugin.wit`).
 #[doc(hidden)]
@@ -64,25 +69,43 @@ pub mod kind {
     pub const ERROR: u8 = 3;
 }
 
-/// Adds one item's result to `columns`.
-#[doc(hidden)]
+/// Sorts one result into columns: a number or an error into its column, a record through
+/// `record`; returns its kind.
 #[inline(always)]
-pub fn push_column(columns: &mut Columns, result: Result<Output, String>) {
-    let kind = match result {
+fn sort_result(
+    result: Result<Output, String>,
+    numbers: &mut Vec<u64>,
+    record: impl FnOnce(Vec<u8>),
+    errors: &mut Vec<String>,
+) -> u8 {
+    match result {
         Ok(Output::Number(n)) => {
-            columns.numbers.push(n);
+            numbers.push(n);
             kind::NUMBER
         }
         Ok(Output::Record(bytes)) => {
-            columns.records.push(bytes);
+            record(bytes);
             kind::RECORD
         }
         Ok(Output::Skip) => kind::SKIP,
         Err(message) => {
-            columns.errors.push(message);
+            errors.push(message);
             kind::ERROR
         }
-    };
+    }
+}
+
+/// Adds one item's result to `columns`.
+#[doc(hidden)]
+#[inline(always)]
+pub fn push_column(columns: &mut Columns, result: Result<Output, String>) {
+    let records = &mut columns.records;
+    let kind = sort_result(
+        result,
+        &mut columns.numbers,
+        |bytes| records.push(bytes),
+        &mut columns.errors,
+    );
     columns.kinds.push(kind);
 }
 
@@ -96,6 +119,57 @@ pub fn columns_for(count: u32) -> Columns {
         errors: Vec::new(),
     }
 }
+/// Adds one record's result to `columns`.
+#[doc(hidden)]
+#[inline(always)]
+pub fn push_record_column(columns: &mut RecordColumns, result: Result<Output, String>) {
+    let (data, ends) = (&mut columns.data, &mut columns.ends);
+    let record = |bytes: Vec<u8>| {
+        data.extend_from_slice(&bytes);
+        // A block's outputs fit in the instance's memory, far below 4 GiB.
+        ends.push(data.len() as u32);
+    };
+    let kind = sort_result(result, &mut columns.numbers, record, &mut columns.errors);
+    columns.kinds.push(kind);
+}
+
+/// Runs `process` on each record of `block` (with this instance's configuration, `None`
+/// before `configure` has run), its results in columns.
+#[doc(hidden)]
+pub fn process_records<C>(
+    block: RecordBlock,
+    config: Option<&C>,
+    process: impl Fn(&C, Item) -> Result<Output, String>,
+) -> RecordColumns {
+    let count = block.indexes.len();
+    let mut columns = RecordColumns {
+        kinds: Vec::with_capacity(count),
+        numbers: Vec::new(),
+        data: Vec::new(),
+        ends: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut start = 0usize;
+    for (n, &index) in block.indexes.iter().enumerate() {
+        let end = block.ends.get(n).map_or(start, |&end| end as usize);
+        let data = block.data.get(start..end).map(<[u8]>::to_vec);
+        start = end;
+        let result = match (config, data) {
+            (Some(config), Some(data)) => process(
+                config,
+                Item {
+                    index,
+                    data: Some(data),
+                },
+            ),
+            (None, _) => Err(unconfigured()),
+            (_, None) => Err(format!("item {index}: the block's ends are out of order")),
+        };
+        push_record_column(&mut columns, result);
+    }
+    columns
+}
+
 #[doc(hidden)]
 pub use std::{string::String, vec::Vec};
 
@@ -211,6 +285,14 @@ macro_rules! export_plugin {
                     }
                 });
                 columns
+            }
+        }
+
+        impl $crate::RecordsGuest for __BatchPlugin {
+            fn process_records(block: $crate::RecordBlock) -> $crate::RecordColumns {
+                $crate::with_config($configure, |config| {
+                    $crate::process_records(block, config, $process)
+                })
             }
         }
 

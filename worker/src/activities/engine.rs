@@ -16,6 +16,7 @@
 //! item whose results reach half of it (the rest of its block is run again in the next span):
 //! counts of bytes decide it, never time.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -93,13 +94,17 @@ impl SpanItems<'_> {
         len
     }
 
-    /// The items from the `at`-th on, `len` of them.
-    fn items(&self, at: usize, len: usize) -> Vec<Item> {
+    /// The items from the `at`-th on, `len` of them: records as they are, range items made.
+    fn items(&self, at: usize, len: usize) -> Cow<'_, [Item]> {
         let range = |index| Item { index, data: None };
         match self {
-            SpanItems::Range { first, .. } => (first + at as u64..).take(len).map(range).collect(),
-            SpanItems::Listed(items) => items[at..at + len].iter().map(|&i| range(i)).collect(),
-            SpanItems::Records(items) => items[at..at + len].to_vec(),
+            SpanItems::Range { first, .. } => {
+                Cow::Owned((first + at as u64..).take(len).map(range).collect())
+            }
+            SpanItems::Listed(items) => {
+                Cow::Owned(items[at..at + len].iter().map(|&i| range(i)).collect())
+            }
+            SpanItems::Records(items) => Cow::Borrowed(&items[at..at + len]),
         }
     }
 }
@@ -209,12 +214,13 @@ impl Engine<'_> {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Ok((SpanEnd::Cancelled, session));
             }
-            let item = items.items(at, 1).remove(0);
+            let one = items.items(at, 1);
+            let item = &one[0];
             if let Some(budget) = self.budget {
                 session.set_result_budget(budget.saturating_sub(sink.held()));
             }
-            let result = match session.process_each(std::slice::from_ref(&item)) {
-                Ok(mut one) => one.pop().unwrap_or(Ok(Output::Skip)),
+            let result = match session.process_each(std::slice::from_ref(item)) {
+                Ok(mut results) => results.pop().unwrap_or(Ok(Output::Skip)),
                 Err(e) => {
                     session = session.renew(self.config)?;
                     // With results held, an item over what is left starts the next span.
@@ -224,7 +230,7 @@ impl Engine<'_> {
                     Err(e)
                 }
             };
-            self.give(sink, &item, result)?;
+            self.give(sink, item, result)?;
             if self.full(sink) {
                 return Ok((SpanEnd::Done(at + 1), session));
             }

@@ -176,15 +176,16 @@ fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {
         .instantiated_memory(&mut slot)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     println!("File: {}", file.display());
+    let mut interfaces = vec![plugin.interface().name().to_owned()];
     if plugin.has_ranges() {
-        println!(
-            "Interface: {} and {} (range blocks in columns)",
-            plugin.interface().name(),
-            batch_worker::plugins::interface::V2_RANGES
-        );
-    } else {
-        println!("Interface: {}", plugin.interface().name());
+        let name = batch_worker::plugins::interface::V2_RANGES;
+        interfaces.push(format!("{name} (range blocks in columns)"));
     }
+    if plugin.has_records() {
+        let name = batch_worker::plugins::interface::V2_RECORDS;
+        interfaces.push(format!("{name} (record blocks in columns)"));
+    }
+    println!("Interface: {}", interfaces.join(", "));
     match plugin.input() {
         Some(input) => println!("Input: {input}"),
         None => println!("Input: any (the plugin states none: it is given what a source gives)"),

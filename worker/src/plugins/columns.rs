@@ -1,12 +1,13 @@
-//! The column protocol of the optional `ranges` export (`plugins/wit/v2/plugin.wit`): a
-//! block of range items in one call, outputs in columns (kinds, numbers, records, errors),
-//! checked against each other before any is believed.
+//! The column protocol of the optional `ranges` and `records` exports
+//! (`plugins/wit/v2/plugin.wit`): a block of range items, or of records in one buffer, in one
+//! call, outputs in columns (kinds, numbers, records, errors), checked against each other
+//! before any is believed.
 
 use batch_core::Output;
 use wasmtime::Store;
 
 use super::error::{ItemSpan, PluginError};
-use super::interface::{Columns, Ranges};
+use super::interface::{Columns, Item, Ranges, RecordBlock, RecordColumns, Records};
 use super::module::LoadedPlugin;
 use super::sandbox::StoreState;
 
@@ -28,10 +29,9 @@ pub(super) fn process_ranges(
     len: usize,
 ) -> Result<Columns, PluginError> {
     let count = u32::try_from(len).expect("a block is far smaller than 2^32 items");
-    plugin.engine().arm_deadline(store);
-    let outcome = ranges.call_process_range(&mut *store, span.first, count);
-    plugin.log_output(store, &span);
-    outcome.map_err(|e| plugin.call_error(span, e))
+    plugin.guarded(store, span, |store| {
+        ranges.call_process_range(store, span.first, count)
+    })
 }
 
 /// Checks that a plugin's columns (untrusted) agree with each other and with the block of `len`
@@ -42,25 +42,53 @@ pub(super) fn check_columns(
     span: ItemSpan,
     len: usize,
 ) -> Result<usize, PluginError> {
-    if columns.kinds.len() != len {
-        return Err(PluginError::ResultCount {
-            plugin: plugin.label(),
-            items: span,
-            got: columns.kinds.len(),
-            want: len,
-        });
-    }
+    check_count(plugin, span, columns.kinds.len(), len)?;
     // The common case first, in one vectorized pass: every item a number.
     if columns.numbers.len() == len && columns.kinds.iter().fold(0, |any, &kind| any | kind) == 0 {
         return Ok(len);
     }
+    let records = columns.records.len();
+    check_kinds(
+        plugin,
+        span,
+        &columns.kinds,
+        [columns.numbers.len(), records, columns.errors.len()],
+    )
+}
+
+/// Checks that a call on the `want` items of `span` gave `got` results.
+fn check_count(
+    plugin: &LoadedPlugin,
+    span: ItemSpan,
+    got: usize,
+    want: usize,
+) -> Result<(), PluginError> {
+    if got == want {
+        return Ok(());
+    }
+    Err(PluginError::ResultCount {
+        plugin: plugin.label(),
+        items: span,
+        got,
+        want,
+    })
+}
+
+/// Checks that `kinds` (one per item of `span`) are known kinds, as many of each as the columns
+/// of numbers, records and errors hold (`lens`, in that order); returns how many are numbers.
+fn check_kinds(
+    plugin: &LoadedPlugin,
+    span: ItemSpan,
+    kinds: &[u8],
+    lens: [usize; 3],
+) -> Result<usize, PluginError> {
     let inconsistent = |problem: String| PluginError::Columns {
         plugin: plugin.label(),
         items: span,
         problem,
     };
     let mut of_kind = [0usize; 4];
-    for (&kind, index) in columns.kinds.iter().zip(span.first..) {
+    for (&kind, index) in kinds.iter().zip(span.first..) {
         match of_kind.get_mut(usize::from(kind)) {
             Some(count) => *count += 1,
             None => {
@@ -71,9 +99,9 @@ pub(super) fn check_columns(
         }
     }
     for (kind, name, column) in [
-        (kind::NUMBER, "numbers", columns.numbers.len()),
-        (kind::RECORD, "records", columns.records.len()),
-        (kind::ERROR, "errors", columns.errors.len()),
+        (kind::NUMBER, "numbers", lens[0]),
+        (kind::RECORD, "records", lens[1]),
+        (kind::ERROR, "errors", lens[2]),
     ] {
         let want = of_kind[usize::from(kind)];
         if column != want {
@@ -93,15 +121,133 @@ pub(super) fn expand_columns(columns: Columns) -> Vec<Result<Output, String>> {
         records,
         errors,
     } = columns;
-    let (mut numbers, mut records, mut errors) =
-        (numbers.into_iter(), records.into_iter(), errors.into_iter());
+    let mut records = records.into_iter();
+    expand(
+        kinds,
+        numbers,
+        || records.next().unwrap_or_default(),
+        errors,
+    )
+}
+
+/// Checked columns as one output or refusal message per item, in order: a kind per item, the
+/// numbers and errors in their columns, each record from `record`.
+fn expand(
+    kinds: Vec<u8>,
+    numbers: Vec<u64>,
+    mut record: impl FnMut() -> Vec<u8>,
+    errors: Vec<String>,
+) -> Vec<Result<Output, String>> {
+    let (mut numbers, mut errors) = (numbers.into_iter(), errors.into_iter());
     kinds
         .into_iter()
         .map(|kind| match kind {
             kind::NUMBER => Ok(Output::Number(numbers.next().unwrap_or_default())),
-            kind::RECORD => Ok(Output::Record(records.next().unwrap_or_default())),
+            kind::RECORD => Ok(Output::Record(record())),
             kind::SKIP => Ok(Output::Skip),
             _ => Err(errors.next().unwrap_or_default()),
         })
         .collect()
+}
+
+/// Whether every item of `items` is a record (has data) and their bytes can be addressed by
+/// 32-bit ends: what `records.process-records` takes.
+pub(super) fn is_record_block(items: &[Item]) -> bool {
+    let mut bytes = 0usize;
+    items.iter().all(|item| {
+        bytes += item.data.as_ref().map_or(0, Vec::len);
+        item.data.is_some() && bytes <= u32::MAX as usize
+    })
+}
+
+/// A block of records ([`is_record_block`]) as `records.process-records` takes it: their
+/// bytes in one buffer, and where each ends.
+pub(super) fn record_block(items: &[Item]) -> RecordBlock {
+    let bytes = items
+        .iter()
+        .map(|i| i.data.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut block = RecordBlock {
+        indexes: Vec::with_capacity(items.len()),
+        data: Vec::with_capacity(bytes),
+        ends: Vec::with_capacity(items.len()),
+    };
+    for item in items {
+        block.indexes.push(item.index);
+        block
+            .data
+            .extend_from_slice(item.data.as_deref().unwrap_or_default());
+        // Within 4 GiB: checked by `is_record_block`.
+        block.ends.push(block.data.len() as u32);
+    }
+    block
+}
+
+/// One `records.process-records` call on `block` (the items of `span`): the deadline armed,
+/// what the plugin printed logged.
+pub(super) fn process_records(
+    plugin: &LoadedPlugin,
+    store: &mut Store<StoreState>,
+    records: &Records,
+    block: &RecordBlock,
+    span: ItemSpan,
+) -> Result<RecordColumns, PluginError> {
+    plugin.guarded(store, span, |store| {
+        records.call_process_records(store, block)
+    })
+}
+
+/// Checks that a plugin's record columns (untrusted) agree with each other and with the block
+/// of `len` records: the kinds as [`check_columns`] does, and the output records' ends in
+/// order within their data.
+pub(super) fn check_record_columns(
+    plugin: &LoadedPlugin,
+    columns: &RecordColumns,
+    span: ItemSpan,
+    len: usize,
+) -> Result<(), PluginError> {
+    check_count(plugin, span, columns.kinds.len(), len)?;
+    let lens = [
+        columns.numbers.len(),
+        columns.ends.len(),
+        columns.errors.len(),
+    ];
+    check_kinds(plugin, span, &columns.kinds, lens)?;
+    let mut start = 0;
+    for &end in &columns.ends {
+        if end < start || end as usize > columns.data.len() {
+            return Err(PluginError::Columns {
+                plugin: plugin.label(),
+                items: span,
+                problem: format!(
+                    "an output record ends at {end}, after one that ends at {start}, in {} \
+                     bytes of output records",
+                    columns.data.len()
+                ),
+            });
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Checked record columns ([`check_record_columns`]) as one output or refusal message per
+/// record, in order.
+pub(super) fn expand_record_columns(columns: RecordColumns) -> Vec<Result<Output, String>> {
+    let RecordColumns {
+        kinds,
+        numbers,
+        data,
+        ends,
+        errors,
+    } = columns;
+    let mut ends = ends.into_iter();
+    let mut start = 0usize;
+    let record = || {
+        let end = ends.next().map_or(start, |end| end as usize);
+        let record = data.get(start..end).unwrap_or_default().to_vec();
+        start = end;
+        record
+    };
+    expand(kinds, numbers, record, errors)
 }

@@ -26,10 +26,21 @@ pub mod v2_ranges {
     });
 }
 
+/// The same package's optional `records` interface (record blocks in one buffer, outputs in
+/// columns), as the Rust SDK exports it beside `compute` and `ranges`. Only its bindings are
+/// used from this world.
+pub mod v2_records {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit/v2",
+        world: "plugin-with-records",
+    });
+}
+
 /// The exported interface names, as listed by `starter --list-plugins`.
 pub const V1: &str = "batch:plugin/compute@1.0.0";
 pub const V2: &str = "batch:plugin/compute@2.0.0";
 pub const V2_RANGES: &str = "batch:plugin/ranges@2.0.0";
+pub const V2_RECORDS: &str = "batch:plugin/records@2.0.0";
 
 /// Which interface a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,3 +79,12 @@ pub type RangesIndices = v2_ranges::exports::batch::plugin::ranges::GuestIndices
 pub type Ranges = v2_ranges::exports::batch::plugin::ranges::Guest;
 /// What `ranges.process-range` returns.
 pub type Columns = v2_ranges::exports::batch::plugin::ranges::Columns;
+
+/// Where a component's `records` export is, found once per plugin.
+pub type RecordsIndices = v2_records::exports::batch::plugin::records::GuestIndices;
+/// A live instance's `records` export.
+pub type Records = v2_records::exports::batch::plugin::records::Guest;
+/// What `records.process-records` takes.
+pub type RecordBlock = v2_records::exports::batch::plugin::records::RecordBlock;
+/// What `records.process-records` returns.
+pub type RecordColumns = v2_records::exports::batch::plugin::records::RecordColumns;

@@ -6,18 +6,19 @@ use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceTabl
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
-use super::interface::{self, Interface, RangesIndices, v1, v2};
+use super::interface::{self, Interface, RangesIndices, RecordsIndices, v1, v2};
 use super::sandbox::{SandboxedEngine, StoreState};
 use super::wasi;
 
-/// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges`
-/// export is when it has one.
+/// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges` and
+/// `records` exports are when it has them.
 pub(super) enum Pre {
     V1(v1::PluginPre<StoreState>),
     V2 {
         instance_pre: InstancePre<StoreState>,
         compute: v2::PluginIndices,
         ranges: Option<RangesIndices>,
+        records: Option<RecordsIndices>,
     },
 }
 
@@ -60,6 +61,13 @@ pub(super) fn link(component: &Component, engine: &SandboxedEngine) -> Result<Pr
                 ranges: match exports.iter().any(|e| e == interface::V2_RANGES) {
                     true => Some(RangesIndices::new(&instance_pre).map_err(|e| {
                         format!("does not implement {}: {e:#}", interface::V2_RANGES)
+                    })?),
+                    false => None,
+                },
+                // Optional too: without it, record blocks go through `compute.process`.
+                records: match exports.iter().any(|e| e == interface::V2_RECORDS) {
+                    true => Some(RecordsIndices::new(&instance_pre).map_err(|e| {
+                        format!("does not implement {}: {e:#}", interface::V2_RECORDS)
                     })?),
                     false => None,
                 },

@@ -175,6 +175,18 @@ impl LoadedPlugin {
         )
     }
 
+    /// Whether the plugin exports the optional `records` interface (v2: record blocks in one
+    /// buffer, outputs in columns), through which it gets a data batch's records.
+    pub fn has_records(&self) -> bool {
+        matches!(
+            self.pre(),
+            Pre::V2 {
+                records: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The plugin's refusal of `item`, its words bounded and neutralised.
     pub(super) fn refused(&self, item: u64, message: &str) -> PluginError {
         PluginError::Refused {
@@ -206,6 +218,20 @@ impl LoadedPlugin {
                 source: e,
             }
         }
+    }
+
+    /// One call into the plugin on the items of `span` (`call`, on `store`): its CPU deadline
+    /// armed first, what it printed logged after, its failure as the plugin's error.
+    pub(super) fn guarded<T>(
+        &self,
+        store: &mut Store<StoreState>,
+        span: ItemSpan,
+        call: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        self.engine.arm_deadline(store);
+        let outcome = call(store);
+        self.log_output(store, &span);
+        outcome.map_err(|e| self.call_error(span, e))
     }
 
     /// Sends what a WASI plugin wrote to stdout and stderr during the last call to the log.

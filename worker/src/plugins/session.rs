@@ -7,18 +7,26 @@ use batch_core::text::shown_message;
 use batch_core::{Output, Outputs, PluginConfig};
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
-use super::columns::{check_columns, expand_columns, process_ranges};
+use super::columns::{
+    check_columns, check_record_columns, expand_columns, expand_record_columns, is_record_block,
+    process_ranges, process_records, record_block,
+};
 use super::error::{ItemSpan, PluginError};
-use super::interface::{self, Interface, Item, Ranges, v1, v2};
+use super::interface::{self, Interface, Item, Ranges, Records, v1, v2};
 use super::link::Pre;
 use super::module::{LoadedPlugin, is_deadline};
 use super::sandbox::{CallSlot, StoreState};
 use v2::exports::batch::plugin::compute::Output as WitOutput;
 
-/// A live instance, by interface version (v2: with its `ranges` export, if any).
+/// A live instance, by interface version (v2: with its `ranges` and `records` exports, if
+/// any).
 pub(super) enum Instance {
     V1(v1::Plugin),
-    V2(v2::Plugin, Option<Ranges>),
+    V2 {
+        compute: v2::Plugin,
+        ranges: Option<Ranges>,
+        records: Option<Records>,
+    },
 }
 
 /// Running a loaded plugin: in a fresh instance per call, or in a session.
@@ -107,12 +115,21 @@ impl LoadedPlugin {
                 instance_pre,
                 compute,
                 ranges,
+                records,
             } => instance_pre.instantiate(&mut *store).and_then(|instance| {
                 let ranges = match ranges {
                     Some(ranges) => Some(ranges.load(&mut *store, &instance)?),
                     None => None,
                 };
-                Ok(Instance::V2(compute.load(&mut *store, &instance)?, ranges))
+                let records = match records {
+                    Some(records) => Some(records.load(&mut *store, &instance)?),
+                    None => None,
+                };
+                Ok(Instance::V2 {
+                    compute: compute.load(&mut *store, &instance)?,
+                    ranges,
+                    records,
+                })
             }),
         };
         self.log_output(store, &"instantiation");
@@ -177,7 +194,9 @@ impl PluginSession<'_> {
                     interface::V2
                 ))),
             },
-            Instance::V2(instance, _) => {
+            Instance::V2 {
+                compute: instance, ..
+            } => {
                 plugin.engine().arm_deadline(&mut self.store);
                 let outcome = instance
                     .batch_plugin_compute()
@@ -233,7 +252,10 @@ impl PluginSession<'_> {
                 }
                 return Ok(());
             }
-            Instance::V2(_, Some(ranges)) => {
+            Instance::V2 {
+                ranges: Some(ranges),
+                ..
+            } => {
                 let columns = process_ranges(plugin, &mut self.store, ranges, span, len)?;
                 if check_columns(plugin, &columns, span, len)? == len {
                     // Numbers only: aggregated straight from their column.
@@ -242,7 +264,11 @@ impl PluginSession<'_> {
                 }
                 expand_columns(columns)
             }
-            Instance::V2(instance, None) => {
+            Instance::V2 {
+                compute: instance,
+                ranges: None,
+                ..
+            } => {
                 let items = range_items(&mut self.range_items, first, len);
                 let results = process_v2(plugin, &mut self.store, instance, &items, span);
                 self.range_items = items;
@@ -337,17 +363,29 @@ impl PluginSession<'_> {
                 }
                 return Ok(outputs);
             }
-            Instance::V2(_, Some(ranges)) if is_range_block(items) => {
+            Instance::V2 {
+                ranges: Some(ranges),
+                ..
+            } if is_range_block(items) => {
                 let columns = process_ranges(plugin, &mut self.store, ranges, span, items.len())?;
                 check_columns(plugin, &columns, span, items.len())?;
                 expand_columns(columns)
             }
-            Instance::V2(instance, _) => {
-                process_v2(plugin, &mut self.store, instance, items, span)?
-                    .into_iter()
-                    .map(|result| result.map(Output::from))
-                    .collect()
+            Instance::V2 {
+                records: Some(records),
+                ..
+            } if is_record_block(items) => {
+                let block = record_block(items);
+                let columns = process_records(plugin, &mut self.store, records, &block, span)?;
+                check_record_columns(plugin, &columns, span, items.len())?;
+                expand_record_columns(columns)
             }
+            Instance::V2 {
+                compute: instance, ..
+            } => process_v2(plugin, &mut self.store, instance, items, span)?
+                .into_iter()
+                .map(|result| result.map(Output::from))
+                .collect(),
         };
         Ok(results
             .into_iter()
@@ -432,12 +470,9 @@ fn process_v2(
     items: &[Item],
     span: ItemSpan,
 ) -> Result<Vec<Result<WitOutput, String>>, PluginError> {
-    plugin.engine().arm_deadline(store);
-    let outcome = instance
-        .batch_plugin_compute()
-        .call_process(&mut *store, items);
-    plugin.log_output(store, &span);
-    let results = outcome.map_err(|e| plugin.call_error(span, e))?;
+    let results = plugin.guarded(store, span, |store| {
+        instance.batch_plugin_compute().call_process(store, items)
+    })?;
     if results.len() != items.len() {
         return Err(PluginError::ResultCount {
             plugin: plugin.label(),

@@ -61,6 +61,8 @@ impl SplitRun<'_> {
         out: &mut SplitOutput,
     ) -> Result<(), SplitError> {
         let (items, mut bad) = pending.take();
+        // Shared with the blocking pool's runs, not copied for each span.
+        let items: Arc<[Item]> = items.into();
         let mut at = 0;
         loop {
             let done = self.run_span(&items, at).await?;
@@ -83,7 +85,11 @@ impl SplitRun<'_> {
     /// One span: the records of `items` from the `at`-th on, in a fresh instance, until they
     /// end or the results held reach half the memory cap. Returns the results of the records
     /// it ran (at least one, unless there is none to run).
-    async fn run_span(&self, items: &[Item], at: usize) -> Result<Vec<RecordResult>, SplitError> {
+    async fn run_span(
+        &self,
+        items: &Arc<[Item]>,
+        at: usize,
+    ) -> Result<Vec<RecordResult>, SplitError> {
         if at == items.len() {
             return Ok(Vec::new());
         }
@@ -96,8 +102,8 @@ impl SplitRun<'_> {
         let config: Option<PluginConfig> = self.task.config.clone();
         let tolerant = !self.task.tolerance.is_none();
         let metrics = self.activities.metrics.clone();
-        let span: Vec<Item> = items[at..].to_vec();
-        let progress = span.first().map_or(0, |item| item.index);
+        let span = items.clone();
+        let progress = items[at].index;
         let cancelled = Arc::new(AtomicBool::new(false));
         let stop = cancelled.clone();
         let run = on_blocking_pool(move || {
@@ -116,7 +122,7 @@ impl SplitRun<'_> {
                 .inspect_err(|e| metrics.failure(&name, e))?;
             let mut kept = Kept::default();
             let mut sizer = BlockSizer::for_deadline(plugin.cpu_deadline());
-            let records = SpanItems::Records(&span);
+            let records = SpanItems::Records(&span[at..]);
             let (end, _session) = engine.run_span(session, &records, &mut kept, &mut sizer)?;
             let done = match end {
                 SpanEnd::Done(n) => n,

@@ -538,8 +538,9 @@ fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
 /// the output directory holds exactly the manifest's files.
 #[test]
 fn a_part_staged_by_a_killed_worker_never_looks_like_a_part() {
-    // ~75 MB in splits of 32 MiB: each part gets megabytes of outputs.
-    let data = support::data::events(1_000_000);
+    // ~150 MB in splits of 64 MiB: each part gets ~6 MB of outputs, so it is on disk beyond
+    // the write buffer for most of its leaf's time, however fast the plugin runs.
+    let data = support::data::events(2_000_000);
     // More than the 1 MiB write buffer is on disk: a part is being written.
     let ready = |out: &std::path::Path| {
         std::fs::read_dir(out.join(".staging")).is_ok_and(|dir| {
@@ -547,6 +548,6 @@ fn a_part_staged_by_a_killed_worker_never_looks_like_a_part() {
                 .any(|m| m.len() > 1024 * 1024)
         })
     };
-    let (_run, scratch) = filter_batch_with_a_crash("staged-crash", &data, "33554432", &ready);
+    let (_run, scratch) = filter_batch_with_a_crash("staged-crash", &data, "67108864", &ready);
     support::data::check_filter_output_dir(&scratch.path().join("out"), &data);
 }

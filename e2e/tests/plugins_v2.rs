@@ -199,3 +199,27 @@ fn python_and_javascript_plugins_run_batches() {
     assert_eq!(run.outputs().sum, 240);
     assert_eq!(run.outputs().count, 30);
 }
+
+/// A JavaScript plugin's instance grows with every record it is given (the toolchain's
+/// bindings); a data split's spans are bounded by a count of records too, so a file of
+/// 100,000 short lines, which would take one instance past the memory cap, runs whole.
+#[test]
+fn a_javascript_plugin_runs_a_file_of_many_short_records() {
+    let scratch = support::data_dir();
+    let path = scratch.path().join("short.txt");
+    std::fs::write(&path, "ab\n".repeat(100_000)).expect("write");
+    let run = node().report(&[
+        "--source",
+        path.to_str().expect("utf-8"),
+        "--format",
+        "lines",
+        "--plugin",
+        "js_fizzbuzz",
+    ]);
+    assert_eq!(run.outputs().count, 100_000);
+    assert_eq!(
+        (run.outputs().records, run.outputs().record_bytes),
+        (100_000, 200_000),
+        "every line, in upper case"
+    );
+}

@@ -47,8 +47,6 @@ python=$(pwd)/$venv/bin/python
 
 source scripts/lib.sh
 
-tick=$(getconf CLK_TCK)
-cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 now() { date +%s.%N; }

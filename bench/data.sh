@@ -16,18 +16,9 @@ records=${1:-10000000} rounds=${2:-2}
 command -v jq >/dev/null || { echo "bench/data.sh: needs jq (scripts/setup.sh installs it)" >&2; exit 1; }
 cargo build --quiet --release --workspace --bins
 [ -f target/plugins/json_filter.wasm ] || bash scripts/build-plugins.sh >/dev/null
-data_dir=target/bench-data
-mkdir -p "$data_dir"
-source_file="$PWD/$data_dir/events-$records.jsonl"
-[ -f "$source_file" ] || {
-  python3 scripts/make-dataset.py jsonl "$records" "$source_file.part"
-  mv "$source_file.part" "$source_file"
-}
-bytes=$(stat -c %s "$source_file")
-
 source scripts/lib.sh
-tick=$(getconf CLK_TCK)
-cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+source_file=$(bench_dataset "$records")
+bytes=$(stat -c %s "$source_file")
 port=$(free_port)
 address="127.0.0.1:$port"
 start_dev_server "$port"

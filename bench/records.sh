@@ -28,18 +28,9 @@ if ! "$venv/bin/python" -c "import duckdb" 2>/dev/null; then
   "$venv/bin/pip" install --quiet "duckdb==$duckdb_version"
 fi
 
-data_dir=target/bench-data
-mkdir -p "$data_dir"
-source_file="$PWD/$data_dir/events-$records.jsonl"
-[ -f "$source_file" ] || {
-  python3 scripts/make-dataset.py jsonl "$records" "$source_file.part"
-  mv "$source_file.part" "$source_file"
-}
-bytes=$(stat -c %s "$source_file")
-
 source scripts/lib.sh
-tick=$(getconf CLK_TCK)
-cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+source_file=$(bench_dataset "$records")
+bytes=$(stat -c %s "$source_file")
 port=$(free_port)
 address="127.0.0.1:$port"
 start_dev_server "$port"

@@ -18,8 +18,6 @@ cargo build --quiet --release --workspace --bins
 
 source scripts/lib.sh
 
-tick=$(getconf CLK_TCK)
-cpu_seconds() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 port=$(free_port)
 address="127.0.0.1:$port"

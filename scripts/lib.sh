@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh and bench/run.sh: start processes, wait for them, stop them all.
+# Shared by the scripts and benchmarks: start processes, wait for them, stop them all.
 # Source it; it sets an EXIT trap that stops (SIGTERM, newest first) every process passed to
 # `track`, then removes $run_dir.
 
@@ -46,4 +46,19 @@ start_worker() {
     cat "$run_dir/worker.log" >&2
     return 1
   }
+}
+
+# cpu_seconds PID: the user and system CPU seconds process PID has used so far.
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+
+# bench_dataset RECORDS: the path of RECORDS JSON Lines made by scripts/make-dataset.py, made
+# once and kept in target/bench-data for later runs.
+bench_dataset() {
+  local file="$PWD/target/bench-data/events-$1.jsonl"
+  if [ ! -f "$file" ]; then
+    mkdir -p "$(dirname "$file")"
+    python3 scripts/make-dataset.py jsonl "$1" "$file.part" >&2
+    mv "$file.part" "$file"
+  fi
+  echo "$file"
 }

@@ -527,9 +527,27 @@ impl Worker {
             server,
             task_queue,
             plugins_dir,
-            args: Vec::new(),
-            env: Vec::new(),
+            process: Invocation::default(),
         }
+    }
+}
+
+/// The arguments and environment variables a builder gathers for the process it starts.
+#[derive(Default)]
+struct Invocation {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Invocation {
+    fn add_args(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+    }
+
+    fn add_env<K: AsRef<str>, V: AsRef<str>>(&mut self, env: &[(K, V)]) {
+        let env = env.iter();
+        self.env
+            .extend(env.map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())));
     }
 }
 
@@ -538,23 +556,19 @@ pub struct WorkerBuilder<'a> {
     server: &'a DevServer,
     task_queue: &'a str,
     plugins_dir: &'a Path,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    process: Invocation,
 }
 
 impl WorkerBuilder<'_> {
     /// More command-line arguments.
     pub fn args(mut self, args: &[&str]) -> Self {
-        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self.process.add_args(args);
         self
     }
 
     /// More environment variables (an object store's endpoint and keys).
     pub fn env<K: AsRef<str>, V: AsRef<str>>(mut self, env: &[(K, V)]) -> Self {
-        self.env.extend(
-            env.iter()
-                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
-        );
+        self.process.add_env(env);
         self
     }
 
@@ -590,6 +604,7 @@ impl WorkerBuilder<'_> {
         );
         let cache = cache.to_str().expect("utf-8 path").to_owned();
         if !self
+            .process
             .args
             .iter()
             .any(|a| a == "--cache-dir" || a == "--no-cache")
@@ -598,15 +613,21 @@ impl WorkerBuilder<'_> {
         }
         let grants = default_grants();
         if !self
+            .process
             .args
             .iter()
             .any(|a| a.starts_with("--allow-read") || a.starts_with("--allow-write"))
         {
             args.extend(grants.iter().map(String::as_str));
         }
-        args.extend(self.args.iter().map(String::as_str));
+        args.extend(self.process.args.iter().map(String::as_str));
         let mut vars = vec![("RUST_LOG", "info"), ("NO_COLOR", "1")];
-        vars.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        vars.extend(
+            self.process
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let process = Guarded::spawn(&binary("worker"), &args, &log, &vars);
         let worker = Worker { log, process };
         wait_for("the worker to start", Duration::from_secs(60), || {
@@ -775,8 +796,7 @@ impl Run {
 pub struct Starter {
     address: String,
     task_queue: String,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    process: Invocation,
     limit: Duration,
 }
 
@@ -786,8 +806,7 @@ impl Starter {
         Self {
             address: address.to_owned(),
             task_queue: task_queue.to_owned(),
-            args: Vec::new(),
-            env: Vec::new(),
+            process: Invocation::default(),
             limit: Duration::from_secs(180),
         }
     }
@@ -798,16 +817,13 @@ impl Starter {
     }
 
     pub fn args(mut self, args: &[&str]) -> Self {
-        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self.process.add_args(args);
         self
     }
 
     /// More environment variables (an object store's endpoint and keys).
     pub fn env<K: AsRef<str>, V: AsRef<str>>(mut self, env: &[(K, V)]) -> Self {
-        self.env.extend(
-            env.iter()
-                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
-        );
+        self.process.add_env(env);
         self
     }
 
@@ -826,8 +842,13 @@ impl Starter {
     /// Runs it and returns its output.
     pub fn run(self) -> Run {
         let mut child = Command::new(binary("starter"))
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(&self.process.args)
+            .envs(
+                self.process
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .args(["--address", &self.address, "--task-queue", &self.task_queue])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

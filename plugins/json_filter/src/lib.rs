@@ -38,8 +38,14 @@ fn filter(config: &Config, item: Item) -> Result<Output, String> {
         Some(record) => record,
         None => serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?,
     };
+    Ok(project(config, record))
+}
+
+/// The output for `record`: skipped unless its `field` equals `equals`, else the record with
+/// only the `select`ed fields (all of them without `select`).
+fn project(config: &Config, record: Map<String, Value>) -> Output {
     if record.get(&config.field) != Some(&config.equals) {
-        return Ok(Output::Skip);
+        return Output::Skip;
     }
     let kept = match &config.select {
         None => record,
@@ -48,7 +54,7 @@ fn filter(config: &Config, item: Item) -> Result<Output, String> {
             .filter_map(|f| record.get(f).map(|v| (f.clone(), v.clone())))
             .collect(),
     };
-    Ok(Output::Record(Value::Object(kept).to_string().into_bytes()))
+    Output::Record(Value::Object(kept).to_string().into_bytes())
 }
 
 /// The fields `field` and `select` of the JSON object `text` (the last of each, as a full
@@ -110,22 +116,12 @@ mod tests {
         filter(&config, Item { index: 1, data })
     }
 
-    /// What the filter gives when it parses the whole record.
+    /// What the filter gives when it parses the whole record (the scan is what is tested).
     fn by_full_parse(config: &str, record: &str) -> Result<Output, String> {
         let config = configure(Some(config))?;
         let record: Map<String, Value> =
             serde_json::from_str(record).map_err(|e| format!("not a JSON object: {e}"))?;
-        if record.get(&config.field) != Some(&config.equals) {
-            return Ok(Output::Skip);
-        }
-        let kept: Map<String, Value> = match &config.select {
-            None => record,
-            Some(fields) => fields
-                .iter()
-                .filter_map(|f| record.get(f).map(|v| (f.clone(), v.clone())))
-                .collect(),
-        };
-        Ok(Output::Record(Value::Object(kept).to_string().into_bytes()))
+        Ok(project(&config, record))
     }
 
     #[test]

@@ -166,7 +166,9 @@ impl Engine<'_> {
                 // The budget was reached inside the block: the span ends there.
                 Ok(Some(done)) => return Ok((SpanEnd::Done(at + done), session)),
                 Err(e) if self.tolerant && routing::is_item_failure(&e) => {
-                    return self.run_one_by_one(session, items, sink);
+                    return self
+                        .run_one_by_one(session, items, sink)
+                        .inspect_err(|e| self.metrics.failure(self.plugin, e));
                 }
                 Err(e) => {
                     self.metrics.failure(self.plugin, &e);
@@ -238,7 +240,8 @@ impl Engine<'_> {
         Ok((SpanEnd::Done(items.len()), session))
     }
 
-    /// An item's result to the sink: an output, a tolerated failure, or the leaf's failure.
+    /// An item's result to the sink: an output, a tolerated failure (counted here), or the
+    /// leaf's failure (counted by [`Self::run_span`], which returns it).
     fn give(
         &self,
         sink: &mut impl Sink,
@@ -251,10 +254,7 @@ impl Engine<'_> {
                 self.metrics.failure(self.plugin, &e);
                 sink.failure(item, &e);
             }
-            Err(e) => {
-                self.metrics.failure(self.plugin, &e);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
         Ok(())
     }

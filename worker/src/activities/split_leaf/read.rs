@@ -38,7 +38,9 @@ impl SplitRun<'_> {
             if let Some(e) = pending.intolerable(&task.tolerance) {
                 return Err(e);
             }
-            let done = split.is_done();
+            if split.is_done() {
+                return self.flush(&mut pending, out).await;
+            }
             let last = (next + READ_BYTES - 1).min(size);
             // A slow store must not look like a lost worker: heartbeat while the read waits.
             let read = heartbeating(
@@ -46,10 +48,7 @@ impl SplitRun<'_> {
                 &next,
                 data_io::read::read_range(&self.source, version, next, last),
             );
-            let bytes = if done {
-                self.flush(&mut pending, out).await?;
-                return Ok(());
-            } else if pending.bytes >= PENDING_BYTES {
+            let bytes = if pending.bytes >= PENDING_BYTES {
                 // The next read while the plugin runs over what was read so far.
                 let (flushed, bytes) = tokio::join!(self.flush(&mut pending, out), read);
                 flushed?;

@@ -4,8 +4,9 @@
 # The per-record cost of the Python plugin (py_square: a JSON record in, the record with a
 # field added out) and of the JavaScript one (js_fizzbuzz: a line in, the line in upper case
 # out) in the sandbox, against the same code run by CPython and Node outside it
-# (bench/native/), on the same JSON Lines, alternating. In the sandbox: the median of
-# `batch-plugin run`'s per-block figures once blocks are full; outside: the loop's own time.
+# (bench/native/; for Python the plugin's own app.py), on the same JSON Lines, alternating. In
+# the sandbox: the median of `batch-plugin run`'s per-block figures once blocks are full;
+# outside: the loop's own time.
 # Prints each round's figures and the median ratios. (30,000 records: a JavaScript instance's
 # memory grows with every record it sees, see docs/benchmarks.md.)
 set -euo pipefail
@@ -43,7 +44,7 @@ import statistics, sys
 rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
 med = [statistics.median(column) for column in zip(*rows)]
 print(f"median per record: python {med[0]:.0f} ns in the sandbox, {med[1]:.0f} ns in CPython "
-      f"({med[0] / med[1]:.1f}x); javascript {med[2]:.0f} ns in the sandbox, {med[3]:.0f} ns in "
+      f"({med[0] / med[1]:.2f}x); javascript {med[2]:.0f} ns in the sandbox, {med[3]:.0f} ns in "
       f"Node ({med[2] / med[3]:.1f}x)")
 PY
 rm -f "$results"

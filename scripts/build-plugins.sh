@@ -2,7 +2,9 @@
 # Builds the plugins and installs each as <dest>/<name>.wasm (default dest: target/plugins, the
 # worker's default plugins directory).
 #   scripts/build-plugins.sh [DEST]             the real plugins: Rust (plugins/*, not the SDKs),
-#                                                Python (plugins/python/*/app.py, componentize-py),
+#                                                Python (plugins/python/*/app.py, componentize-py;
+#                                                with the `records` export when app.py has a
+#                                                `class Records`),
 #                                                JavaScript (plugins/js/*/plugin.js,
 #                                                componentize-js) and text (plugins/wat/*.wat)
 #   scripts/build-plugins.sh --fixtures [DEST]  the test fixtures (plugins/fixtures/*),
@@ -71,7 +73,10 @@ for app in "${python_plugins[@]}"; do
   dir=$(dirname "$app")
   name=$(basename "$dir")
   if stale "$polyglot/$name.wasm" "$dir"; then
-    componentize-py -d plugins/wit/v2 -w plugin componentize -p "$dir" app \
+    # A plugin that defines the `records` export too is built with it.
+    world=plugin
+    grep -q '^class Records(' "$app" && world=plugin-with-record-blocks
+    componentize-py -d plugins/wit/v2 -w "$world" componentize -p "$dir" app \
       -o "$polyglot/$name.wasm.tmp" >/dev/null
     mv -f "$polyglot/$name.wasm.tmp" "$polyglot/$name.wasm"
   fi

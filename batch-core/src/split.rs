@@ -128,7 +128,7 @@ impl SplitRecords {
         while !chunk.is_empty() {
             match self.state {
                 State::Done => return Ok(()),
-                State::Skipping => match memchr(chunk) {
+                State::Skipping => match line_end(chunk) {
                     None => {
                         self.next += chunk.len() as u64;
                         return self.check_pending();
@@ -140,7 +140,7 @@ impl SplitRecords {
                         self.state = self.owned_from(start);
                     }
                 },
-                State::InRecord { start } => match memchr(chunk) {
+                State::InRecord { start } => match line_end(chunk) {
                     None => {
                         self.carry.extend_from_slice(chunk);
                         self.next += chunk.len() as u64;
@@ -221,8 +221,8 @@ impl SplitRecords {
     }
 }
 
-fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', bytes)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {

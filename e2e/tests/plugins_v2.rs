@@ -223,3 +223,59 @@ fn a_javascript_plugin_runs_a_file_of_many_short_records() {
         "every line, in upper case"
     );
 }
+
+#[test]
+fn a_python_plugin_runs_json_records_in_blocks_and_refuses_bad_ones_where_they_are() {
+    // 20,000 records through py_square's `records` export (blocks of up to 4,096 in one
+    // call), two of them refused where they stand: every other record is output, in order.
+    let scratch = support::data_dir();
+    let source = scratch.path().join("numbers.jsonl");
+    let out = scratch.path().join("out");
+    let bad = [4_096u64, 12_345];
+    let (mut text, mut expected) = (String::new(), String::new());
+    for n in 1..=20_000u64 {
+        if bad.contains(&n) {
+            text.push_str("{\"m\":1}\n");
+            continue;
+        }
+        text.push_str(&format!("{{\"n\":{n},\"k\":\"é\"}}\n"));
+        expected.push_str(&format!(
+            "{{\"n\":{n},\"k\":\"\\u00e9\",\"square\":{}}}\n",
+            n * n
+        ));
+    }
+    std::fs::write(&source, &text).expect("write");
+    let run = node().report(&[
+        "--source",
+        source.to_str().expect("utf-8"),
+        "--plugin",
+        "py_square",
+        "--output",
+        out.to_str().expect("utf-8"),
+        "--max-failures",
+        "2",
+    ]);
+    assert_eq!(run.outputs().records, 19_998);
+    assert_eq!(run.result.failures.count, 2);
+    let parts: Vec<u8> = support::data::names_in(&out)
+        .iter()
+        .filter(|name| name.starts_with("part-"))
+        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
+        .collect();
+    assert!(
+        parts == expected.as_bytes(),
+        "the parts hold every other record, squared, in source order"
+    );
+    let failed = std::fs::read_to_string(
+        out.join("failed").join(
+            support::data::names_in(&out.join("failed"))
+                .first()
+                .expect("a failed part"),
+        ),
+    )
+    .expect("failed part");
+    assert!(
+        failed.contains("not a JSON object with a field n: KeyError('n')"),
+        "{failed}"
+    );
+}

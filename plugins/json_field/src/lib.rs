@@ -4,11 +4,9 @@
 //! digits (CSV fields are strings). A record without the field, or whose field is not a whole
 //! number from 0 to 2^64-1, is refused with the reason.
 
-use std::fmt;
-
-use batch_plugin_sdk_v2::{Item, Output, text};
+use batch_plugin_sdk_v2::{Item, Output, json, text};
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,22 +23,17 @@ fn field_value(config: &Config, item: Item) -> Result<Output, String> {
     let text = text(&item)?;
     // The common case without building the record: its other fields are checked and skipped.
     // Anything else (not an object, bad JSON) takes the full parse, which names the problem.
-    let scanned = scan_field(text, &config.field);
-    let record;
-    let value = match &scanned {
-        Ok(Some(value)) => value,
-        _ => {
-            record = serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("not a JSON record: {e}"))?;
-            record
-                .get(&config.field)
-                .ok_or_else(|| format!("the record has no field {:?}", config.field))?
-        }
+    let scanned = json::fields_of(text, std::slice::from_ref(&config.field));
+    let value = match scanned.ok().and_then(|mut values| values.pop().flatten()) {
+        Some(value) => value,
+        None => serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("not a JSON record: {e}"))?
+            .get_mut(&config.field)
+            .ok_or_else(|| format!("the record has no field {:?}", config.field))?
+            .take(),
     };
-    let number = match value {
-        serde_json::Value::String(text) if text.bytes().all(|b| b.is_ascii_digit()) => {
-            text.parse().ok()
-        }
+    let number = match &value {
+        Value::String(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
         _ => value.as_u64(),
     };
     number.map(Output::Number).ok_or_else(|| {
@@ -49,46 +42,6 @@ fn field_value(config: &Config, item: Item) -> Result<Output, String> {
             config.field
         )
     })
-}
-
-/// The value of `field` in the JSON object `text` (the last one, as a full parse keeps, if the
-/// object repeats it), parsing only that value; `Err` for anything but a whole JSON object.
-fn scan_field(text: &str, field: &str) -> Result<Option<serde_json::Value>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = FieldOf(field).deserialize(&mut de)?;
-    de.end()?;
-    Ok(value)
-}
-
-/// Deserializes an object into the value of one of its fields, skipping the others.
-struct FieldOf<'f>(&'f str);
-
-impl<'de> DeserializeSeed<'de> for FieldOf<'_> {
-    type Value = Option<serde_json::Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldOf<'_> {
-    type Value = Option<serde_json::Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == self.0 {
-                found = Some(map.next_value()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
 }
 
 batch_plugin_sdk_v2::export_plugin!(field_value, configure = configure, input = json);

@@ -4,11 +4,8 @@
 //!
 //! `--plugin-config '{"field": "country", "equals": "FR", "select": ["id", "amount"]}'`
 
-use std::fmt;
-
-use batch_plugin_sdk_v2::{Item, Output, text};
+use batch_plugin_sdk_v2::{Item, Output, json, text};
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
@@ -19,25 +16,42 @@ struct Config {
     select: Option<Vec<String>>,
 }
 
-fn configure(config: Option<&str>) -> Result<Config, String> {
+/// The configuration, with the names a record is scanned for: `field`, then `select`'s.
+struct Filter {
+    config: Config,
+    names: Vec<String>,
+}
+
+fn configure(config: Option<&str>) -> Result<Filter, String> {
     let text = config.ok_or(
         "json_filter needs a configuration, e.g. {\"field\": \"country\", \"equals\": \"FR\"}",
     )?;
-    serde_json::from_str(text).map_err(|e| format!("bad json_filter configuration: {e}"))
+    let config: Config =
+        serde_json::from_str(text).map_err(|e| format!("bad json_filter configuration: {e}"))?;
+    let names = std::iter::once(&config.field)
+        .chain(config.select.iter().flatten())
+        .cloned()
+        .collect();
+    Ok(Filter { config, names })
 }
 
-fn filter(config: &Config, item: Item) -> Result<Output, String> {
+fn filter(filter: &Filter, item: Item) -> Result<Output, String> {
     let text = text(&item)?;
+    let config = &filter.config;
     // With `select`, only the filtered and selected fields are parsed, the others checked and
     // skipped; anything but a whole JSON object takes the full parse, which names the problem.
-    let scanned = config
-        .select
-        .as_ref()
-        .and_then(|select| scan_fields(text, &config.field, select).ok());
-    let record: Map<String, Value> = match scanned {
-        Some(record) => record,
-        None => serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?,
-    };
+    if let Some(select) = &config.select
+        && let Ok(mut values) = json::fields_of(text, &filter.names)
+    {
+        if values[0].as_ref() != Some(&config.equals) {
+            return Ok(Output::Skip);
+        }
+        let kept = select.iter().zip(&mut values[1..]);
+        let kept = kept.filter_map(|(name, value)| Some((name.clone(), value.take()?)));
+        return Ok(output_record(kept.collect()));
+    }
+    let record: Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
     Ok(project(config, record))
 }
 
@@ -54,54 +68,12 @@ fn project(config: &Config, record: Map<String, Value>) -> Output {
             .filter_map(|f| record.get(f).map(|v| (f.clone(), v.clone())))
             .collect(),
     };
-    Output::Record(Value::Object(kept).to_string().into_bytes())
+    output_record(kept)
 }
 
-/// The fields `field` and `select` of the JSON object `text` (the last of each, as a full
-/// parse keeps), parsing only their values; `Err` for anything but a whole JSON object.
-fn scan_fields(
-    text: &str,
-    field: &str,
-    select: &[String],
-) -> Result<Map<String, Value>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let fields = FieldsOf { field, select }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(fields)
-}
-
-/// Deserializes an object into some of its fields, skipping the others.
-struct FieldsOf<'f> {
-    field: &'f str,
-    select: &'f [String],
-}
-
-impl<'de> DeserializeSeed<'de> for FieldsOf<'_> {
-    type Value = Map<String, Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsOf<'_> {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == self.field || self.select.iter().any(|s| *s == key) {
-                fields.insert(key.into_owned(), map.next_value()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(fields)
-    }
+/// An output record: the fields as one JSON object.
+fn output_record(fields: Map<String, Value>) -> Output {
+    Output::Record(Value::Object(fields).to_string().into_bytes())
 }
 
 batch_plugin_sdk_v2::export_plugin!(filter, configure = configure, input = json);
@@ -118,10 +90,10 @@ mod tests {
 
     /// What the filter gives when it parses the whole record (the scan is what is tested).
     fn by_full_parse(config: &str, record: &str) -> Result<Output, String> {
-        let config = configure(Some(config))?;
+        let filter = configure(Some(config))?;
         let record: Map<String, Value> =
             serde_json::from_str(record).map_err(|e| format!("not a JSON object: {e}"))?;
-        Ok(project(&config, record))
+        Ok(project(&filter.config, record))
     }
 
     #[test]

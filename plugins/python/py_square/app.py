@@ -3,6 +3,10 @@
 Range items (numbers): outputs (n + offset)^2, refusing results over 2^64-1 as square_number
 does. Record items (JSON Lines objects with a whole-number field "n"): outputs the record with
 a "square" field added. Configuration (optional): {"offset": k}.
+
+Records come through both exports the worker may call, `compute.process` (items one by one)
+and `records.process-records` (a block in one buffer, outputs in columns), which the worker
+uses for data batches: both run the same `square_record`.
 """
 
 import json
@@ -10,8 +14,28 @@ import json
 from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.exports.compute import Output_Number, Output_Record
+from wit_world.exports.records import RecordColumns
 
 U64_MAX = 2**64 - 1
+# Built once: `json.dumps` with separators builds an encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+# `records` kinds (plugins/wit/v2/plugin.wit).
+_RECORD, _ERROR = 1, 3
+
+
+class Refused(Exception):
+    """A record the plugin refuses, with why."""
+
+
+def square_record(data, offset):
+    """The output record for one JSON record's bytes, or Refused."""
+    try:
+        record = json.loads(data)
+        n = record["n"]
+        record["square"] = (n + offset) ** 2
+    except (ValueError, KeyError, TypeError) as e:
+        raise Refused(f"not a JSON object with a field n: {e!r}")
+    return _encode(record).encode()
 
 
 class Compute(exports.Compute):
@@ -40,9 +64,24 @@ class Compute(exports.Compute):
                 return Err(f"{item.index} + {self.offset} squared overflows u64")
             return Ok(Output_Number(square))
         try:
-            record = json.loads(item.data)
-            n = record["n"]
-        except (ValueError, KeyError, TypeError) as e:
-            return Err(f"not a JSON object with a field n: {e!r}")
-        record["square"] = (n + self.offset) ** 2
-        return Ok(Output_Record(json.dumps(record, separators=(",", ":")).encode()))
+            return Ok(Output_Record(square_record(item.data, self.offset)))
+        except Refused as e:
+            return Err(str(e))
+
+
+class Records(exports.Records):
+    def process_records(self, block):
+        data, offset = block.data, Compute.offset
+        kinds, out, ends, errors = bytearray(), bytearray(), [], []
+        start = 0
+        for end in block.ends:
+            try:
+                out += square_record(data[start:end], offset)
+            except Refused as e:
+                kinds.append(_ERROR)
+                errors.append(str(e))
+            else:
+                kinds.append(_RECORD)
+                ends.append(len(out))
+            start = end
+        return RecordColumns(bytes(kinds), [], bytes(out), ends, errors)

@@ -38,6 +38,9 @@
 //! the result imports nothing. (`wasm32-wasip2` also works; the worker links a deny-all WASI
 //! for it.)
 
+#[cfg(feature = "json")]
+pub mod json;
+
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

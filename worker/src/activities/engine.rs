@@ -16,7 +16,7 @@
 //! item whose results reach half of it (the rest of its block is run again in the next span):
 //! counts of bytes decide it, never time.
 
-use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -24,17 +24,17 @@ use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
 use batch_core::{FailedItem, Failures, Output, Outputs, PluginConfig};
 
 use crate::metrics::PluginMetrics;
-use crate::plugins::{Item, PluginError, PluginSession};
+use crate::plugins::{Item, PluginError, PluginSession, RecordBuffer};
 use crate::routing;
 
 /// Where a span's results go.
 pub(super) trait Sink {
     /// Forgets what the span gave so far: it runs again from its first item.
     fn clear(&mut self);
-    /// An item's output.
-    fn output(&mut self, item: &Item, output: Output);
-    /// An item's own failure, tolerated.
-    fn failure(&mut self, item: &Item, e: &PluginError);
+    /// The output of the item at `index`.
+    fn output(&mut self, index: u64, output: Output);
+    /// The own failure of the item at `index`, tolerated.
+    fn failure(&mut self, index: u64, e: &PluginError);
     /// Bytes of results held so far (for the output budget); 0 for a sink that keeps none.
     fn held(&self) -> usize {
         0
@@ -60,8 +60,8 @@ pub(super) enum SpanItems<'a> {
     Range { first: u64, last: u64 },
     /// Listed range items (a retry batch's).
     Listed(&'a [u64]),
-    /// Records with their data.
-    Records(&'a [Item]),
+    /// The records of `range` of a buffer.
+    Records(&'a RecordBuffer, Range<usize>),
 }
 
 impl SpanItems<'_> {
@@ -71,7 +71,7 @@ impl SpanItems<'_> {
                 usize::try_from(last - first + 1).unwrap_or(usize::MAX)
             }
             SpanItems::Listed(items) => items.len(),
-            SpanItems::Records(items) => items.len(),
+            SpanItems::Records(_, range) => range.len(),
         }
     }
 
@@ -79,13 +79,13 @@ impl SpanItems<'_> {
     /// passes [`MAX_BLOCK_BYTES`] (at least one).
     fn block_len(&self, at: usize, wanted: usize) -> usize {
         let wanted = wanted.min(self.len() - at);
-        let SpanItems::Records(items) = self else {
+        let SpanItems::Records(records, range) = self else {
             return wanted;
         };
         let mut bytes = 0;
         let mut len = 0;
-        for item in &items[at..at + wanted] {
-            bytes += item.data.as_ref().map_or(0, Vec::len);
+        for n in range.start + at..range.start + at + wanted {
+            bytes += records.data(n).len();
             if len > 0 && bytes > MAX_BLOCK_BYTES {
                 break;
             }
@@ -94,17 +94,37 @@ impl SpanItems<'_> {
         len
     }
 
-    /// The items from the `at`-th on, `len` of them: records as they are, range items made.
-    fn items(&self, at: usize, len: usize) -> Cow<'_, [Item]> {
+    /// The index of the `n`-th item.
+    fn index(&self, n: usize) -> u64 {
+        match self {
+            SpanItems::Range { first, .. } => first + n as u64,
+            SpanItems::Listed(items) => items[n],
+            SpanItems::Records(records, range) => records.index(range.start + n),
+        }
+    }
+
+    /// Each output or refusal of the items from the `at`-th on, `len` of them, in one call
+    /// ([`PluginSession::process_each`]): records in their buffer, range items made.
+    fn process(
+        &self,
+        session: &mut PluginSession<'static>,
+        at: usize,
+        len: usize,
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
         let range = |index| Item { index, data: None };
         match self {
             SpanItems::Range { first, .. } => {
-                Cow::Owned((first + at as u64..).take(len).map(range).collect())
+                let items: Vec<Item> = (first + at as u64..).take(len).map(range).collect();
+                session.process_each(&items)
             }
             SpanItems::Listed(items) => {
-                Cow::Owned(items[at..at + len].iter().map(|&i| range(i)).collect())
+                let items: Vec<Item> = items[at..at + len].iter().map(|&i| range(i)).collect();
+                session.process_each(&items)
             }
-            SpanItems::Records(items) => Cow::Borrowed(&items[at..at + len]),
+            SpanItems::Records(records, span) => {
+                let first = span.start + at;
+                session.process_records(records, first..first + len)
+            }
         }
     }
 }
@@ -159,7 +179,7 @@ impl Engine<'_> {
             };
             let ran = match ran {
                 Some(ran) => ran.map(|()| None),
-                None => self.run_block(&mut session, &items.items(at, len), sink),
+                None => self.run_block(&mut session, items, at, len, sink),
             };
             match ran {
                 Ok(None) => {}
@@ -181,21 +201,23 @@ impl Engine<'_> {
         Ok((SpanEnd::Done(items.len()), session))
     }
 
-    /// One block through `process`, each result to the sink: `Some(n)` when the budget was
-    /// reached at its `n`-th item, `Err` when the call failed as a whole (or, without a
-    /// tolerance, at the first refusal).
+    /// The `len` items from the `at`-th on through `process`, each result to the sink:
+    /// `Some(n)` when the budget was reached at its `n`-th item, `Err` when the call failed as
+    /// a whole (or, without a tolerance, at the first refusal).
     fn run_block(
         &self,
         session: &mut PluginSession<'static>,
-        block: &[Item],
+        items: &SpanItems<'_>,
+        at: usize,
+        len: usize,
         sink: &mut impl Sink,
     ) -> Result<Option<usize>, PluginError> {
         if let Some(budget) = self.budget {
             session.set_result_budget(budget.saturating_sub(sink.held()));
         }
-        let results = session.process_each(block)?;
-        for (n, (item, result)) in block.iter().zip(results).enumerate() {
-            self.give(sink, item, result)?;
+        let results = items.process(session, at, len)?;
+        for (n, result) in results.into_iter().enumerate() {
+            self.give(sink, items.index(at + n), result)?;
             if self.full(sink) {
                 return Ok(Some(n + 1));
             }
@@ -216,12 +238,10 @@ impl Engine<'_> {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Ok((SpanEnd::Cancelled, session));
             }
-            let one = items.items(at, 1);
-            let item = &one[0];
             if let Some(budget) = self.budget {
                 session.set_result_budget(budget.saturating_sub(sink.held()));
             }
-            let result = match session.process_each(std::slice::from_ref(item)) {
+            let result = match items.process(&mut session, at, 1) {
                 Ok(mut results) => results.pop().unwrap_or(Ok(Output::Skip)),
                 Err(e) => {
                     session = session.renew(self.config)?;
@@ -232,7 +252,7 @@ impl Engine<'_> {
                     Err(e)
                 }
             };
-            self.give(sink, item, result)?;
+            self.give(sink, items.index(at), result)?;
             if self.full(sink) {
                 return Ok((SpanEnd::Done(at + 1), session));
             }
@@ -240,19 +260,19 @@ impl Engine<'_> {
         Ok((SpanEnd::Done(items.len()), session))
     }
 
-    /// An item's result to the sink: an output, a tolerated failure (counted here), or the
-    /// leaf's failure (counted by [`Self::run_span`], which returns it).
+    /// The result of the item at `index` to the sink: an output, a tolerated failure (counted
+    /// here), or the leaf's failure (counted by [`Self::run_span`], which returns it).
     fn give(
         &self,
         sink: &mut impl Sink,
-        item: &Item,
+        index: u64,
         result: Result<Output, PluginError>,
     ) -> Result<(), PluginError> {
         match result {
-            Ok(output) => sink.output(item, output),
+            Ok(output) => sink.output(index, output),
             Err(e) if self.tolerant && routing::is_item_failure(&e) => {
                 self.metrics.failure(self.plugin, &e);
-                sink.failure(item, &e);
+                sink.failure(index, &e);
             }
             Err(e) => return Err(e),
         }
@@ -286,12 +306,12 @@ impl Sink for Aggregate {
         self.failures = Failures::default();
     }
 
-    fn output(&mut self, _item: &Item, output: Output) {
+    fn output(&mut self, _index: u64, output: Output) {
         self.outputs.add(&output);
     }
 
-    fn failure(&mut self, item: &Item, e: &PluginError) {
-        Self::fail(&mut self.failures, item.index, e);
+    fn failure(&mut self, index: u64, e: &PluginError) {
+        Self::fail(&mut self.failures, index, e);
     }
 
     fn run_range(

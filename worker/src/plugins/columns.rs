@@ -7,7 +7,7 @@ use batch_core::Output;
 use wasmtime::Store;
 
 use super::error::{ItemSpan, PluginError};
-use super::interface::{Columns, Item, Ranges, RecordBlock, RecordColumns, Records};
+use super::interface::{Columns, Ranges, RecordBlock, RecordColumns, Records};
 use super::module::LoadedPlugin;
 use super::sandbox::StoreState;
 
@@ -148,39 +148,6 @@ fn expand(
             _ => Err(errors.next().unwrap_or_default()),
         })
         .collect()
-}
-
-/// Whether every item of `items` is a record (has data) and their bytes can be addressed by
-/// 32-bit ends: what `records.process-records` takes.
-pub(super) fn is_record_block(items: &[Item]) -> bool {
-    let mut bytes = 0usize;
-    items.iter().all(|item| {
-        bytes += item.data.as_ref().map_or(0, Vec::len);
-        item.data.is_some() && bytes <= u32::MAX as usize
-    })
-}
-
-/// A block of records ([`is_record_block`]) as `records.process-records` takes it: their
-/// bytes in one buffer, and where each ends.
-pub(super) fn record_block(items: &[Item]) -> RecordBlock {
-    let bytes = items
-        .iter()
-        .map(|i| i.data.as_ref().map_or(0, Vec::len))
-        .sum();
-    let mut block = RecordBlock {
-        indexes: Vec::with_capacity(items.len()),
-        data: Vec::with_capacity(bytes),
-        ends: Vec::with_capacity(items.len()),
-    };
-    for item in items {
-        block.indexes.push(item.index);
-        block
-            .data
-            .extend_from_slice(item.data.as_deref().unwrap_or_default());
-        // Within 4 GiB: checked by `is_record_block`.
-        block.ends.push(block.data.len() as u32);
-    }
-    block
 }
 
 /// One `records.process-records` call on `block` (the items of `span`): the deadline armed,

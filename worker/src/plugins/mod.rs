@@ -11,7 +11,8 @@
 //! - [`link`]: the import policy and the linker; which interface a plugin implements.
 //! - [`module`]: a compiled, validated, ready-to-instantiate plugin version.
 //! - [`session`]: a configured instance running blocks of items, v1 and v2 alike.
-//! - [`columns`]: the `ranges` export's outputs in columns, checked.
+//! - [`record_buffer`]: records in one buffer, as a data split reads them and `records` takes them.
+//! - [`columns`]: the `ranges` and `records` exports' outputs in columns, checked.
 //! - [`registry`]: name -> digest -> compiled plugin, re-checked on every lookup.
 //! - [`cache`]: every version's bytes and machine code on disk, by digest.
 //! - [`error`]: what can go wrong, and whether Temporal should retry it.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod interface;
 pub mod link;
 pub mod module;
+pub mod record_buffer;
 pub mod registry;
 pub mod sandbox;
 pub mod session;
@@ -34,6 +36,7 @@ pub use digest::PluginBytes;
 pub use error::{ItemSpan, PluginError};
 pub use interface::{Interface, Item};
 pub use module::LoadedPlugin;
+pub use record_buffer::RecordBuffer;
 pub use registry::PluginRegistry;
 pub use sandbox::{SandboxLimits, SandboxedEngine};
 pub use session::PluginSession;

@@ -1,6 +1,7 @@
 //! A configured instance of a plugin, v1 or v2 alike: callers run blocks of items through one
 //! type, whichever interface the plugin implements.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use batch_core::text::shown_message;
@@ -8,13 +9,14 @@ use batch_core::{Output, Outputs, PluginConfig};
 use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use super::columns::{
-    check_columns, check_record_columns, expand_columns, expand_record_columns, is_record_block,
-    process_ranges, process_records, record_block,
+    check_columns, check_record_columns, expand_columns, expand_record_columns, process_ranges,
+    process_records,
 };
 use super::error::{ItemSpan, PluginError};
 use super::interface::{self, Interface, Item, Ranges, Records, v1, v2};
 use super::link::Pre;
 use super::module::{LoadedPlugin, is_deadline};
+use super::record_buffer::RecordBuffer;
 use super::sandbox::{CallSlot, StoreState};
 use v2::exports::batch::plugin::compute::Output as WitOutput;
 
@@ -326,6 +328,55 @@ impl PluginSession<'_> {
         &mut self,
         items: &[Item],
     ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
+        let records = match &self.instance {
+            Instance::V2 {
+                records: Some(_), ..
+            } => RecordBuffer::of_items(items),
+            _ => None,
+        };
+        match records {
+            Some(records) => self.process_records(&records, 0..records.len()),
+            None => self.process_items(items),
+        }
+    }
+
+    /// Each output or refusal of the records `range` of `records`, in order, as
+    /// [`Self::process_each`] gives them: in one buffer through the plugin's `records` export
+    /// when it has one, as items otherwise.
+    pub fn process_records(
+        &mut self,
+        records: &RecordBuffer,
+        range: Range<usize>,
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
+        let block = match &self.instance {
+            Instance::V2 {
+                records: Some(export),
+                ..
+            } => records.block(range.clone()).map(|block| (export, block)),
+            _ => None,
+        };
+        let Some((export, block)) = block else {
+            return self.process_items(&records.items(range));
+        };
+        let (Some(&first), Some(&last)) = (block.indexes.first(), block.indexes.last()) else {
+            return Ok(Vec::new());
+        };
+        let span = ItemSpan { first, last };
+        let plugin = &self.plugin;
+        let columns = process_records(plugin, &mut self.store, export, &block, span)?;
+        check_record_columns(plugin, &columns, span, range.len())?;
+        Ok(expand_record_columns(columns)
+            .into_iter()
+            .zip(&block.indexes)
+            .map(|(result, &index)| result.map_err(|message| plugin.refused(index, &message)))
+            .collect())
+    }
+
+    /// [`Self::process_each`] without the `records` export.
+    fn process_items(
+        &mut self,
+        items: &[Item],
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
         let (Some(head), Some(tail)) = (items.first(), items.last()) else {
             return Ok(Vec::new());
         };
@@ -370,15 +421,6 @@ impl PluginSession<'_> {
                 let columns = process_ranges(plugin, &mut self.store, ranges, span, items.len())?;
                 check_columns(plugin, &columns, span, items.len())?;
                 expand_columns(columns)
-            }
-            Instance::V2 {
-                records: Some(records),
-                ..
-            } if is_record_block(items) => {
-                let block = record_block(items);
-                let columns = process_records(plugin, &mut self.store, records, &block, span)?;
-                check_record_columns(plugin, &columns, span, items.len())?;
-                expand_record_columns(columns)
             }
             Instance::V2 {
                 compute: instance, ..

@@ -2,6 +2,8 @@
 //! line per output, in source order; skips write nothing) and, from its first failed item on
 //! when the batch has an output, its `failed/` part.
 
+use std::io::Write as _;
+
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::{FailedItem, FailureKind, Failures, Output, Outputs};
 use bytes::Bytes;
@@ -9,7 +11,9 @@ use data_io::write::PartWriter;
 use data_io::{DataError, Location};
 
 use super::pending::BadRecord;
-use crate::plugins::Item;
+use std::ops::Range;
+
+use crate::plugins::RecordBuffer;
 
 /// What became of one record run by the plugin.
 pub(super) enum RecordResult {
@@ -48,19 +52,21 @@ impl SplitOutput {
         })
     }
 
-    /// Adds the `results` of `items` (in order) and the `bad` records among them, in source
-    /// order, and writes their lines.
+    /// Adds the `results` of the records `range` of `records` (in order) and the `bad` records
+    /// among them, in source order, and writes their lines.
     pub(super) async fn write(
         &mut self,
-        items: &[Item],
+        records: &RecordBuffer,
+        range: Range<usize>,
         results: Vec<RecordResult>,
         bad: Vec<BadRecord>,
     ) -> Result<(), DataError> {
         let mut lines = Vec::new();
         let mut failed_lines = Vec::new();
         let mut bad = bad.into_iter().peekable();
-        for (item, result) in items.iter().zip(results) {
-            while let Some(record) = bad.next_if(|b| b.index < item.index) {
+        for (n, result) in range.zip(results) {
+            let index = records.index(n);
+            while let Some(record) = bad.next_if(|b| b.index < index) {
                 self.fail(&mut failed_lines, &record);
             }
             match result {
@@ -72,15 +78,14 @@ impl SplitOutput {
                             lines.push(b'\n');
                         }
                         Output::Number(n) => {
-                            lines.extend_from_slice(n.to_string().as_bytes());
-                            lines.push(b'\n');
+                            // Into the lines as they are, without a string per number.
+                            let _ = writeln!(lines, "{n}");
                         }
                         Output::Skip => {}
                     }
                 }
                 RecordResult::Failed(kind, reason) => {
-                    let input = item.data.as_deref().unwrap_or_default();
-                    self.failed(&mut failed_lines, item.index, kind, &reason, input);
+                    self.failed(&mut failed_lines, index, kind, &reason, records.data(n));
                 }
             }
         }

@@ -6,7 +6,7 @@ use batch_core::failures::EXCERPT_BYTES;
 use batch_core::record_items::{RecordItem, RecordItems};
 
 use super::SplitError;
-use crate::plugins::Item;
+use crate::plugins::RecordBuffer;
 
 /// A record that cannot become an item, with the start of its bytes.
 pub(super) struct BadRecord {
@@ -18,9 +18,8 @@ pub(super) struct BadRecord {
 /// The records read so far and not yet given to the plugin.
 #[derive(Default)]
 pub(super) struct Pending {
-    pub(super) items: Vec<Item>,
-    /// Bytes of the items' data.
-    pub(super) bytes: usize,
+    /// The items, in one buffer.
+    pub(super) records: RecordBuffer,
     pub(super) bad: Vec<BadRecord>,
     /// A record that fails the batch whatever its tolerance.
     fatal: Option<(u64, String)>,
@@ -31,13 +30,7 @@ impl Pending {
     /// line of JSON Lines, a CSV header), or a bad record.
     pub(super) fn add(&mut self, items: &RecordItems, index: u64, record: &[u8]) -> bool {
         match items.item(index, record) {
-            RecordItem::Item(bytes) => {
-                self.bytes += bytes.len();
-                self.items.push(Item {
-                    index,
-                    data: Some(bytes.into_owned()),
-                });
-            }
+            RecordItem::Item(bytes) => self.records.push(index, &bytes),
             RecordItem::NotAnItem => return false,
             RecordItem::Bad(reason) => self.bad.push(BadRecord {
                 index,
@@ -68,11 +61,15 @@ impl Pending {
     }
 
     /// Takes what was read, leaving nothing pending.
-    pub(super) fn take(&mut self) -> (Vec<Item>, Vec<BadRecord>) {
-        self.bytes = 0;
+    pub(super) fn take(&mut self) -> (RecordBuffer, Vec<BadRecord>) {
         (
-            std::mem::take(&mut self.items),
+            std::mem::take(&mut self.records),
             std::mem::take(&mut self.bad),
         )
+    }
+
+    /// Bytes of the items' data.
+    pub(super) fn bytes(&self) -> usize {
+        self.records.bytes()
     }
 }

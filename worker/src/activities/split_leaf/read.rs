@@ -48,7 +48,7 @@ impl SplitRun<'_> {
                 &next,
                 data_io::read::read_range(&self.source, version, next, last),
             );
-            let bytes = if pending.bytes >= PENDING_BYTES {
+            let bytes = if pending.bytes() >= PENDING_BYTES {
                 // The next read while the plugin runs over what was read so far.
                 let (flushed, bytes) = tokio::join!(self.flush(&mut pending, out), read);
                 flushed?;
@@ -93,7 +93,7 @@ impl SplitRun<'_> {
                 return Err(e);
             }
             let last = n + 1 == list.len();
-            if last || pending.bytes >= PENDING_BYTES {
+            if last || pending.bytes() >= PENDING_BYTES {
                 self.flush(&mut pending, out).await?;
                 if self.ctx.is_cancelled() {
                     return Err(SplitError::Activity(ActivityError::cancelled()));

@@ -16,7 +16,7 @@ use super::{SplitError, SplitRun};
 use crate::activities::checkpoint::heartbeating_watch;
 use crate::activities::engine::{Engine, Sink, SpanEnd, SpanItems};
 use crate::activities::{on_blocking_pool, within_tolerance};
-use crate::plugins::{Item, PluginError};
+use crate::plugins::{PluginError, RecordBuffer};
 use crate::routing;
 
 /// Most records of one span, whatever their size: short records are bounded too, for plugins
@@ -36,7 +36,7 @@ impl Sink for Kept {
         *self = Self::default();
     }
 
-    fn output(&mut self, _item: &Item, output: Output) {
+    fn output(&mut self, _index: u64, output: Output) {
         let bytes = match &output {
             Output::Record(bytes) => bytes.len(),
             Output::Number(_) | Output::Skip => 0,
@@ -45,7 +45,7 @@ impl Sink for Kept {
         self.results.push(RecordResult::Output(output));
     }
 
-    fn failure(&mut self, _item: &Item, e: &PluginError) {
+    fn failure(&mut self, _index: u64, e: &PluginError) {
         let message = e.message();
         self.held += std::mem::size_of::<RecordResult>() + message.len();
         self.results
@@ -65,20 +65,24 @@ impl SplitRun<'_> {
         pending: &mut Pending,
         out: &mut SplitOutput,
     ) -> Result<(), SplitError> {
-        let (items, mut bad) = pending.take();
+        let (records, mut bad) = pending.take();
         // Shared with the blocking pool's runs, not copied for each span.
-        let items: Arc<[Item]> = items.into();
+        let records = Arc::new(records);
         let mut at = 0;
         loop {
-            let done = self.run_span(&items, at).await?;
+            let done = self.run_span(&records, at).await?;
             // The bad records before the next span's first record are this span's.
             let end = at + done.len();
-            let cut = items.get(end).map_or(u64::MAX, |item| item.index);
+            let cut = if end < records.len() {
+                records.index(end)
+            } else {
+                u64::MAX
+            };
             let later = bad.split_off(bad.partition_point(|b| b.index < cut));
-            out.write(&items[at..end], done, bad).await?;
+            out.write(&records, at..end, done, bad).await?;
             bad = later;
             at = end;
-            if at == items.len() {
+            if at == records.len() {
                 break;
             }
         }
@@ -87,16 +91,16 @@ impl SplitRun<'_> {
             .map_err(SplitError::Activity)
     }
 
-    /// One span: the records of `items` from the `at`-th on, at most [`SPAN_RECORDS`] of
+    /// One span: the records from the `at`-th on, at most [`SPAN_RECORDS`] of
     /// them, in a fresh instance, until they end or the results held reach half the memory
     /// cap. Returns the results of the records it ran (at least one, unless there is none to
     /// run).
     async fn run_span(
         &self,
-        items: &Arc<[Item]>,
+        records: &Arc<RecordBuffer>,
         at: usize,
     ) -> Result<Vec<RecordResult>, SplitError> {
-        if at == items.len() {
+        if at == records.len() {
             return Ok(Vec::new());
         }
         let slot = self
@@ -108,8 +112,8 @@ impl SplitRun<'_> {
         let config: Option<PluginConfig> = self.task.config.clone();
         let tolerant = !self.task.tolerance.is_none();
         let metrics = self.activities.metrics.clone();
-        let span = items.clone();
-        let progress = items[at].index;
+        let span = records.clone();
+        let progress = records.index(at);
         let cancelled = Arc::new(AtomicBool::new(false));
         let stop = cancelled.clone();
         let run = on_blocking_pool(move || {
@@ -129,7 +133,7 @@ impl SplitRun<'_> {
             let mut kept = Kept::default();
             let mut sizer = BlockSizer::for_deadline(plugin.cpu_deadline());
             let end = (at + SPAN_RECORDS).min(span.len());
-            let records = SpanItems::Records(&span[at..end]);
+            let records = SpanItems::Records(&span, at..end);
             let (end, _session) = engine.run_span(session, &records, &mut kept, &mut sizer)?;
             let done = match end {
                 SpanEnd::Done(n) => n,

@@ -33,9 +33,10 @@ def square_record(data, offset):
         record = json.loads(data)
         n = record["n"]
         record["square"] = (n + offset) ** 2
+        # Inside: a square of over 4,300 digits cannot be written (CPython's limit).
+        return _encode(record).encode()
     except (ValueError, KeyError, TypeError) as e:
         raise Refused(f"not a JSON object with a field n: {e!r}")
-    return _encode(record).encode()
 
 
 class Compute(exports.Compute):

@@ -2,7 +2,8 @@
 //!
 //! [`fields_of`] parses the values of the named fields and checks and skips every other one, so
 //! a plugin that needs two fields of a wide record pays for two values, not for the record.
-//! Keys are compared where they lie in the text: no key is copied unless it is named.
+//! Keys are compared where they lie in the text: no key is copied (serde_json copies only a key
+//! with escapes, to unescape it).
 
 use std::fmt;
 

@@ -103,29 +103,26 @@ impl SpanItems<'_> {
         }
     }
 
-    /// Each output or refusal of the items from the `at`-th on, `len` of them, in one call
-    /// ([`PluginSession::process_each`]): records in their buffer, range items made.
+    /// Each output or refusal of the items from the `at`-th on, `len` of them, in one call:
+    /// records from their buffer ([`PluginSession::process_records`]), range items made
+    /// ([`PluginSession::process_each`]).
     fn process(
         &self,
         session: &mut PluginSession<'static>,
         at: usize,
         len: usize,
     ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
-        let range = |index| Item { index, data: None };
-        match self {
-            SpanItems::Range { first, .. } => {
-                let items: Vec<Item> = (first + at as u64..).take(len).map(range).collect();
-                session.process_each(&items)
-            }
-            SpanItems::Listed(items) => {
-                let items: Vec<Item> = items[at..at + len].iter().map(|&i| range(i)).collect();
-                session.process_each(&items)
-            }
-            SpanItems::Records(records, span) => {
-                let first = span.start + at;
-                session.process_records(records, first..first + len)
-            }
+        if let SpanItems::Records(records, span) = self {
+            let first = span.start + at;
+            return session.process_records(records, first..first + len);
         }
+        let items: Vec<Item> = (at..at + len)
+            .map(|n| Item {
+                index: self.index(n),
+                data: None,
+            })
+            .collect();
+        session.process_each(&items)
     }
 }
 

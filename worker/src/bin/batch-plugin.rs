@@ -20,7 +20,9 @@ use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
 use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::registry::read_plugin_file;
-use batch_worker::plugins::{Item, LoadedPlugin, PluginBytes, SandboxLimits, SandboxedEngine};
+use batch_worker::plugins::{
+    Item, LoadedPlugin, PluginBytes, RecordBuffer, SandboxLimits, SandboxedEngine,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -243,8 +245,13 @@ fn run_items(
         if block.is_empty() {
             break;
         }
+        // Records go through the worker's own path: one buffer, `records` when exported.
+        let records = RecordBuffer::of_items(&block);
         let started = Instant::now();
-        let results = session.process_each(&block);
+        let results = match &records {
+            Some(records) => session.process_records(records, 0..records.len()),
+            None => session.process_each(&block),
+        };
         let took = started.elapsed();
         sizer.record(block.len(), took);
         let span = format!("{}..={}", block[0].index, block[block.len() - 1].index);

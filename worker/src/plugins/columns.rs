@@ -52,6 +52,7 @@ pub(super) fn check_columns(
         plugin,
         span,
         &columns.kinds,
+        |n| span.first + n as u64,
         [columns.numbers.len(), records, columns.errors.len()],
     )
 }
@@ -74,12 +75,14 @@ fn check_count(
     })
 }
 
-/// Checks that `kinds` (one per item of `span`) are known kinds, as many of each as the columns
-/// of numbers, records and errors hold (`lens`, in that order); returns how many are numbers.
+/// Checks that `kinds` (one per item of `span`, the `n`-th being item `index_of(n)`) are known
+/// kinds, as many of each as the columns of numbers, records and errors hold (`lens`, in that
+/// order); returns how many are numbers.
 fn check_kinds(
     plugin: &LoadedPlugin,
     span: ItemSpan,
     kinds: &[u8],
+    index_of: impl Fn(usize) -> u64,
     lens: [usize; 3],
 ) -> Result<usize, PluginError> {
     let inconsistent = |problem: String| PluginError::Columns {
@@ -88,12 +91,13 @@ fn check_kinds(
         problem,
     };
     let mut of_kind = [0usize; 4];
-    for (&kind, index) in kinds.iter().zip(span.first..) {
+    for (n, &kind) in kinds.iter().enumerate() {
         match of_kind.get_mut(usize::from(kind)) {
             Some(count) => *count += 1,
             None => {
                 return Err(inconsistent(format!(
-                    "item {index} is of unknown kind {kind}"
+                    "item {} is of unknown kind {kind}",
+                    index_of(n)
                 )));
             }
         }
@@ -165,21 +169,21 @@ pub(super) fn process_records(
 }
 
 /// Checks that a plugin's record columns (untrusted) agree with each other and with the block
-/// of `len` records: the kinds as [`check_columns`] does, and the output records' ends in
-/// order within their data.
+/// of the records `indexes`: the kinds as [`check_columns`] does, and the output records' ends
+/// in order within their data.
 pub(super) fn check_record_columns(
     plugin: &LoadedPlugin,
     columns: &RecordColumns,
     span: ItemSpan,
-    len: usize,
+    indexes: &[u64],
 ) -> Result<(), PluginError> {
-    check_count(plugin, span, columns.kinds.len(), len)?;
+    check_count(plugin, span, columns.kinds.len(), indexes.len())?;
     let lens = [
         columns.numbers.len(),
         columns.ends.len(),
         columns.errors.len(),
     ];
-    check_kinds(plugin, span, &columns.kinds, lens)?;
+    check_kinds(plugin, span, &columns.kinds, |n| indexes[n], lens)?;
     let mut start = 0;
     for &end in &columns.ends {
         if end < start || end as usize > columns.data.len() {

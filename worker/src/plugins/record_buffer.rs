@@ -1,6 +1,7 @@
 //! Records in one buffer, as a data split reads them: each record's index and where its bytes
-//! end, with no allocation per record. A block of them crosses into a plugin's `records`
-//! export as one buffer ([`RecordBuffer::block`]); a plugin without it gets them as items.
+//! end, with no allocation per record. A block of them is copied out as one buffer for a
+//! plugin's `records` export ([`RecordBuffer::block`], which wasmtime then copies into the
+//! instance); a plugin without it gets them as items.
 
 use std::ops::Range;
 

@@ -364,12 +364,13 @@ impl PluginSession<'_> {
         let span = ItemSpan { first, last };
         let plugin = &self.plugin;
         let columns = process_records(plugin, &mut self.store, export, &block, span)?;
-        check_record_columns(plugin, &columns, span, range.len())?;
-        Ok(expand_record_columns(columns)
-            .into_iter()
-            .zip(&block.indexes)
-            .map(|(result, &index)| result.map_err(|message| plugin.refused(index, &message)))
-            .collect())
+        check_record_columns(plugin, &columns, span, &block.indexes)?;
+        let results = expand_record_columns(columns);
+        Ok(refusals_named(
+            plugin,
+            results,
+            block.indexes.iter().copied(),
+        ))
     }
 
     /// [`Self::process_each`] without the `records` export.
@@ -429,11 +430,11 @@ impl PluginSession<'_> {
                 .map(|result| result.map(Output::from))
                 .collect(),
         };
-        Ok(results
-            .into_iter()
-            .zip(items)
-            .map(|(result, item)| result.map_err(|message| plugin.refused(item.index, &message)))
-            .collect())
+        Ok(refusals_named(
+            plugin,
+            results,
+            items.iter().map(|item| item.index),
+        ))
     }
 
     /// Bytes of linear memory the instance holds now.
@@ -476,6 +477,20 @@ impl From<WitOutput> for Output {
             WitOutput::Skip => Output::Skip,
         }
     }
+}
+
+/// Each result of a call, its refusal (a plugin's message) made the error that names its item
+/// (`indexes`, in the same order).
+fn refusals_named(
+    plugin: &LoadedPlugin,
+    results: Vec<Result<Output, String>>,
+    indexes: impl Iterator<Item = u64>,
+) -> Vec<Result<Output, PluginError>> {
+    results
+        .into_iter()
+        .zip(indexes)
+        .map(|(result, index)| result.map_err(|message| plugin.refused(index, &message)))
+        .collect()
 }
 
 /// The items `first..first + len` of a range, as one call's span.

@@ -3,6 +3,7 @@
 //! when the batch has an output, its `failed/` part.
 
 use std::io::Write as _;
+use std::ops::Range;
 
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::{FailedItem, FailureKind, Failures, Output, Outputs};
@@ -11,8 +12,6 @@ use data_io::write::PartWriter;
 use data_io::{DataError, Location};
 
 use super::pending::BadRecord;
-use std::ops::Range;
-
 use crate::plugins::RecordBuffer;
 
 /// What became of one record run by the plugin.

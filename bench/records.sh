@@ -8,8 +8,9 @@
 #           (this project: json_field; jq -c .amount; DuckDB: SELECT amount ... TO csv);
 #   filter: the click events, two fields selected
 #           (this project: json_filter; jq select(...) | {amount, id}; DuckDB: WHERE kind = ...).
-# Prints per run: wall seconds, MB/s of the source, the worker's and the server's CPU seconds,
-# and each job's median ratios (this project against jq and against DuckDB). Every output of
+# Prints per run: wall seconds, MB/s of the source, CPU seconds (this project's worker, Temporal
+# server and starter; jq's and DuckDB's own), and each job's median ratios (this project against
+# jq and against DuckDB) and median CPU (this project's three processes against DuckDB's). Every output of
 # this project, its parts concatenated, must equal jq's byte for byte, and DuckDB's row count
 # must equal jq's line count; otherwise the script fails.
 set -euo pipefail
@@ -49,48 +50,55 @@ field_sql="SELECT amount FROM read_json('$source_file', format = 'newline_delimi
 filter_sql="SELECT amount, id FROM read_json('$source_file', format = 'newline_delimited') WHERE kind = 'click'"
 results="$run_dir/results.tsv"
 
-now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 cpu_since() { python3 -c "print(f'{$(cpu_seconds "$1") - $2:.2f}')"; }
-report() { # JOB TOOL SECONDS WORKER_CPU SERVER_CPU
-  printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"
+report() { # JOB TOOL SECONDS CPU [SERVER_CPU STARTER_CPU]: this project's CPU is its worker's
   python3 -c 'import sys
-job, tool, wall, w, s, bytes_ = sys.argv[1:]
+job, tool, wall, cpu, server, starter, bytes_, results = sys.argv[1:]
 wall = float(wall)
-print(f"{job:<7} {tool:<8} {wall:7.2f} s {int(bytes_) / wall / 1e6:7.1f} MB/s"
-      f"   worker CPU {w:>6} s   server CPU {s:>6} s")' "$@" "$bytes"
+total = float(cpu) + (float(server) + float(starter) if server != "-" else 0)
+with open(results, "a") as f:
+    f.write(f"{job}\t{tool}\t{wall}\t{total}\n")
+line = f"{job:<7} {tool:<8} {wall:7.2f} s {int(bytes_) / wall / 1e6:7.1f} MB/s   CPU {cpu:>5} s"
+if server != "-":
+    line += f" worker, {server:>5} s server, {starter:>5} s starter"
+print(line)' "$1" "$2" "$3" "$4" "${5:--}" "${6:--}" "$bytes" "$results"
+}
+# timed COMMAND...: runs it; prints its wall seconds and the user + system CPU seconds of it and
+# its children (for jq and DuckDB, whose CPU is theirs alone). Bash's own `time`: a Python
+# wrapper's getrusage counts ~0.05 s of its fork in the child's CPU.
+timed() {
+  local TIMEFORMAT='%R %U %S'
+  { time "$@"; } 2>"$run_dir/time.txt" || { cat "$run_dir/time.txt" >&2; return 1; }
+  tail -1 "$run_dir/time.txt" | awk '{ printf "%s %.2f\n", $1, $2 + $3 }'
 }
 
 run_project() { # JOB PLUGIN CONFIG ROUND
-  local out="$run_dir/out-$1-$4" w0 s0 t0 t1
-  w0=$(cpu_seconds "$worker_pid") s0=$(cpu_seconds "$server_pid") t0=$(now)
-  ./target/release/starter --address "$address" --source "$source_file" --plugin "$2" \
-    --plugin-config "$3" --output "$out" >"$run_dir/summary.txt" 2>"$run_dir/starter.err" ||
-    { cat "$run_dir/starter.err" >&2; exit 1; }
-  t1=$(now)
-  report "$1" project "$(elapsed "$t0" "$t1")" "$(cpu_since "$worker_pid" "$w0")" \
-    "$(cpu_since "$server_pid" "$s0")"
+  local out="$run_dir/out-$1-$4" w0 s0 wall starter
+  w0=$(cpu_seconds "$worker_pid") s0=$(cpu_seconds "$server_pid")
+  read -r wall starter < <(timed sh -c '"$@" >"$0" 2>"$0.err"' "$run_dir/summary.txt" \
+    ./target/release/starter --address "$address" --source "$source_file" --plugin "$2" \
+    --plugin-config "$3" --output "$out") ||
+    { cat "$run_dir/summary.txt.err" >&2; exit 1; }
+  report "$1" project "$wall" "$(cpu_since "$worker_pid" "$w0")" \
+    "$(cpu_since "$server_pid" "$s0")" "$starter"
   cat "$out"/part-* | cmp -s - "$run_dir/jq-$1.out" ||
     { echo "bench/records.sh: the $1 job's output differs from jq's" >&2; exit 1; }
   rm -rf "$out"
 }
 
 run_jq() { # JOB FILTER
-  local t0 t1
-  t0=$(now)
-  jq -c "$2" "$source_file" >"$run_dir/jq-$1.out"
-  t1=$(now)
-  report "$1" jq "$(elapsed "$t0" "$t1")" - -
+  local wall cpu
+  read -r wall cpu < <(timed sh -c 'jq -c "$1" "$2" >"$3"' jq "$2" "$source_file" "$run_dir/jq-$1.out")
+  report "$1" jq "$wall" "$cpu"
 }
 
 run_duckdb() { # JOB SQL
-  local t0 t1 rows lines
+  local rows lines
   rm -f "$run_dir/duckdb-$1.csv"
-  t0=$(now)
-  "$venv/bin/python" -c 'import sys, duckdb
-duckdb.sql(f"COPY ({sys.argv[1]}) TO {sys.argv[2]!r} (HEADER false)")' "$2" "$run_dir/duckdb-$1.csv"
-  t1=$(now)
-  report "$1" duckdb "$(elapsed "$t0" "$t1")" - -
+  local wall cpu
+  read -r wall cpu < <(timed "$venv/bin/python" -c 'import sys, duckdb
+duckdb.sql(f"COPY ({sys.argv[1]}) TO {sys.argv[2]!r} (HEADER false)")' "$2" "$run_dir/duckdb-$1.csv")
+  report "$1" duckdb "$wall" "$cpu"
   rows=$(wc -l <"$run_dir/duckdb-$1.csv") lines=$(wc -l <"$run_dir/jq-$1.out")
   [ "$rows" -eq "$lines" ] ||
     { echo "bench/records.sh: DuckDB gave $rows rows for the $1 job, jq $lines lines" >&2; exit 1; }
@@ -108,13 +116,16 @@ done
 python3 - "$results" <<'EOF'
 import statistics, sys
 from collections import defaultdict
-walls = defaultdict(list)
+walls, cpus = defaultdict(list), defaultdict(list)
 for line in open(sys.argv[1]):
-    job, tool, wall = line.split("\t")
+    job, tool, wall, cpu = line.split("\t")
     walls[job, tool].append(float(wall))
+    cpus[job, tool].append(float(cpu))
 for job in ("field", "filter"):
     med = {tool: statistics.median(walls[job, tool]) for tool in ("project", "jq", "duckdb")}
+    cpu = {tool: statistics.median(cpus[job, tool]) for tool in ("project", "duckdb")}
     print(f"{job}: median wall s: project {med['project']:.2f}, jq {med['jq']:.2f}, "
           f"duckdb {med['duckdb']:.2f}; project/jq {med['project'] / med['jq']:.2f}, "
-          f"project/duckdb {med['project'] / med['duckdb']:.2f}")
+          f"project/duckdb {med['project'] / med['duckdb']:.2f}; median CPU s (worker + "
+          f"server + starter against DuckDB's own): {cpu['project']:.2f} / {cpu['duckdb']:.2f}")
 EOF

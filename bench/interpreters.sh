@@ -4,7 +4,7 @@
 # The per-record cost of the Python plugin (py_square: a JSON record in, the record with a
 # field added out) and of the JavaScript one (js_fizzbuzz: a line in, the line in upper case
 # out) in the sandbox, against the same code run by CPython and Node outside it
-# (bench/native/; for Python the plugin's own app.py), on the same JSON Lines, alternating. In
+# (bench/native/: the plugins' own app.py and plugin.js), on the same JSON Lines, alternating. In
 # the sandbox: the median of `batch-plugin run`'s per-block figures once blocks are full;
 # outside: the loop's own time.
 # Prints each round's figures and the median ratios. (30,000 records: a JavaScript instance's

@@ -205,9 +205,11 @@ fn python_and_javascript_plugins_run_batches() {
 /// 100,000 short lines, which would take one instance past the memory cap, runs whole.
 #[test]
 fn a_javascript_plugin_runs_a_file_of_many_short_records() {
+    // Through js_fizzbuzz's `records` export: upper case grows "ß" into "SS".
     let scratch = support::data_dir();
     let path = scratch.path().join("short.txt");
-    std::fs::write(&path, "ab\n".repeat(100_000)).expect("write");
+    let out = scratch.path().join("out");
+    std::fs::write(&path, "ab\n".repeat(99_999) + "straße\n").expect("write");
     let run = node().report(&[
         "--source",
         path.to_str().expect("utf-8"),
@@ -215,12 +217,23 @@ fn a_javascript_plugin_runs_a_file_of_many_short_records() {
         "lines",
         "--plugin",
         "js_fizzbuzz",
+        "--output",
+        out.to_str().expect("utf-8"),
     ]);
     assert_eq!(run.outputs().count, 100_000);
     assert_eq!(
         (run.outputs().records, run.outputs().record_bytes),
-        (100_000, 200_000),
+        (100_000, 199_998 + 7),
         "every line, in upper case"
+    );
+    let parts: Vec<u8> = support::data::names_in(&out)
+        .iter()
+        .filter(|name| name.starts_with("part-"))
+        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
+        .collect();
+    assert!(
+        parts == ("AB\n".repeat(99_999) + "STRASSE\n").as_bytes(),
+        "the parts hold every line in upper case, in order"
     );
 }
 

@@ -2,6 +2,8 @@
 // `jco componentize`; called through its API because the jco 1.35 CLI cannot read WIT paths
 // here: "failed to get path metadata").
 //   node plugins/js/build.mjs <plugin.js> <wit dir> <out.wasm>
+// World `plugin` (`compute`), or `plugin-with-record-blocks` when the plugin also exports
+// `records`.
 import { readFile, writeFile, rename } from "node:fs/promises";
 import { resolve } from "node:path";
 import { componentize } from "@bytecodealliance/componentize-js";
@@ -11,10 +13,12 @@ if (!out) {
   console.error("usage: node build.mjs <plugin.js> <wit dir> <out.wasm>");
   process.exit(2);
 }
+// A plugin that exports `records` too is built with it.
+const exportsRecords = /^export const records\b/m.test(await readFile(source, "utf8"));
 const { component } = await componentize({
   sourcePath: resolve(source),
   witPath: resolve(wit),
-  worldName: "plugin",
+  worldName: exportsRecords ? "plugin-with-record-blocks" : "plugin",
   // No HTTP server or fetch handler: a plugin only exports `compute`.
   disableFeatures: ["http", "fetch-event"],
 });

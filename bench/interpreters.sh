@@ -6,7 +6,7 @@
 # out) in the sandbox, against the same code run by CPython and Node outside it
 # (bench/native/: the plugins' own app.py and plugin.js), on the same JSON Lines, alternating. In
 # the sandbox: the median of `batch-plugin run`'s per-block figures once blocks are full;
-# outside: the loop's own time.
+# outside: the plugin calls' own time, over blocks of 4,096.
 # Prints each round's figures and the median ratios. (30,000 records: a JavaScript instance's
 # memory grows with every record it sees, see docs/benchmarks.md.)
 set -euo pipefail

@@ -64,11 +64,12 @@ if server != "-":
 print(line)' "$1" "$2" "$3" "$4" "${5:--}" "${6:--}" "$bytes" "$results"
 }
 # timed COMMAND...: runs it; prints its wall seconds and the user + system CPU seconds of it and
-# its children (for jq and DuckDB, whose CPU is theirs alone). Bash's own `time`: a Python
-# wrapper's getrusage counts ~0.05 s of its fork in the child's CPU.
+# its children (jq with the shell around it; DuckDB with its Python, started and importing).
+# Bash's own `time`: a Python wrapper's getrusage counts ~0.05 s of its fork in the child's CPU.
 timed() {
   local TIMEFORMAT='%R %U %S'
-  { time "$@"; } 2>"$run_dir/time.txt" || { cat "$run_dir/time.txt" >&2; return 1; }
+  # The command's own output goes there too, before the times: the last line.
+  { time "$@" >&2; } 2>"$run_dir/time.txt" || { cat "$run_dir/time.txt" >&2; return 1; }
   tail -1 "$run_dir/time.txt" | awk '{ printf "%s %.2f\n", $1, $2 + $3 }'
 }
 
@@ -88,16 +89,17 @@ run_project() { # JOB PLUGIN CONFIG ROUND
 
 run_jq() { # JOB FILTER
   local wall cpu
-  read -r wall cpu < <(timed sh -c 'jq -c "$1" "$2" >"$3"' jq "$2" "$source_file" "$run_dir/jq-$1.out")
+  read -r wall cpu < <(timed sh -c 'jq -c "$1" "$2" >"$3"' jq "$2" "$source_file" "$run_dir/jq-$1.out") ||
+    { echo "bench/records.sh: jq failed on the $1 job" >&2; exit 1; }
   report "$1" jq "$wall" "$cpu"
 }
 
 run_duckdb() { # JOB SQL
-  local rows lines
+  local rows lines wall cpu
   rm -f "$run_dir/duckdb-$1.csv"
-  local wall cpu
   read -r wall cpu < <(timed "$venv/bin/python" -c 'import sys, duckdb
-duckdb.sql(f"COPY ({sys.argv[1]}) TO {sys.argv[2]!r} (HEADER false)")' "$2" "$run_dir/duckdb-$1.csv")
+duckdb.sql(f"COPY ({sys.argv[1]}) TO {sys.argv[2]!r} (HEADER false)")' "$2" "$run_dir/duckdb-$1.csv") ||
+    { echo "bench/records.sh: DuckDB failed on the $1 job" >&2; exit 1; }
   report "$1" duckdb "$wall" "$cpu"
   rows=$(wc -l <"$run_dir/duckdb-$1.csv") lines=$(wc -l <"$run_dir/jq-$1.out")
   [ "$rows" -eq "$lines" ] ||

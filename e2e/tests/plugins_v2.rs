@@ -201,15 +201,16 @@ fn python_and_javascript_plugins_run_batches() {
 }
 
 /// A JavaScript plugin's instance grows with every record it is given (the toolchain's
-/// bindings); a data split's spans are bounded by a count of records too, so a file of
-/// 100,000 short lines, which would take one instance past the memory cap, runs whole.
+/// bindings: ~0.75 KB a record through `process`, ~0.2 KB through `records`); a data split's
+/// spans are bounded by a count of records too, so a file of 400,000 short lines, which would
+/// take one instance past the memory cap either way, runs whole.
 #[test]
 fn a_javascript_plugin_runs_a_file_of_many_short_records() {
     // Through js_fizzbuzz's `records` export: upper case grows "ß" into "SS".
     let scratch = support::data_dir();
     let path = scratch.path().join("short.txt");
     let out = scratch.path().join("out");
-    std::fs::write(&path, "ab\n".repeat(99_999) + "straße\n").expect("write");
+    std::fs::write(&path, "ab\n".repeat(399_999) + "straße\n").expect("write");
     let run = node().report(&[
         "--source",
         path.to_str().expect("utf-8"),
@@ -220,19 +221,15 @@ fn a_javascript_plugin_runs_a_file_of_many_short_records() {
         "--output",
         out.to_str().expect("utf-8"),
     ]);
-    assert_eq!(run.outputs().count, 100_000);
+    assert_eq!(run.outputs().count, 400_000);
     assert_eq!(
         (run.outputs().records, run.outputs().record_bytes),
-        (100_000, 199_998 + 7),
+        (400_000, 799_998 + 7),
         "every line, in upper case"
     );
-    let parts: Vec<u8> = support::data::names_in(&out)
-        .iter()
-        .filter(|name| name.starts_with("part-"))
-        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
-        .collect();
+    let parts = parts_of(&out);
     assert!(
-        parts == ("AB\n".repeat(99_999) + "STRASSE\n").as_bytes(),
+        parts == ("AB\n".repeat(399_999) + "STRASSE\n").as_bytes(),
         "the parts hold every line in upper case, in order"
     );
 }
@@ -270,11 +267,7 @@ fn a_python_plugin_runs_json_records_in_blocks_and_refuses_bad_ones_where_they_a
     ]);
     assert_eq!(run.outputs().records, 19_998);
     assert_eq!(run.result.failures.count, 2);
-    let parts: Vec<u8> = support::data::names_in(&out)
-        .iter()
-        .filter(|name| name.starts_with("part-"))
-        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
-        .collect();
+    let parts = parts_of(&out);
     assert!(
         parts == expected.as_bytes(),
         "the parts hold every other record, squared, in source order"
@@ -291,4 +284,13 @@ fn a_python_plugin_runs_json_records_in_blocks_and_refuses_bad_ones_where_they_a
         failed.contains("not a JSON object with a field n: KeyError('n')"),
         "{failed}"
     );
+}
+
+/// The parts of the output directory `out`, concatenated in order.
+fn parts_of(out: &std::path::Path) -> Vec<u8> {
+    support::data::names_in(out)
+        .iter()
+        .filter(|name| name.starts_with("part-"))
+        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
+        .collect()
 }

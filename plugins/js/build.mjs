@@ -19,7 +19,7 @@ const { component } = await componentize({
   sourcePath: resolve(source),
   witPath: resolve(wit),
   worldName: exportsRecords ? "plugin-with-record-blocks" : "plugin",
-  // No HTTP server or fetch handler: a plugin only exports `compute`.
+  // No HTTP server or fetch handler: a plugin only exports `compute` (and `records`).
   disableFeatures: ["http", "fetch-event"],
 });
 await writeFile(`${out}.tmp`, component);

@@ -21,7 +21,7 @@ use crate::routing;
 
 /// Most records of one span, whatever their size: short records are bounded too, for plugins
 /// whose instance grows with every record it is given (the JavaScript toolchain's does, by
-/// ~0.7 KB a record through `process`, ~0.2 KB through `records`: 16,384 records stay far below
+/// ~0.75 KB a record through `process`, ~0.2 KB through `records`: 16,384 records stay far below
 /// the memory cap).
 const SPAN_RECORDS: usize = 16_384;
 

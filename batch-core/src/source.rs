@@ -101,11 +101,43 @@ pub struct DataSource {
     pub header: Option<String>,
 }
 
+/// Bytes of a source's start that [`compression_of`] looks at.
+pub const MAGIC_BYTES: u64 = 10;
+
+/// The compression a source's first bytes show (gzip, zstd, bzip2, xz, zip), by its magic
+/// number. A source is read as it is stored, so a compressed one would give its compressed
+/// bytes as records: such a batch is refused, not run on garbage. Each magic is one that text
+/// cannot start with (a byte that is not UTF-8, or bzip2's block signature after its "BZh").
+pub fn compression_of(first_bytes: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 4] = [
+        (b"\x1f\x8b\x08", "gzip"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"PK\x03\x04", "zip"),
+    ];
+    let bzip2 = first_bytes.len() >= 10
+        && first_bytes.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&first_bytes[3])
+        && first_bytes[4..10] == *b"\x31\x41\x59\x26\x53\x59";
+    if bzip2 {
+        return Some("bzip2");
+    }
+    MAGICS
+        .iter()
+        .find(|(magic, _)| first_bytes.starts_with(magic))
+        .map(|&(_, name)| name)
+}
+
 /// Why a data source or an output is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
     #[error("the source {location} is empty: it has no items")]
     Empty { location: String },
+    #[error("{}", compressed_reason(location, compression))]
+    Compressed {
+        location: String,
+        compression: &'static str,
+    },
     #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
     LocationTooLong(String),
     #[error("the location is empty: give a path or a URL")]
@@ -222,6 +254,14 @@ pub fn choose_split(size: u64, wanted: Option<u64>, max_children: u64) -> Result
     }
 }
 
+/// Why a compressed source is refused (the starter's and the leaf's words alike).
+pub fn compressed_reason(location: &str, compression: &str) -> String {
+    format!(
+        "the source {location} is {compression}-compressed: sources are read as they are \
+         stored, so its records would be compressed bytes; decompress it first"
+    )
+}
+
 /// The name of the part holding the outputs of the split of byte positions `first..=last`:
 /// zero-padded, so that names sort in source order as well as the manifest lists them.
 pub fn part_name(first: u64, last: u64) -> String {
@@ -231,6 +271,29 @@ pub fn part_name(first: u64, last: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_sources_are_known_by_their_magic_and_text_is_not() {
+        for (start, name) in [
+            (&b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"[..], "gzip"),
+            (b"\x28\xb5\x2f\xfd\x24\x00", "zstd"),
+            (b"\xfd7zXZ\x00\x00\x04", "xz"),
+            (b"PK\x03\x04\x14\x00", "zip"),
+            (b"BZh91AY&SY\x00", "bzip2"),
+        ] {
+            assert_eq!(compression_of(start), Some(name));
+        }
+        for text in [
+            &b"{\"id\":1}"[..],
+            b"BZh9 is a line",
+            b"PK and more",
+            b"id,name",
+            b"",
+            b"\x1f\x8b",
+        ] {
+            assert_eq!(compression_of(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn formats_follow_the_name_and_parse_by_name() {

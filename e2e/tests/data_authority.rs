@@ -603,3 +603,35 @@ fn a_local_source_rewritten_in_place_fails_its_batch() {
         attached.stderr
     );
 }
+
+#[test]
+fn a_compressed_source_is_refused_by_the_starter_and_by_the_leaf_that_reads_it() {
+    let node = granted();
+    let p = places();
+    let gz = p.path("in/events.jsonl.gz");
+    let mut bytes = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec();
+    bytes.extend_from_slice(b"compressed\nbytes\n".repeat(100).as_slice());
+    std::fs::write(&gz, &bytes).expect("write");
+    let run = node.run(&[
+        "--source",
+        &p.text("in/events.jsonl.gz"),
+        "--plugin",
+        "json_field",
+        "--plugin-config",
+        r#"{"field": "amount"}"#,
+    ]);
+    refused(
+        &run,
+        node,
+        "is gzip-compressed: sources are read as they are stored",
+    );
+    // Sent straight to the server, past the starter: the leaf refuses it where it reads.
+    let input = data_input(
+        &p.text("in/events.jsonl.gz"),
+        "lines",
+        bytes.len() as u64,
+        None,
+    );
+    let (ok, text) = forged("granted", "forged-compressed", &input);
+    assert!(!ok && text.contains("is gzip-compressed"), "{text}");
+}

@@ -25,6 +25,22 @@ pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
     })
 }
 
+/// The compression the object's first bytes show ([`batch_core::source::compression_of`]),
+/// of `size` bytes, read pinned to `version`: the one check of a source's start, for the
+/// starter and for every leaf alike.
+pub async fn compression(
+    source: &Location,
+    version: Option<&str>,
+    size: u64,
+) -> Result<Option<&'static str>, DataError> {
+    let end = size.min(batch_core::source::MAGIC_BYTES);
+    if end == 0 {
+        return Ok(None);
+    }
+    let first = read_range(source, version, 1, end).await?;
+    Ok(batch_core::source::compression_of(&first))
+}
+
 /// The first line of the object (a CSV header), without its line end; at most `max` bytes.
 pub async fn first_line(
     source: &Location,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::data::{
-    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, names_in,
+    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, parts_of,
 };
 use support::{DevServer, Node, Report, S3Server, Starter};
 
@@ -144,12 +144,7 @@ fn csv_rows_reach_json_plugins_as_objects_and_a_bad_row_is_named() {
     ]));
     assert_eq!(run.outputs().count, 3000);
     assert_eq!(run.outputs().skipped, 2250);
-    let mut parts: Vec<String> = names_in(&out);
-    parts.retain(|n| n.starts_with("part-"));
-    let concatenated: Vec<u8> = parts
-        .iter()
-        .flat_map(|n| std::fs::read(out.join(n)).expect("part"))
-        .collect();
+    let concatenated = parts_of(&out);
     assert_eq!(
         String::from_utf8_lossy(&concatenated),
         String::from_utf8_lossy(&expected)

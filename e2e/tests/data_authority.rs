@@ -605,7 +605,7 @@ fn a_local_source_rewritten_in_place_fails_its_batch() {
 }
 
 #[test]
-fn a_compressed_source_is_refused_by_the_starter_and_by_the_leaf_that_reads_it() {
+fn a_compressed_source_is_refused_by_the_starter_and_by_every_leaf() {
     let node = granted();
     let p = places();
     let gz = p.path("in/events.jsonl.gz");
@@ -625,13 +625,21 @@ fn a_compressed_source_is_refused_by_the_starter_and_by_the_leaf_that_reads_it()
         node,
         "is gzip-compressed: sources are read as they are stored",
     );
-    // Sent straight to the server, past the starter: the leaf refuses it where it reads.
-    let input = data_input(
+    // Sent straight to the server, past the starter: every leaf refuses it, a split's or a
+    // retry's list of records (which reads only where its records start, never byte 1).
+    let mut input = data_input(
         &p.text("in/events.jsonl.gz"),
         "lines",
         bytes.len() as u64,
         None,
     );
     let (ok, text) = forged("granted", "forged-compressed", &input);
+    assert!(!ok && text.contains("is gzip-compressed"), "{text}");
+    // A retry's node: positions 1..=2 of its list.
+    input["last"] = json!(2);
+    input["items"] = json!([11, 28]);
+    input["config"]["retry_of"] =
+        json!({"batch": "earlier", "plugin": {"name": "picky"}, "failed": 2});
+    let (ok, text) = forged("granted", "forged-compressed-list", &input);
     assert!(!ok && text.contains("is gzip-compressed"), "{text}");
 }

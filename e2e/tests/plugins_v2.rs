@@ -227,7 +227,7 @@ fn a_javascript_plugin_runs_a_file_of_many_short_records() {
         (400_000, 799_998 + 7),
         "every line, in upper case"
     );
-    let parts = parts_of(&out);
+    let parts = support::data::parts_of(&out);
     assert!(
         parts == ("AB\n".repeat(399_999) + "STRASSE\n").as_bytes(),
         "the parts hold every line in upper case, in order"
@@ -267,7 +267,7 @@ fn a_python_plugin_runs_json_records_in_blocks_and_refuses_bad_ones_where_they_a
     ]);
     assert_eq!(run.outputs().records, 19_998);
     assert_eq!(run.result.failures.count, 2);
-    let parts = parts_of(&out);
+    let parts = support::data::parts_of(&out);
     assert!(
         parts == expected.as_bytes(),
         "the parts hold every other record, squared, in source order"
@@ -284,13 +284,4 @@ fn a_python_plugin_runs_json_records_in_blocks_and_refuses_bad_ones_where_they_a
         failed.contains("not a JSON object with a field n: KeyError('n')"),
         "{failed}"
     );
-}
-
-/// The parts of the output directory `out`, concatenated in order.
-fn parts_of(out: &std::path::Path) -> Vec<u8> {
-    support::data::names_in(out)
-        .iter()
-        .filter(|name| name.starts_with("part-"))
-        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
-        .collect()
 }

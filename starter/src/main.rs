@@ -457,16 +457,14 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     let location = data_io::location::absolute(location)?;
     let opened = data_io::Location::open(&location, data_io::Authority::User)?;
     let info = data_io::read::stat(&opened).await?;
-    let start = info.size.min(batch_core::source::MAGIC_BYTES);
-    if start > 0 {
-        let first = data_io::read::read_range(&opened, info.version.as_deref(), 1, start).await?;
-        if let Some(compression) = batch_core::source::compression_of(&first) {
-            return Err(batch_core::source::SourceError::Compressed {
-                location,
-                compression,
-            }
-            .into());
+    if let Some(compression) =
+        data_io::read::compression(&opened, info.version.as_deref(), info.size).await?
+    {
+        return Err(batch_core::source::SourceError::Compressed {
+            location,
+            compression,
         }
+        .into());
     }
     let format = args.format.unwrap_or_else(|| Format::from_name(&location));
     let header = match format {

@@ -86,6 +86,15 @@ pub fn check_manifest(
     concatenated
 }
 
+/// The parts of the output directory `out`, concatenated in their names' order (source order).
+pub fn parts_of(out: &std::path::Path) -> Vec<u8> {
+    names_in(out)
+        .iter()
+        .filter(|name| name.starts_with("part-"))
+        .flat_map(|name| std::fs::read(out.join(name)).expect("part"))
+        .collect()
+}
+
 /// The names in `dir`, sorted.
 pub fn names_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

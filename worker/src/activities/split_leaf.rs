@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use batch_core::FailureKind;
 use batch_core::record_items::RecordItems;
-use batch_core::source::part_name;
+use batch_core::source::{compressed_reason, part_name};
 use batch_core::split::RecordTooLong;
 use batch_core::tasks::{SplitOutcome, SplitTask};
 use data_io::{Access, Authority, DataError, Location};
@@ -125,6 +125,17 @@ impl PluginActivities {
         plugin.check_input(Some(task.source.format))?;
         let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
+        // A compressed source is refused by every leaf, of a split or of a retry's list,
+        // whatever client started the batch: its records would be compressed bytes.
+        let version = task.source.version.as_deref();
+        if let Some(compression) =
+            data_io::read::compression(&source, version, task.source.size).await?
+        {
+            return Err(SplitError::BadSource {
+                index: 1,
+                reason: compressed_reason(&task.source.location, compression),
+            });
+        }
         let mut out =
             output::SplitOutput::create(output.as_ref(), part_name(task.first, task.last)).await?;
         let split = SplitRun {

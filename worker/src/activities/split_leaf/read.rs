@@ -60,19 +60,6 @@ impl SplitRun<'_> {
             } else {
                 read.await?
             };
-            // The object's first bytes: a compressed source is refused here too, whatever
-            // client started the batch.
-            if next == 1
-                && let Some(compression) = batch_core::source::compression_of(&bytes)
-            {
-                return Err(SplitError::BadSource {
-                    index: 1,
-                    reason: batch_core::source::compressed_reason(
-                        &task.source.location,
-                        compression,
-                    ),
-                });
-            }
             let pushed = split.push(&bytes, &mut |index, record| {
                 collect(&mut pending, index, record)
             });

@@ -270,15 +270,16 @@ impl NodeInput {
             config.validate()?;
         }
         validate_data(&self.config)?;
-        let max_item = self.config.source.as_ref().map_or(MAX_ITEMS, |s| s.size);
+        let source = self.config.source.as_ref();
         match &self.items {
             Some(items) => {
+                let max_item = source.map_or(MAX_ITEMS, |s| s.max_index());
                 crate::retry::validate_items(items, self.first, self.last, max_item)?;
             }
-            None if self.last > max_item => {
+            None if self.last > source.map_or(MAX_ITEMS, |s| s.size) => {
                 return Err(ConfigError::BeyondSource {
                     last: self.last,
-                    size: max_item,
+                    size: source.map_or(MAX_ITEMS, |s| s.size),
                 });
             }
             None => {}

@@ -182,6 +182,8 @@ mod tests {
                 size: 1,
                 version: None,
                 header: header.map(str::to_owned),
+                compression: None,
+                max_ratio: None,
             },
             input,
         )
@@ -307,6 +309,8 @@ mod tests {
                 size: 1,
                 version: None,
                 header: None,
+                compression: None,
+                max_ratio: None,
             },
             None,
         )

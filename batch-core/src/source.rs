@@ -52,10 +52,14 @@ impl Format {
     }
 
     /// The format a location's name suggests: `.jsonl`/`.ndjson` JSON Lines, `.csv` CSV,
-    /// anything else lines.
+    /// anything else lines; a compression's extension after it (`events.jsonl.gz`) aside.
     pub fn from_name(location: &str) -> Format {
         let name = location.rsplit('/').next().unwrap_or(location);
         let lower = name.to_ascii_lowercase();
+        let lower = match Compression::of_name(&lower) {
+            Some((_, inner)) => inner,
+            None => &lower,
+        };
         if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
             Format::Jsonl
         } else if lower.ends_with(".csv") {
@@ -83,6 +87,81 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// How a source is stored, when it is compressed: its records are those of the decompressed
+/// stream. A compressed object cannot be entered in the middle, so one leaf reads it whole
+/// (the one whose split holds its first byte) and the others of a (forged) finer tree own
+/// nothing of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// RFC 1952, one member or several concatenated (`cat a.gz b.gz`, pigz, bgzip).
+    Gzip,
+    /// Zstandard frames, one or several, skippable frames skipped.
+    Zstd,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The compression a (lower-case) name's extension says (`.gz`, `.gzip`, `.zst`,
+    /// `.zstd`), with the name without it.
+    pub fn of_name(lower: &str) -> Option<(Compression, &str)> {
+        const EXTENSIONS: [(&str, Compression); 4] = [
+            (".gz", Compression::Gzip),
+            (".gzip", Compression::Gzip),
+            (".zst", Compression::Zstd),
+            (".zstd", Compression::Zstd),
+        ];
+        EXTENSIONS.iter().find_map(|&(extension, compression)| {
+            lower
+                .strip_suffix(extension)
+                .filter(|inner| !inner.is_empty() && !inner.ends_with('/'))
+                .map(|inner| (compression, inner))
+        })
+    }
+
+    /// The compression a location's name says.
+    pub fn from_name(location: &str) -> Option<Compression> {
+        let name = location.rsplit('/').next().unwrap_or(location);
+        Self::of_name(&name.to_ascii_lowercase()).map(|(compression, _)| compression)
+    }
+
+    /// The compression an object's first bytes show, if it is one this engine reads.
+    pub fn from_magic(first_bytes: &[u8]) -> Option<Compression> {
+        let name = compression_of(first_bytes)?;
+        Compression::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The decompression bound's default: a stream may give at most this many times its
+/// compressed bytes (past [`RATIO_FLOOR`]). Text compresses 5 to 20 times by gzip and zstd,
+/// rarely past 100; a decompression bomb gives 1,000 times (gzip) to millions (zstd).
+pub const DEFAULT_MAX_RATIO: u32 = 250;
+/// The largest `--max-decompression-ratio`.
+pub const MAX_RATIO_LIMIT: u32 = 1_000_000;
+/// Decompressed bytes a stream may always give, whatever its ratio: a small object of very
+/// repetitive text is no bomb.
+pub const RATIO_FLOOR: u64 = 64 * 1024 * 1024;
+
+/// The most bytes a stream of which `consumed` bytes were read may have given, at a
+/// decompression ratio of at most `max_ratio`.
+pub fn decompressed_bound(max_ratio: u32, consumed: u64) -> u64 {
+    RATIO_FLOOR.max(consumed.saturating_mul(u64::from(max_ratio)))
+}
+
 /// A batch's data source, as the starter found it: the object, its format and its size (the
 /// size fixes the tree; `version` pins the bytes, so a source replaced mid-batch fails the
 /// leaves that read it instead of mixing two versions).
@@ -99,6 +178,13 @@ pub struct DataSource {
     /// CSV: the header line, without its line end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// How the object is compressed, if it is: positions of the tree are then stored bytes,
+    /// items' indexes positions in the decompressed stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// A compressed source's decompression bound ([`DEFAULT_MAX_RATIO`] when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ratio: Option<u32>,
 }
 
 /// Bytes of a source's start that [`compression_of`] looks at.
@@ -138,6 +224,17 @@ pub enum SourceError {
         location: String,
         compression: &'static str,
     },
+    #[error(
+        "the source {location} is not a {compression} stream (it starts {start}): give \
+         --compression none if it is stored as it is"
+    )]
+    NotCompressed {
+        location: String,
+        compression: Compression,
+        start: String,
+    },
+    #[error("--max-decompression-ratio {0} is out of bounds: give 1 to {MAX_RATIO_LIMIT}")]
+    Ratio(u32),
     #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
     LocationTooLong(String),
     #[error("the location is empty: give a path or a URL")]
@@ -191,13 +288,47 @@ impl DataSource {
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part.as_bytes());
         }
+        // Only when set, so that a stored source's batches keep their ids.
+        if let Some(compression) = self.compression {
+            hash.update(compression.as_str().as_bytes());
+            hash.update(self.max_ratio().to_le_bytes());
+        }
         let digest = hash.finalize();
         digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The decompression bound: at most this many decompressed bytes per compressed byte
+    /// (past [`RATIO_FLOOR`]).
+    pub fn max_ratio(&self) -> u32 {
+        self.max_ratio.unwrap_or(DEFAULT_MAX_RATIO)
+    }
+
+    /// The largest index an item of this source can have: its size, or, compressed, the most
+    /// its stream may decompress to.
+    pub fn max_index(&self) -> u64 {
+        match self.compression {
+            None => self.size,
+            Some(_) => decompressed_bound(self.max_ratio(), self.size),
+        }
+    }
+
+    /// How the summary and `--plan` describe the object: `jsonl, 1234 bytes` or
+    /// `jsonl, gzip, 1234 bytes stored`.
+    pub fn describe(&self) -> String {
+        match self.compression {
+            None => format!("{}, {} bytes", self.format, self.size),
+            Some(c) => format!("{}, {c}, {} bytes stored", self.format, self.size),
+        }
     }
 
     /// Checks what every node relies on.
     pub fn validate(&self) -> Result<(), SourceError> {
         validate_location(&self.location)?;
+        if let Some(ratio) = self.max_ratio
+            && !(1..=MAX_RATIO_LIMIT).contains(&ratio)
+        {
+            return Err(SourceError::Ratio(ratio));
+        }
         if self.size == 0 {
             return Err(SourceError::Empty {
                 location: self.location.clone(),
@@ -254,12 +385,48 @@ pub fn choose_split(size: u64, wanted: Option<u64>, max_children: u64) -> Result
     }
 }
 
-/// Why a compressed source is refused (the starter's and the leaf's words alike).
+/// Why a compressed source read as stored is refused (the starter's and the leaf's words
+/// alike).
 pub fn compressed_reason(location: &str, compression: &str) -> String {
-    format!(
-        "the source {location} is {compression}-compressed: sources are read as they are \
-         stored, so its records would be compressed bytes; decompress it first"
-    )
+    if Compression::ALL.iter().any(|c| c.as_str() == compression) {
+        format!(
+            "the source {location} is {compression}-compressed, and the batch reads it as \
+             stored: its records would be compressed bytes; give --compression {compression}"
+        )
+    } else {
+        format!(
+            "the source {location} is {compression}-compressed: this engine decompresses gzip \
+             and zstd; decompress it first or recompress it with one of them"
+        )
+    }
+}
+
+/// Checks that a source's first bytes are what the batch reads: a stream of its compression,
+/// or, stored as it is, not one of a known compression (whose records would be garbage).
+pub fn check_stored(
+    location: &str,
+    compression: Option<Compression>,
+    first_bytes: &[u8],
+) -> Result<(), SourceError> {
+    let found = compression_of(first_bytes);
+    match (compression, found) {
+        (None, None) => Ok(()),
+        (Some(c), Some(found)) if c.as_str() == found => Ok(()),
+        (None, Some(found)) => Err(SourceError::Compressed {
+            location: location.to_owned(),
+            compression: found,
+        }),
+        (Some(compression), _) => Err(SourceError::NotCompressed {
+            location: location.to_owned(),
+            compression,
+            start: first_bytes
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
+    }
 }
 
 /// The name of the part holding the outputs of the split of byte positions `first..=last`:
@@ -296,6 +463,83 @@ mod tests {
     }
 
     #[test]
+    fn compression_follows_the_name_and_the_format_the_name_inside_it() {
+        for (name, compression, format) in [
+            (
+                "s3://b/events.jsonl.gz",
+                Some(Compression::Gzip),
+                Format::Jsonl,
+            ),
+            ("/d/rows.CSV.GZIP", Some(Compression::Gzip), Format::Csv),
+            ("/d/log.zst", Some(Compression::Zstd), Format::Lines),
+            ("/d/x.ndjson.zstd", Some(Compression::Zstd), Format::Jsonl),
+            ("/d/.gz", None, Format::Lines),
+            ("/d/x.gz/rows.csv", None, Format::Csv),
+            ("/d/x.jsonl", None, Format::Jsonl),
+            ("/d/x.tgz", None, Format::Lines),
+        ] {
+            assert_eq!(Compression::from_name(name), compression, "{name}");
+            assert_eq!(Format::from_name(name), format, "{name}");
+        }
+        assert_eq!(
+            Compression::from_magic(b"\x1f\x8b\x08\x00"),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_magic(b"\x28\xb5\x2f\xfd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(Compression::from_magic(b"\xfd7zXZ\x00"), None);
+    }
+
+    #[test]
+    fn a_source_starts_as_the_batch_reads_it_or_is_refused_saying_how_to_read_it() {
+        let gzip = b"\x1f\x8b\x08\x00\x00";
+        assert_eq!(check_stored("/d/x", Some(Compression::Gzip), gzip), Ok(()));
+        assert_eq!(check_stored("/d/x", None, b"{\"a\":1}"), Ok(()));
+        let cases: [(Option<Compression>, &[u8], &str); 3] = [
+            (
+                None,
+                gzip,
+                "the source /d/x is gzip-compressed, and the batch reads it as stored: its \
+                 records would be compressed bytes; give --compression gzip",
+            ),
+            (
+                Some(Compression::Zstd),
+                b"{\"id\":1}",
+                "the source /d/x is not a zstd stream (it starts 7b 22 69 64): give \
+                 --compression none if it is stored as it is",
+            ),
+            (
+                None,
+                b"\xfd7zXZ\x00\x00",
+                "the source /d/x is xz-compressed: this engine decompresses gzip and zstd; \
+                 decompress it first or recompress it with one of them",
+            ),
+        ];
+        for (compression, start, message) in cases {
+            let err = check_stored("/d/x", compression, start).expect_err("refused");
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn a_compressed_sources_items_may_lie_past_its_stored_bytes_within_the_bound() {
+        let mut gz = source(Format::Jsonl, 1_000_000, None);
+        assert_eq!(gz.max_index(), 1_000_000);
+        gz.compression = Some(Compression::Gzip);
+        assert_eq!(gz.max_index(), 250_000_000);
+        gz.max_ratio = Some(2);
+        assert_eq!(gz.max_index(), RATIO_FLOOR);
+        assert_eq!(gz.validate(), Ok(()));
+        for ratio in [0, MAX_RATIO_LIMIT + 1] {
+            gz.max_ratio = Some(ratio);
+            assert_eq!(gz.validate(), Err(SourceError::Ratio(ratio)));
+        }
+        assert_eq!(decompressed_bound(u32::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
     fn formats_follow_the_name_and_parse_by_name() {
         for (name, format) in [
             ("s3://b/events.jsonl", Format::Jsonl),
@@ -323,6 +567,8 @@ mod tests {
             size,
             version: None,
             header: header.map(str::to_owned),
+            compression: None,
+            max_ratio: None,
         }
     }
 
@@ -402,6 +648,15 @@ mod tests {
             ..a.clone()
         };
         assert_ne!(lines.short_digest(None), digest);
+        // A stored source's digest is the one it had before compression was known: the same
+        // command attaches to a batch started before.
+        assert_eq!(digest, "f189d75bcd3d");
+        let mut gz = a.clone();
+        gz.compression = Some(Compression::Gzip);
+        assert_ne!(gz.short_digest(None), digest);
+        let mut bounded = gz.clone();
+        bounded.max_ratio = Some(10);
+        assert_ne!(bounded.short_digest(None), gz.short_digest(None));
     }
 
     #[test]

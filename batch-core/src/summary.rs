@@ -69,15 +69,19 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
         (Some(source), None) => {
             let _ = writeln!(
                 s,
-                "Source: {} ({}, {} bytes, splits of {} bytes)",
-                source.location, source.format, source.size, config.batch_size
+                "Source: {} ({}, splits of {} bytes)",
+                source.location,
+                source.describe(),
+                config.batch_size
             );
         }
         (Some(source), Some(_)) => {
             let _ = writeln!(
                 s,
-                "Source: {} ({}, {} bytes; each record read at its position, {} per leaf)",
-                source.location, source.format, source.size, config.batch_size
+                "Source: {} ({}; each record read at its position, {} per leaf)",
+                source.location,
+                source.describe(),
+                config.batch_size
             );
         }
         (None, _) => {}

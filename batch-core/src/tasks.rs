@@ -169,11 +169,17 @@ impl SplitTask {
     /// A valid source, a split within it, and a list, if any, that spans it.
     pub fn validate(&self) -> Result<(), TaskError> {
         self.source.validate()?;
-        if self.first == 0 || self.last < self.first || self.last > self.source.size {
+        // A split is stored bytes; a retry's list is items' indexes (positions in the
+        // decompressed stream of a compressed source).
+        let max = match self.items {
+            None => self.source.size,
+            Some(_) => self.source.max_index(),
+        };
+        if self.first == 0 || self.last < self.first || self.last > max {
             return Err(TaskError::OutsideSource {
                 first: self.first,
                 last: self.last,
-                size: self.source.size,
+                size: max,
             });
         }
         check_list(self.items.as_deref(), self.first, self.last)?;

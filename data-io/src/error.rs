@@ -29,6 +29,11 @@ pub enum DataError {
          it was then); start a new batch to process the new version"
     )]
     Changed { location: String, what: String },
+    /// A source that is not what the batch reads: compressed but read as stored, not the
+    /// stream its compression says, or a stream that is corrupt, truncated or a bomb. The
+    /// reason names the location.
+    #[error("{reason}")]
+    BadSource { location: String, reason: String },
     /// A local file that cannot be read or written.
     #[error("{location}: {what}")]
     Io {
@@ -113,6 +118,7 @@ impl DataError {
         match self {
             DataError::Store { permanent, .. } => *permanent,
             DataError::Invalid { .. }
+            | DataError::BadSource { .. }
             | DataError::NotGranted { .. }
             | DataError::Changed { .. } => true,
             DataError::Io { source, .. } => {
@@ -127,6 +133,19 @@ impl DataError {
                 ) || source.raw_os_error() == Some(libc::ELOOP)
             }
         }
+    }
+
+    /// A source that is not what the batch reads (see [`DataError::BadSource`]).
+    pub fn bad_source(location: &str, reason: impl std::fmt::Display) -> Self {
+        DataError::BadSource {
+            location: location.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Whether the source itself is bad (no retry, no tolerance helps).
+    pub fn is_bad_source(&self) -> bool {
+        matches!(self, DataError::BadSource { .. })
     }
 
     /// Whether the location is outside the worker's grants.

@@ -10,6 +10,7 @@
 //! - [`place`]: the canonical form of a location, which grants are compared with.
 //! - [`location`]: a location opened on an authority (the user's, or a worker's grants).
 //! - [`read`]: what a source is (size, version, CSV header) and ranged reads of a split.
+//! - [`decode`]: a compressed source's stream decompressed, bounded.
 //! - [`mod@write`]: a part written whole, the manifest, the staging area cleared.
 //! - [`error`]: failures, naming the location, split into permanent and transient.
 //!
@@ -18,6 +19,7 @@
 //! authority ([`store`]).
 
 pub mod authority;
+pub mod decode;
 pub mod error;
 pub mod grants;
 mod local;

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use object_store::{GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _};
 
+use batch_core::source::Compression;
+
 use crate::location::Target;
 use crate::{DataError, Location};
 
@@ -25,33 +27,55 @@ pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
     })
 }
 
-/// The compression the object's first bytes show ([`batch_core::source::compression_of`]),
-/// of `size` bytes, read pinned to `version`: the one check of a source's start, for the
-/// starter and for every leaf alike.
-pub async fn compression(
+/// The object's first bytes (at most [`batch_core::source::MAGIC_BYTES`]), read pinned to
+/// `version`, for [`batch_core::source::check_stored`] and the compression a name does not
+/// say.
+pub async fn magic(
     source: &Location,
     version: Option<&str>,
     size: u64,
-) -> Result<Option<&'static str>, DataError> {
+) -> Result<Bytes, DataError> {
     let end = size.min(batch_core::source::MAGIC_BYTES);
     if end == 0 {
-        return Ok(None);
+        return Ok(Bytes::new());
     }
-    let first = read_range(source, version, 1, end).await?;
-    Ok(batch_core::source::compression_of(&first))
+    read_range(source, version, 1, end).await
 }
 
+/// Checks that the object starts as the batch reads it ([`batch_core::source::check_stored`]):
+/// the one check of a source's start, for the starter and for every leaf alike.
+pub async fn check_stored(
+    source: &Location,
+    data: &batch_core::DataSource,
+) -> Result<(), DataError> {
+    let first = magic(source, data.version.as_deref(), data.size).await?;
+    batch_core::source::check_stored(&data.location, data.compression, &first)
+        .map_err(|e| DataError::bad_source(&data.location, e))
+}
+
+/// Compressed bytes read at a time for the start of a compressed object.
+const START_READ_BYTES: u64 = 64 * 1024;
+
 /// The first line of the object (a CSV header), without its line end; at most `max` bytes.
+/// A compressed object's is its decompressed stream's.
 pub async fn first_line(
     source: &Location,
     info: &SourceInfo,
+    compression: Option<Compression>,
     max: usize,
 ) -> Result<String, DataError> {
-    let end = info.size.min(max as u64 + 2);
-    let bytes = read_range(source, info.version.as_deref(), 1, end).await?;
+    let want = max + 2;
+    let (bytes, whole) = match compression {
+        None => {
+            let end = info.size.min(want as u64);
+            let bytes = read_range(source, info.version.as_deref(), 1, end).await?;
+            (bytes.to_vec(), info.size <= end)
+        }
+        Some(compression) => decompressed_start(source, info, compression, want).await?,
+    };
     let line = match bytes.iter().position(|&b| b == b'\n') {
         Some(at) => &bytes[..at],
-        None if info.size <= end => &bytes[..],
+        None if whole => &bytes[..],
         None => {
             return Err(DataError::invalid(
                 source.text(),
@@ -62,6 +86,39 @@ pub async fn first_line(
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     String::from_utf8(line.to_vec())
         .map_err(|_| DataError::invalid(source.text(), "the CSV header is not UTF-8"))
+}
+
+/// The first `want` bytes (or fewer, if that is all) of a compressed object's stream, and
+/// whether they are all of it.
+async fn decompressed_start(
+    source: &Location,
+    info: &SourceInfo,
+    compression: Compression,
+    want: usize,
+) -> Result<(Vec<u8>, bool), DataError> {
+    let invalid = |e| DataError::bad_source(source.text(), format!("{}: {e}", source.text()));
+    let mut decoder =
+        crate::decode::Decoder::new(compression, batch_core::source::DEFAULT_MAX_RATIO)
+            .map_err(invalid)?;
+    let mut out = Vec::new();
+    let mut next = 1;
+    while out.len() < want && next <= info.size {
+        let last = (next + START_READ_BYTES - 1).min(info.size);
+        let bytes = read_range(source, info.version.as_deref(), next, last).await?;
+        let mut input = &bytes[..];
+        while !input.is_empty() && out.len() < want {
+            let used = decoder
+                .decode_into(input, &mut out, want)
+                .map_err(invalid)?;
+            input = &input[used..];
+        }
+        next = last + 1;
+    }
+    let whole = next > info.size && out.len() < want;
+    if whole {
+        decoder.finish().map_err(invalid)?;
+    }
+    Ok((out, whole))
 }
 
 /// Bytes `first..=last` (1-based positions) of the object, if it still has `version`.
@@ -121,10 +178,14 @@ mod tests {
         let info = stat(&source).await.expect("no error");
         assert_eq!(info.size, 9);
         assert_eq!(
-            first_line(&source, &info, 100).await.expect("no error"),
+            first_line(&source, &info, None, 100)
+                .await
+                .expect("no error"),
             "a,b"
         );
-        let long = first_line(&source, &info, 2).await.expect_err("an error");
+        let long = first_line(&source, &info, None, 2)
+            .await
+            .expect_err("an error");
         assert!(long.to_string().ends_with("longer than 2 bytes"), "{long}");
         let bytes = read_range(&source, info.version.as_deref(), 6, 8)
             .await

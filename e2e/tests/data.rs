@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::data::{
-    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, parts_of,
+    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, gzip_members,
+    parts_of, zstd_frames,
 };
 use support::{DevServer, Node, Report, S3Server, Starter};
 
@@ -242,6 +243,168 @@ fn an_s3_compatible_store_is_source_and_sink() {
             .contains("s3://data/in/none.jsonl: cannot read the source: not found"),
         "{}",
         missing.stderr
+    );
+}
+
+/// A gzip or zstd source (several members or frames, known by its name, by `--compression`
+/// or by its first bytes; local or in S3) gives exactly the outputs of its decompressed bytes,
+/// read whole by one leaf; a compressed CSV's header comes from its stream.
+#[test]
+fn compressed_sources_give_the_outputs_of_their_decompressed_bytes() {
+    let scratch = support::data_dir();
+    let data = events(20_000);
+    let (expected, items, kept) = expected_filter_output(&data);
+    let filter = |source: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--source",
+            source,
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            FILTER,
+            "--output",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        ok(starter(&args))
+    };
+    let cases = [
+        ("events.jsonl.gz", gzip_members(&data, 3), "gzip", &[][..]),
+        ("events.jsonl.zst", zstd_frames(&data, 4), "zstd", &[][..]),
+        // No extension: the first bytes say zstd; the format is given.
+        (
+            "events-zst",
+            zstd_frames(&data, 1),
+            "zstd",
+            &["--format", "jsonl"][..],
+        ),
+        (
+            "events.bin",
+            gzip_members(&data, 1),
+            "gzip",
+            &["--compression", "gzip", "--format", "jsonl"][..],
+        ),
+    ];
+    for (name, stored, compression, extra) in cases {
+        let source = scratch.path().join(name);
+        std::fs::write(&source, &stored).expect("write source");
+        let out = scratch.path().join(format!("out-{name}"));
+        let run = filter(path_str(&source), path_str(&out), extra);
+        assert_eq!(run.outputs().count, items, "{name}");
+        assert_eq!(run.result.workflows, 1, "{name}: one leaf reads it whole");
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("manifest"))
+                .expect("json");
+        assert_eq!(manifest["source"]["compression"], compression, "{name}");
+        let parts = check_manifest(&manifest, stored.len() as u64, items, kept, &|part| {
+            std::fs::read(out.join(part)).expect("part")
+        });
+        assert!(
+            parts == expected,
+            "{name}: the outputs of the decompressed bytes"
+        );
+    }
+
+    // A CSV's header is its stream's first line.
+    let mut csv = String::from("id,country,amount\r\n");
+    for id in 1..=3000u64 {
+        csv.push_str(&format!(
+            "{id},{},{}\r\n",
+            ["FR", "DE"][(id % 2) as usize],
+            id % 10
+        ));
+    }
+    let source = scratch.path().join("orders.csv.gz");
+    std::fs::write(&source, gzip_members(csv.as_bytes(), 2)).expect("write source");
+    let out = scratch.path().join("out-csv");
+    let run = filter(path_str(&source), path_str(&out), &[]);
+    assert_eq!((run.outputs().count, run.outputs().records), (3000, 1500));
+    let expected_csv: String = (1..=3000u64)
+        .filter(|id| id % 2 == 0)
+        .map(|id| format!("{{\"amount\":\"{}\",\"id\":\"{id}\"}}\n", id % 10))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&parts_of(&out)), expected_csv);
+
+    // Through the S3 protocol.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upload = data_io::Location::open_with(
+        "s3://data/in/events.jsonl.zst",
+        data_io::Authority::User,
+        s3().options(),
+    )
+    .expect("s3 location");
+    runtime
+        .block_on(data_io::write::put(&upload, zstd_frames(&data, 5)))
+        .expect("upload");
+    let run = filter("s3://data/in/events.jsonl.zst", "s3://data/out-zst/", &[]);
+    assert_eq!(run.outputs().count, items);
+    let out_dir: PathBuf = s3().file("data", "out-zst");
+    assert!(
+        parts_of(&out_dir) == expected,
+        "S3: the decompressed bytes' outputs"
+    );
+}
+
+/// A compressed source that is corrupt, cut short or a decompression bomb fails its batch,
+/// naming the object and where in the stream; the starter refuses what does not apply.
+#[test]
+fn a_corrupt_truncated_or_bomb_stream_fails_the_batch_naming_where() {
+    let scratch = support::data_dir();
+    let data = events(20_000);
+    let mut corrupt = gzip_members(&data, 1);
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    let truncated = zstd_frames(&data, 1);
+    let truncated = truncated[..truncated.len() / 2].to_vec();
+    // 100 MiB of line ends (no items: blank JSON Lines), ~10 KB of zstd.
+    let bomb = zstd::stream::encode_all(&vec![b'\n'; 100 << 20][..], 3).expect("compressed");
+    let cases = [
+        (
+            "corrupt.jsonl.gz",
+            corrupt,
+            "the gzip stream is corrupt in compressed bytes",
+        ),
+        (
+            "truncated.jsonl.zst",
+            truncated,
+            "the zstd stream ends in the middle of a frame",
+        ),
+        (
+            "bomb.jsonl.zst",
+            bomb,
+            "the zstd stream decompresses to more than 250 times its compressed size",
+        ),
+    ];
+    for (name, stored, expected) in cases {
+        let source = scratch.path().join(name);
+        std::fs::write(&source, &stored).expect("write source");
+        let run = starter(&["--source", path_str(&source), "--plugin", "json_field"]).run();
+        assert!(!run.success, "{name}: {}", run.stdout);
+        let named = format!("{}: {expected}", path_str(&source));
+        assert!(
+            run.stderr.contains(&named),
+            "{name}: {}",
+            node().explain(&run)
+        );
+    }
+    let source = scratch.path().join("corrupt.jsonl.gz");
+    let split = starter(&[
+        "--source",
+        path_str(&source),
+        "--split-size",
+        "4096",
+        "--plan",
+    ])
+    .run();
+    assert!(
+        split
+            .stderr
+            .contains("--split-size does not apply to a gzip source"),
+        "{}",
+        split.stderr
     );
 }
 

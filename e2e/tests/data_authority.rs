@@ -604,42 +604,84 @@ fn a_local_source_rewritten_in_place_fails_its_batch() {
     );
 }
 
+/// A source is read as the batch says it is stored, and every leaf checks its first bytes
+/// against that, whatever client started the batch: a compressed source read as stored would
+/// give compressed bytes as records, a stored one read as compressed would be garbage.
 #[test]
-fn a_compressed_source_is_refused_by_the_starter_and_by_every_leaf() {
+fn a_source_read_other_than_it_is_stored_is_refused_by_the_starter_and_by_every_leaf() {
     let node = granted();
     let p = places();
-    let gz = p.path("in/events.jsonl.gz");
-    let mut bytes = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec();
-    bytes.extend_from_slice(b"compressed\nbytes\n".repeat(100).as_slice());
-    std::fs::write(&gz, &bytes).expect("write");
+    let mut xz = b"\xfd7zXZ\x00\x00\x04".to_vec();
+    xz.extend_from_slice(b"compressed\nbytes\n".repeat(100).as_slice());
+    std::fs::write(p.path("in/events.jsonl.xz"), &xz).expect("write");
     let run = node.run(&[
         "--source",
-        &p.text("in/events.jsonl.gz"),
+        &p.text("in/events.jsonl.xz"),
         "--plugin",
         "json_field",
-        "--plugin-config",
-        r#"{"field": "amount"}"#,
     ]);
     refused(
         &run,
         node,
-        "is gzip-compressed: sources are read as they are stored",
+        "is xz-compressed: this engine decompresses gzip and zstd",
     );
-    // Sent straight to the server, past the starter: every leaf refuses it, a split's or a
-    // retry's list of records (which reads only where its records start, never byte 1).
+    let plain = b"{\"amount\": 1}\n".repeat(300);
+    std::fs::write(p.path("in/plain.jsonl"), &plain).expect("write");
+    let run = node.run(&[
+        "--source",
+        &p.text("in/plain.jsonl"),
+        "--compression",
+        "zstd",
+        "--plugin",
+        "json_field",
+    ]);
+    refused(&run, node, "is not a zstd stream (it starts 7b 22 61 6d)");
+
+    // Sent straight to the server, past the starter: a gzip stream said to be stored, by
+    // every leaf, a split's or a retry's list of records (which reads only where its records
+    // start, never byte 1); a stored object said to be gzip.
+    let gz = support::data::gzip_members(&plain, 2);
+    std::fs::write(p.path("in/events.jsonl.gz"), &gz).expect("write");
     let mut input = data_input(
         &p.text("in/events.jsonl.gz"),
         "lines",
-        bytes.len() as u64,
+        gz.len() as u64,
         None,
     );
     let (ok, text) = forged("granted", "forged-compressed", &input);
-    assert!(!ok && text.contains("is gzip-compressed"), "{text}");
-    // A retry's node: positions 1..=2 of its list.
-    input["last"] = json!(2);
-    input["items"] = json!([11, 28]);
-    input["config"]["retry_of"] =
+    assert!(
+        !ok && text.contains("is gzip-compressed, and the batch reads it as stored"),
+        "{text}"
+    );
+    let mut list = input.clone();
+    list["last"] = json!(2);
+    list["items"] = json!([11, 28]);
+    list["config"]["retry_of"] =
         json!({"batch": "earlier", "plugin": {"name": "picky"}, "failed": 2});
-    let (ok, text) = forged("granted", "forged-compressed-list", &input);
-    assert!(!ok && text.contains("is gzip-compressed"), "{text}");
+    let (ok, text) = forged("granted", "forged-compressed-list", &list);
+    assert!(
+        !ok && text.contains("is gzip-compressed, and the batch reads it as stored"),
+        "{text}"
+    );
+    let mut stored = data_input(&p.text("in/plain.jsonl"), "jsonl", plain.len() as u64, None);
+    stored["config"]["source"]["compression"] = json!("gzip");
+    let (ok, text) = forged("granted", "forged-not-compressed", &stored);
+    assert!(!ok && text.contains("is not a gzip stream"), "{text}");
+
+    // A finer tree than the starter makes over a compressed source (splits of 64 bytes):
+    // the leaf holding its first byte reads it whole, the others nothing; every record once.
+    input["config"]["source"]["compression"] = json!("gzip");
+    input["config"]["source"]["format"] = json!("jsonl");
+    input["config"]["batch_size"] = json!(64);
+    input["config"]["plugin"] = json!({"name": "json_field"});
+    let config = r#"{"field":"amount"}"#;
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(config))
+    };
+    input["config"]["plugin_config"] = json!({"json": config, "digest": digest});
+    let (ok, text) = forged("granted", "forged-compressed-splits", &input);
+    assert!(ok, "{text}");
+    let compact: String = text.split_whitespace().collect();
+    assert!(compact.contains("\"count\":300,"), "{text}");
 }

@@ -442,11 +442,10 @@ fn a_retry_runs_exactly_the_failed_items_and_completes_the_totals() {
 
 /// A data batch's retry reads the failed records where they start (from the earlier batch's
 /// `failed/` parts) and writes its own output and manifest: the two outputs together hold an
-/// output for every record once.
+/// output for every record once. A compressed source's retry reads its stream once, in one
+/// leaf, and its failed items are the same positions as the plain file's.
 #[test]
 fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
-    let scratch = support::data_dir();
-    let source = scratch.path().join("people.jsonl");
     let mut data = String::new();
     for id in 1..=2000u64 {
         match id % 9 {
@@ -454,10 +453,37 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
             _ => data.push_str(&format!("{{\"id\":{id},\"age\":{}}}\n", id % 90)),
         }
     }
-    std::fs::write(&source, &data).expect("source");
+    let gz = support::data::gzip_members(data.as_bytes(), 2);
+    // 222 records in leaves of at most 100: the root splits them in 5 (the demo's rule).
+    let cases = [
+        ("people.jsonl", data.as_bytes(), 5),
+        ("people.jsonl.gz", &gz[..], 1),
+    ];
+    let mut failed_parts = Vec::new();
+    for (name, stored, retry_parts) in cases {
+        failed_parts.push(retry_once(name, stored, retry_parts));
+    }
+    assert_eq!(
+        failed_parts[0], failed_parts[1],
+        "a compressed source's failed items are its records' positions in the stream"
+    );
+}
+
+/// A data batch over `stored`, its retry, and their checks (see the test above); returns the
+/// first batch's failed parts, concatenated.
+fn retry_once(name: &str, stored: &[u8], retry_parts: usize) -> Vec<u8> {
+    let scratch = support::data_dir();
+    let source = scratch.path().join(name);
+    std::fs::write(&source, stored).expect("source");
     let (out, out_retry) = (scratch.path().join("out"), scratch.path().join("retry"));
     let source = source.to_str().expect("utf-8");
-    let id = "data-retry-source";
+    let id = format!("data-retry-{name}");
+    let id = id.as_str();
+    let split: &[&str] = if name.ends_with(".gz") {
+        &[]
+    } else {
+        &["--split-size", "8192"]
+    };
     let first = run(&[
         "--source",
         source,
@@ -467,13 +493,15 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
         r#"{"field": "age"}"#,
         "--output",
         out.to_str().expect("utf-8"),
-        "--split-size",
-        "8192",
         "--max-failure-ratio",
         "20%",
         "--workflow-id",
         id,
-    ]);
+    ]
+    .iter()
+    .chain(split)
+    .copied()
+    .collect::<Vec<_>>());
     assert!(first.success, "{}", node().explain(&first));
     // The records without a numeric age, again, taking their id instead.
     let retry = run(&[
@@ -495,8 +523,7 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
     assert_eq!(m2["failed"], 0);
     assert_eq!(m2["retry_of"]["batch"], id);
     assert_eq!(m2["retry_of"]["failed"], 222);
-    // 222 records in leaves of at most 100: the root splits them in 5 (the demo's rule).
-    assert_eq!(m2["parts"].as_array().expect("parts").len(), 5);
+    assert_eq!(m2["parts"].as_array().expect("parts").len(), retry_parts);
     assert_eq!(
         m1["numbers"].as_u64().expect("numbers") + m2["numbers"].as_u64().expect("numbers"),
         2000,
@@ -538,6 +565,7 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
         "{}",
         clash.stderr
     );
+    support::data::parts_of(&out.join("failed"))
 }
 
 /// `--pause` stops a batch from starting new work: the root passes the pause to its running

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
+use batch_core::source::Compression;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
@@ -97,6 +98,18 @@ struct Args {
     /// source's name (.jsonl/.ndjson, .csv, else lines).
     #[arg(long, requires = "source")]
     format: Option<Format>,
+    /// How the source is stored: `gzip` or `zstd` (decompressed as it is read, by one leaf:
+    /// a compressed stream cannot be entered in the middle; an item's index is then the
+    /// position of its first byte in the decompressed stream), or `none` (read as stored).
+    /// Default: from the source's name (.gz/.gzip, .zst/.zstd), else from its first bytes.
+    #[arg(long, requires = "source", value_name = "gzip|zstd|none")]
+    compression: Option<CompressionArg>,
+    /// A compressed source may decompress to at most this many times its compressed size
+    /// (past its first 64 MiB): a stream that gives more (a decompression bomb) fails the
+    /// batch. Default: 250.
+    #[arg(long, requires = "source", value_name = "RATIO",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(batch_core::source::MAX_RATIO_LIMIT)))]
+    max_decompression_ratio: Option<u32>,
     /// Write the outputs to this directory or object-store prefix: one part per split, in
     /// source order, then `_manifest.json`, which marks the output complete. The workers must
     /// be granted it (worker --allow-write).
@@ -177,6 +190,14 @@ struct Args {
     ui_url: Option<String>,
 }
 
+/// `--compression`: a compression, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
 /// What one run of the starter does: exactly one action (clap refuses two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
@@ -242,6 +263,8 @@ impl Action {
                 "max_leaves_in_flight",
                 "source",
                 "format",
+                "compression",
+                "max_decompression_ratio",
                 "output",
                 "split_size",
                 "max_failures",
@@ -457,19 +480,27 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     let location = data_io::location::absolute(location)?;
     let opened = data_io::Location::open(&location, data_io::Authority::User)?;
     let info = data_io::read::stat(&opened).await?;
-    if let Some(compression) =
-        data_io::read::compression(&opened, info.version.as_deref(), info.size).await?
-    {
-        return Err(batch_core::source::SourceError::Compressed {
-            location,
-            compression,
-        }
-        .into());
+    let first = data_io::read::magic(&opened, info.version.as_deref(), info.size).await?;
+    let compression = match args.compression {
+        Some(CompressionArg::Gzip) => Some(Compression::Gzip),
+        Some(CompressionArg::Zstd) => Some(Compression::Zstd),
+        Some(CompressionArg::None) => None,
+        None => Compression::from_name(&location).or_else(|| Compression::from_magic(&first)),
+    };
+    batch_core::source::check_stored(&location, compression, &first)?;
+    if compression.is_none() && args.max_decompression_ratio.is_some() {
+        anyhow::bail!("--max-decompression-ratio applies to a compressed source only");
     }
     let format = args.format.unwrap_or_else(|| Format::from_name(&location));
     let header = match format {
         Format::Csv if info.size > 0 => Some(
-            data_io::read::first_line(&opened, &info, batch_core::source::MAX_HEADER_BYTES).await?,
+            data_io::read::first_line(
+                &opened,
+                &info,
+                compression,
+                batch_core::source::MAX_HEADER_BYTES,
+            )
+            .await?,
         ),
         _ => None,
     };
@@ -479,6 +510,10 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         size: info.size,
         version: info.version,
         header,
+        compression,
+        max_ratio: args
+            .max_decompression_ratio
+            .filter(|_| compression.is_some()),
     };
     source.validate()?;
     let output = match &args.output {
@@ -489,7 +524,14 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         }
         None => None,
     };
-    let split = batch_core::source::choose_split(source.size, args.split_size, args.max_children)?;
+    let split = match (source.compression, args.split_size) {
+        (None, wanted) => batch_core::source::choose_split(source.size, wanted, args.max_children)?,
+        (Some(compression), Some(_)) => anyhow::bail!(
+            "--split-size does not apply to a {compression} source: a compressed stream cannot \
+             be entered in the middle, so one leaf reads it whole"
+        ),
+        (Some(_), None) => source.size,
+    };
     let mut input = NodeInput::root(source.size, split, args.max_children, &args.plugin);
     input.config.mode = mode;
     input.config.plugin_config = args.plugin_config.clone();
@@ -662,17 +704,27 @@ fn render_source_plan(
 ) -> String {
     let splits = plan.leaves;
     let mut text = format!(
-        "Source: {} ({}, {} bytes{})\nSplits: {splits} of at most {} bytes (one leaf and one \
-         activity each; a record belongs to the split holding its first byte)\n",
+        "Source: {} ({}{})\n",
         source.location,
-        source.format,
-        source.size,
+        source.describe(),
         source
             .version
             .as_ref()
             .map_or(String::new(), |v| format!(", version {v}")),
-        config.batch_size,
     );
+    text.push_str(&match source.compression {
+        None => format!(
+            "Splits: {splits} of at most {} bytes (one leaf and one activity each; a record \
+             belongs to the split holding its first byte)\n",
+            config.batch_size
+        ),
+        Some(compression) => format!(
+            "Splits: 1 (a {compression} stream is read whole by one leaf, decompressed as it \
+             is read; an item's index is its position in the decompressed stream; more than \
+             {} times the stored size is refused as a decompression bomb)\n",
+            source.max_ratio()
+        ),
+    });
     match &config.output {
         Some(output) => text.push_str(&format!(
             "Output: {output} ({splits} parts, then {})\n",

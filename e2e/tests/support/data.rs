@@ -136,3 +136,23 @@ pub fn check_filter_output_dir(out: &std::path::Path, data: &[u8]) -> Value {
     );
     manifest
 }
+
+/// `data` gzip-compressed in `members` members, one after the other (as `cat a.gz b.gz`,
+/// pigz and bgzip write them).
+pub fn gzip_members(data: &[u8], members: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::new();
+    for piece in data.chunks(data.len().div_ceil(members).max(1)) {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(piece).expect("compressed");
+        out.extend(encoder.finish().expect("compressed"));
+    }
+    out
+}
+
+/// `data` zstd-compressed in `frames` frames, one after the other.
+pub fn zstd_frames(data: &[u8], frames: usize) -> Vec<u8> {
+    data.chunks(data.len().div_ceil(frames).max(1))
+        .flat_map(|piece| zstd::stream::encode_all(piece, 3).expect("compressed"))
+        .collect()
+}

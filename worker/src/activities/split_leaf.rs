@@ -1,5 +1,5 @@
-//! A data batch's leaf (`process_split`): read one split of the source with ranged reads
-//! ([`read`]), run its records through the plugin with the leaf engine ([`run`]), count the
+//! A data batch's leaf (`process_split`): read one split of the source with ranged reads,
+//! or a compressed source's stream decompressed ([`read`]), run its records through the plugin with the leaf engine ([`run`]), count the
 //! outputs and write them, in source order, to the split's part ([`output`]).
 //!
 //! A retried attempt starts the split again from its first byte and rewrites the whole part
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use batch_core::FailureKind;
 use batch_core::record_items::RecordItems;
-use batch_core::source::{compressed_reason, part_name};
+use batch_core::source::part_name;
 use batch_core::split::RecordTooLong;
 use batch_core::tasks::{SplitOutcome, SplitTask};
 use data_io::{Access, Authority, DataError, Location};
@@ -74,6 +74,9 @@ impl SplitError {
     ) -> ActivityError {
         match self {
             SplitError::Plugin(e) => activities.failure(ctx, e),
+            SplitError::Data(e) if e.is_bad_source() => {
+                crate::routing::failure(FailureKind::BadSource, e.message(), false)
+            }
             SplitError::Data(e) => crate::routing::data_failure(&e),
             SplitError::BadRecord { index, reason } => crate::routing::failure(
                 FailureKind::BadRecord,
@@ -125,17 +128,10 @@ impl PluginActivities {
         plugin.check_input(Some(task.source.format))?;
         let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
-        // A compressed source is refused by every leaf, of a split or of a retry's list,
-        // whatever client started the batch: its records would be compressed bytes.
-        let version = task.source.version.as_deref();
-        if let Some(compression) =
-            data_io::read::compression(&source, version, task.source.size).await?
-        {
-            return Err(SplitError::BadSource {
-                index: 1,
-                reason: compressed_reason(&task.source.location, compression),
-            });
-        }
+        // Every leaf, of a split or of a retry's list, whatever client started the batch,
+        // checks that the source starts as the batch reads it: a compressed source read as
+        // stored would give compressed bytes as records.
+        data_io::read::check_stored(&source, &task.source).await?;
         let mut out =
             output::SplitOutput::create(output.as_ref(), part_name(task.first, task.last)).await?;
         let split = SplitRun {

@@ -20,6 +20,7 @@ pub mod connect;
 pub mod failure_kind;
 pub mod failures;
 pub mod ids;
+pub mod objects;
 pub mod output;
 pub mod plan;
 pub mod plugin_config;

@@ -59,6 +59,12 @@ pub struct FailedLine {
     /// ([`crate::text::neutralised`]: `head` of a failed part on a terminal shows the bytes,
     /// it does not run them).
     pub excerpt: String,
+    /// In a many-object source: the item's object (its name under the source's base) and
+    /// its position in it (`index` packs both: [`crate::objects::ItemId`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl FailedLine {
@@ -69,6 +75,18 @@ impl FailedLine {
             kind,
             reason: crate::text::shown(reason, crate::failures::REASON_BYTES),
             excerpt: crate::text::neutralised(&String::from_utf8_lossy(cut)).into_owned(),
+            object: None,
+            position: None,
+        }
+    }
+
+    /// The line of an item of a many-object source: names its object (neutralised: names
+    /// come from the store) and its position in it.
+    pub fn in_object(self, name: &str, position: u64) -> Self {
+        Self {
+            object: Some(crate::text::shown(name, crate::source::MAX_LOCATION_BYTES)),
+            position: Some(position),
+            ..self
         }
     }
 }

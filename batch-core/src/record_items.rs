@@ -184,6 +184,7 @@ mod tests {
                 header: header.map(str::to_owned),
                 compression: None,
                 max_ratio: None,
+                objects: None,
             },
             input,
         )
@@ -311,6 +312,7 @@ mod tests {
                 header: None,
                 compression: None,
                 max_ratio: None,
+                objects: None,
             },
             None,
         )

@@ -185,6 +185,11 @@ pub struct DataSource {
     /// A compressed source's decompression bound ([`DEFAULT_MAX_RATIO`] when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ratio: Option<u32>,
+    /// A source of many objects (a prefix, a directory, a glob): `location` is its pattern,
+    /// `size` the stored bytes of every object, `version` the listing's sha256, and each
+    /// object has its own compression ([`crate::objects`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<crate::objects::Objects>,
 }
 
 /// Bytes of a source's start that [`compression_of`] looks at.
@@ -235,6 +240,8 @@ pub enum SourceError {
     },
     #[error("--max-decompression-ratio {0} is out of bounds: give 1 to {MAX_RATIO_LIMIT}")]
     Ratio(u32),
+    #[error("the source {location}'s objects: {reason}")]
+    Objects { location: String, reason: String },
     #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
     LocationTooLong(String),
     #[error("the location is empty: give a path or a URL")]
@@ -306,24 +313,47 @@ impl DataSource {
     /// The largest index an item of this source can have: its size, or, compressed, the most
     /// its stream may decompress to.
     pub fn max_index(&self) -> u64 {
-        match self.compression {
-            None => self.size,
-            Some(_) => decompressed_bound(self.max_ratio(), self.size),
+        match (&self.objects, self.compression) {
+            (Some(objects), _) => crate::objects::max_index(objects.count),
+            (None, None) => self.size,
+            (None, Some(_)) => decompressed_bound(self.max_ratio(), self.size),
+        }
+    }
+
+    /// How an item's index is shown: its byte position, or, in a many-object source,
+    /// `object:position` ([`crate::objects::ItemId`]).
+    pub fn item_name(&self, index: u64) -> String {
+        match self.objects {
+            Some(_) => crate::objects::ItemId::of_index(index).to_string(),
+            None => index.to_string(),
         }
     }
 
     /// How the summary and `--plan` describe the object: `jsonl, 1234 bytes` or
     /// `jsonl, gzip, 1234 bytes stored`.
     pub fn describe(&self) -> String {
-        match self.compression {
-            None => format!("{}, {} bytes", self.format, self.size),
-            Some(c) => format!("{}, {c}, {} bytes stored", self.format, self.size),
+        match (&self.objects, self.compression) {
+            (Some(objects), _) => format!(
+                "{}, {} objects{}, {} bytes stored",
+                self.format,
+                objects.count,
+                match objects.empty {
+                    0 => String::new(),
+                    n => format!(" ({n} empty, skipped)"),
+                },
+                self.size
+            ),
+            (None, None) => format!("{}, {} bytes", self.format, self.size),
+            (None, Some(c)) => format!("{}, {c}, {} bytes stored", self.format, self.size),
         }
     }
 
     /// Checks what every node relies on.
     pub fn validate(&self) -> Result<(), SourceError> {
         validate_location(&self.location)?;
+        if let Some(objects) = &self.objects {
+            objects.validate(self)?;
+        }
         if let Some(ratio) = self.max_ratio
             && !(1..=MAX_RATIO_LIMIT).contains(&ratio)
         {
@@ -569,6 +599,7 @@ mod tests {
             header: header.map(str::to_owned),
             compression: None,
             max_ratio: None,
+            objects: None,
         }
     }
 

@@ -126,7 +126,11 @@ fn write_failures(s: &mut String, result: &NodeResult) {
         let _ = writeln!(
             s,
             "  item {}: {}: {}",
-            item.index,
+            result
+                .config
+                .source
+                .as_ref()
+                .map_or_else(|| item.index.to_string(), |s| s.item_name(item.index)),
             item.kind,
             crate::text::neutralised(&item.reason)
         );

@@ -11,6 +11,7 @@
 //! - [`location`]: a location opened on an authority (the user's, or a worker's grants).
 //! - [`read`]: what a source is (size, version, CSV header) and ranged reads of a split.
 //! - [`decode`]: a compressed source's stream decompressed, bounded.
+//! - [`list`]: a many-object source's listing, taken, stored and read back.
 //! - [`mod@write`]: a part written whole, the manifest, the staging area cleared.
 //! - [`error`]: failures, naming the location, split into permanent and transient.
 //!
@@ -22,6 +23,7 @@ pub mod authority;
 pub mod decode;
 pub mod error;
 pub mod grants;
+pub mod list;
 mod local;
 pub mod location;
 pub mod place;

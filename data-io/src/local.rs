@@ -34,7 +34,7 @@ pub const STAGING_DIR: &str = ".staging";
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// The version of a local file (see the module's docs).
-fn version_of(meta: &Metadata) -> String {
+pub(crate) fn version_of(meta: &Metadata) -> String {
     format!(
         "file:{:x}:{}:{}.{:09}:{}.{:09}",
         meta.ino(),

@@ -90,6 +90,57 @@ impl Location {
         }
     }
 
+    /// The object `name` (relative, `/`-separated plain segments: an entry of a listing) under
+    /// this prefix, checked against the authority as any location: a forged listing cannot
+    /// name an object outside the grants. The store's client is this location's, shared.
+    pub fn object(&self, name: &str) -> Result<Self, DataError> {
+        let text = format!("{}/{name}", self.text.trim_end_matches('/'));
+        let plain = !name.is_empty()
+            && !name.chars().any(char::is_control)
+            && name
+                .split('/')
+                .all(|segment| !matches!(segment, "" | "." | ".."));
+        if !plain {
+            return Err(DataError::invalid(
+                &text,
+                "not a plain relative name under the source",
+            ));
+        }
+        let target = match &self.target {
+            Target::Local(path) => {
+                let resolved =
+                    place::local(&path.join(name)).map_err(|e| DataError::invalid(&text, e))?;
+                self.authority
+                    .check(&Place::Local(resolved.clone()), &text)?;
+                Target::Local(resolved)
+            }
+            Target::Remote { store, path, place } => {
+                let mut place = place.clone();
+                for segment in name.split('/') {
+                    place::check_segment(segment).map_err(|e| DataError::invalid(&text, e))?;
+                    place.segments.push(segment.to_owned());
+                }
+                self.authority.check(&Place::Remote(place.clone()), &text)?;
+                let joined = match path.as_ref() {
+                    "" => name.to_owned(),
+                    base => format!("{base}/{name}"),
+                };
+                let path = object_store::path::Path::parse(joined)
+                    .map_err(|e| DataError::invalid(&text, e.to_string()))?;
+                Target::Remote {
+                    store: store.clone(),
+                    path,
+                    place,
+                }
+            }
+        };
+        Ok(Self {
+            target,
+            authority: self.authority.clone(),
+            text,
+        })
+    }
+
     /// The location as the batch named it.
     pub fn text(&self) -> &str {
         &self.text

@@ -124,7 +124,7 @@ pub fn remote(url: &Url) -> Result<RemotePlace, String> {
     Ok(RemotePlace { origin, segments })
 }
 
-fn check_segment(segment: &str) -> Result<(), String> {
+pub(crate) fn check_segment(segment: &str) -> Result<(), String> {
     if segment.is_empty() {
         return Err("the path has an empty segment (//)".into());
     }

@@ -46,11 +46,13 @@ pub async fn magic(
 /// the one check of a source's start, for the starter and for every leaf alike.
 pub async fn check_stored(
     source: &Location,
-    data: &batch_core::DataSource,
+    version: Option<&str>,
+    size: u64,
+    compression: Option<Compression>,
 ) -> Result<(), DataError> {
-    let first = magic(source, data.version.as_deref(), data.size).await?;
-    batch_core::source::check_stored(&data.location, data.compression, &first)
-        .map_err(|e| DataError::bad_source(&data.location, e))
+    let first = magic(source, version, size).await?;
+    batch_core::source::check_stored(source.text(), compression, &first)
+        .map_err(|e| DataError::bad_source(source.text(), e))
 }
 
 /// Compressed bytes read at a time for the start of a compressed object.

@@ -348,6 +348,231 @@ fn compressed_sources_give_the_outputs_of_their_decompressed_bytes() {
     );
 }
 
+/// `events`' lines dealt into `count` objects in order, each holding whole lines, every
+/// third one without a line end after its last; with the lines joined by `\n` between objects,
+/// they are the records of the whole.
+fn dealt(data: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let per = lines.len().div_ceil(count);
+    lines
+        .chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut object = chunk.join(&b'\n');
+            if i % 3 != 0 {
+                object.push(b'\n');
+            }
+            object
+        })
+        .collect()
+}
+
+/// Every object under a directory or an S3 prefix, or matching a glob, is one source: plain,
+/// gzip and zstd objects mixed, empty ones skipped and counted, hidden ones left out; splits
+/// cut across objects but records never do, and the outputs are exactly those of all the
+/// records in name order. A listing too large for the inputs is stored beside the output.
+#[test]
+fn a_prefix_of_mixed_objects_is_one_source() {
+    let scratch = support::data_dir();
+    let dir = scratch.path().join("lake");
+    let data = events(20_000);
+    let (expected, items, kept) = expected_filter_output(&data);
+    let objects = dealt(&data, 45);
+    let mut names = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        let (name, stored) = match i % 3 {
+            0 => (format!("day-{}/part-{i:03}.jsonl", i / 10), object.clone()),
+            1 => (
+                format!("day-{}/part-{i:03}.jsonl.gz", i / 10),
+                gzip_members(object, 2),
+            ),
+            _ => (
+                format!("day-{}/part-{i:03}.jsonl.zst", i / 10),
+                zstd_frames(object, 2),
+            ),
+        };
+        let path = dir.join(&name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, stored).expect("write object");
+        names.push(name);
+    }
+    for empty in [
+        "day-0/empty-1.jsonl",
+        "day-2/empty-2.jsonl.gz",
+        "empty-3.jsonl",
+        "z/e4.jsonl",
+        "z/e5.jsonl",
+    ] {
+        let path = dir.join(empty);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, b"").expect("write empty");
+    }
+    // Hidden: an earlier output's manifest and staging, never read.
+    std::fs::create_dir_all(dir.join(".staging")).expect("dirs");
+    std::fs::write(dir.join(".staging/x.jsonl"), b"{\"country\":\"FR\"}\n").expect("hidden");
+    std::fs::write(dir.join("_manifest.json"), b"{}").expect("hidden");
+    let out = scratch.path().join("out");
+    let run = ok(starter(&[
+        "--source",
+        &format!("{}/", path_str(&dir)),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        path_str(&out),
+        "--split-size",
+        "16384",
+    ]));
+    assert_eq!(run.outputs().count, items);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("manifest"))
+            .expect("json");
+    let source = &manifest["source"];
+    assert_eq!(source["objects"]["count"], objects.len(), "{source:#}");
+    assert_eq!(source["objects"]["empty"], 5);
+    let stored_size: u64 = names
+        .iter()
+        .map(|n| std::fs::metadata(dir.join(n)).expect("object").len())
+        .sum();
+    let parts = check_manifest(&manifest, stored_size, items, kept, &|part| {
+        std::fs::read(out.join(part)).expect("part")
+    });
+    assert!(
+        parts == expected,
+        "the outputs of every record, in name order"
+    );
+    let listing = source["objects"]["listing"]["stored"]["location"]
+        .as_str()
+        .expect("a stored listing");
+    assert!(
+        listing.starts_with(&format!("{}/_listing-", path_str(&out))),
+        "{listing}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(listing)
+            .expect("listing")
+            .lines()
+            .count(),
+        objects.len()
+    );
+
+    // A glob: the gzip objects of every day.
+    let glob = format!("{}/day-*/*.jsonl.gz", path_str(&dir));
+    let run = ok(starter(&[
+        "--source",
+        &glob,
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+    ]));
+    let gz_items: u64 = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 1)
+        .map(|(_, o)| expected_filter_output(o).1)
+        .sum();
+    assert_eq!(run.outputs().count, gz_items);
+
+    // The same objects under an S3 prefix (listed through the S3 protocol).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for name in &names {
+        let url = format!("s3://data/lake/{name}");
+        let at = data_io::Location::open_with(&url, data_io::Authority::User, s3().options())
+            .expect("s3 location");
+        runtime
+            .block_on(data_io::write::put(
+                &at,
+                std::fs::read(dir.join(name)).expect("object"),
+            ))
+            .expect("upload");
+    }
+    let run = ok(starter(&[
+        "--source",
+        "s3://data/lake/",
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        "s3://data/out-lake/",
+        "--split-size",
+        "65536",
+    ]));
+    assert_eq!(run.outputs().count, items);
+    assert!(
+        parts_of(&s3().file("data", "out-lake")) == expected,
+        "S3: the outputs of every record, in name order"
+    );
+}
+
+/// 100,000 objects (the most one source may hold) plan, start and run within Temporal's
+/// payload limits: their listing is stored beside the output, and the inputs carry its
+/// location and sha256 only.
+#[test]
+fn a_hundred_thousand_objects_run_as_one_source() {
+    let scratch = support::data_dir();
+    let dir = scratch.path().join("many");
+    let count = batch_core::objects::MAX_OBJECTS;
+    for sub in 0..100 {
+        std::fs::create_dir_all(dir.join(format!("{sub:02}"))).expect("dir");
+    }
+    for id in 0..count {
+        let country = if id % 4 == 0 { "FR" } else { "DE" };
+        let line = format!(
+            "{{\"id\":{id},\"country\":\"{country}\",\"amount\":{}}}\n",
+            id % 7
+        );
+        let name = format!("{:02}/{id:06}.jsonl", id % 100);
+        std::fs::write(dir.join(name), line).expect("object");
+    }
+    let out = scratch.path().join("out");
+    let source = format!("{}/", path_str(&dir));
+    let args = [
+        "--source",
+        source.as_str(),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        FILTER,
+        "--output",
+        path_str(&out),
+        "--split-size",
+        "262144",
+    ];
+    let plan = starter(&args).args(&["--plan"]).run();
+    assert!(plan.success, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .contains(&format!("Objects: {count} under {source} in name order")),
+        "{}",
+        plan.stdout
+    );
+    assert!(!out.exists(), "--plan writes nothing");
+    let run = ok(starter(&args));
+    assert_eq!(run.outputs().count, count as u64);
+    assert_eq!(run.outputs().records, count.div_ceil(4) as u64);
+    // Every workflow's input, as the server holds it, is small whatever the count.
+    let input = server().cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &run.workflow_id,
+        "--output",
+        "json",
+    ]);
+    let history = String::from_utf8_lossy(&input.stdout);
+    assert!(
+        history.len() < 1 << 20,
+        "{} bytes of history",
+        history.len()
+    );
+}
+
 /// A compressed source that is corrupt, cut short or a decompression bomb fails its batch,
 /// naming the object and where in the stream; the starter refuses what does not apply.
 #[test]

@@ -604,6 +604,63 @@ fn a_local_source_rewritten_in_place_fails_its_batch() {
     );
 }
 
+/// A many-object source's objects are each opened under the grants, whatever its listing
+/// says: a forged input cannot reach an object outside them through its base, a name that
+/// climbs out, a link inside a granted directory, or a stored listing that was changed.
+#[test]
+fn a_forged_listing_reaches_no_object_outside_the_grants() {
+    granted();
+    let p = places();
+    let secret = std::fs::metadata(p.path("secret/passwd.csv"))
+        .expect("size")
+        .len();
+    let many = |base: String, listing: Value| {
+        let mut input = data_input(&base, "lines", secret, None);
+        input["config"]["source"]["objects"] = json!({
+            "base": base, "count": 1, "empty": 0, "listing": listing,
+        });
+        input
+    };
+    let inline = |name: &str| json!({"inline": [{"name": name, "size": secret}]});
+    let cases = [
+        (
+            many(format!("{}/", p.text("secret")), inline("passwd.csv")),
+            "reading it is not granted",
+        ),
+        (
+            many(format!("{}/", p.text("in")), inline("../secret/passwd.csv")),
+            "is not a plain relative name",
+        ),
+        (
+            many(format!("{}/", p.text("in")), inline("link/passwd.csv")),
+            "it resolves to",
+        ),
+    ];
+    for (n, (input, expected)) in cases.iter().enumerate() {
+        let (ok, text) = forged("granted", &format!("forged-listing-{n}"), input);
+        assert!(!ok && text.contains(expected), "{expected}: {text}");
+    }
+    // A stored listing whose bytes are not the ones its sha256 names.
+    let size = std::fs::metadata(p.path("in/events.jsonl"))
+        .expect("size")
+        .len();
+    std::fs::write(
+        p.path("in/_listing.jsonl"),
+        format!("{{\"name\":\"events.jsonl\",\"size\":{size}}}\n"),
+    )
+    .expect("listing");
+    let mut input = data_input(&format!("{}/", p.text("in")), "jsonl", size, None);
+    input["config"]["source"]["objects"] = json!({
+        "base": format!("{}/", p.text("in")), "count": 1, "empty": 0,
+        "listing": {"stored": {"location": p.text("in/_listing.jsonl"), "sha256": "0".repeat(64)}},
+    });
+    let (ok, text) = forged("granted", "forged-listing-changed", &input);
+    assert!(
+        !ok && text.contains("the source's listing: the object changed"),
+        "{text}"
+    );
+}
+
 /// A source is read as the batch says it is stored, and every leaf checks its first bytes
 /// against that, whatever client started the batch: a compressed source read as stored would
 /// give compressed bytes as records, a stored one read as compressed would be garbage.

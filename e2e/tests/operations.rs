@@ -458,6 +458,8 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
     let cases = [
         ("people.jsonl", data.as_bytes(), 5),
         ("people.jsonl.gz", &gz[..], 1),
+        // A directory of 7 objects, every other one gzip: one leaf, object by object.
+        ("people/", data.as_bytes(), 1),
     ];
     let mut failed_parts = Vec::new();
     for (name, stored, retry_parts) in cases {
@@ -467,6 +469,20 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
         failed_parts[0], failed_parts[1],
         "a compressed source's failed items are its records' positions in the stream"
     );
+    // A many-object source's failed lines name the object and the position in it.
+    let lines: Vec<Value> = String::from_utf8_lossy(&failed_parts[2])
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a failed line"))
+        .collect();
+    assert_eq!(lines.len(), 222);
+    assert_eq!(lines[0]["object"], "people-0.jsonl");
+    assert_eq!(lines[0]["position"], lines[0]["index"]);
+    let last = &lines[221];
+    assert_eq!(last["object"], "people-6.jsonl");
+    assert_eq!(
+        last["index"].as_u64().expect("index"),
+        (6 << 40) + last["position"].as_u64().expect("position")
+    );
 }
 
 /// A data batch over `stored`, its retry, and their checks (see the test above); returns the
@@ -474,12 +490,29 @@ fn a_data_retry_reads_the_failed_records_and_writes_its_own_output() {
 fn retry_once(name: &str, stored: &[u8], retry_parts: usize) -> Vec<u8> {
     let scratch = support::data_dir();
     let source = scratch.path().join(name);
-    std::fs::write(&source, stored).expect("source");
+    if name.ends_with('/') {
+        // Whole lines dealt into 7 objects, the odd ones gzip-compressed.
+        std::fs::create_dir(&source).expect("dir");
+        let lines: Vec<&[u8]> = stored.split_inclusive(|&b| b == b'\n').collect();
+        for (i, chunk) in lines.chunks(lines.len().div_ceil(7)).enumerate() {
+            let object = chunk.concat();
+            match i % 2 {
+                0 => std::fs::write(source.join(format!("people-{i}.jsonl")), object),
+                _ => std::fs::write(
+                    source.join(format!("people-{i}.jsonl.gz")),
+                    support::data::gzip_members(&object, 1),
+                ),
+            }
+            .expect("object");
+        }
+    } else {
+        std::fs::write(&source, stored).expect("source");
+    }
     let (out, out_retry) = (scratch.path().join("out"), scratch.path().join("retry"));
     let source = source.to_str().expect("utf-8");
-    let id = format!("data-retry-{name}");
+    let id = format!("data-retry-{}", name.trim_end_matches('/'));
     let id = id.as_str();
-    let split: &[&str] = if name.ends_with(".gz") {
+    let split: &[&str] = if name.ends_with(".gz") || name.ends_with('/') {
         &[]
     } else {
         &["--split-size", "8192"]

@@ -4,6 +4,7 @@
 
 mod progress;
 mod retry;
+mod source;
 mod web_ui;
 
 use std::io::IsTerminal;
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
-use batch_core::source::Compression;
+use batch_core::objects::{ListingRef, MAX_INLINE_OBJECTS};
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
@@ -88,7 +89,10 @@ struct Args {
     /// file://, s3://, gs://, az:// or http(s):// URL (credentials and endpoints from the
     /// environment, as each store's own tools read them). The tree splits the object's bytes:
     /// one `batch`-mode leaf per split, reading only its split; an item's index is the byte
-    /// position of its first byte. The workers must be granted it (worker --allow-read).
+    /// position of its first byte. A directory or prefix (ending with /) or a glob ('*', '?',
+    /// '**'; quoted) reads every object in it or matching, in name order, as one source
+    /// (empty and hidden ones left out; an item's index is then object:position). The workers
+    /// must be granted it (worker --allow-read).
     #[arg(long, value_name = "PATH|URL")]
     source: Option<String>,
     /// How the source's bytes become items: `lines`, `jsonl` (blank lines skipped) or `csv`
@@ -103,7 +107,7 @@ struct Args {
     /// position of its first byte in the decompressed stream), or `none` (read as stored).
     /// Default: from the source's name (.gz/.gzip, .zst/.zstd), else from its first bytes.
     #[arg(long, requires = "source", value_name = "gzip|zstd|none")]
-    compression: Option<CompressionArg>,
+    compression: Option<source::CompressionArg>,
     /// A compressed source may decompress to at most this many times its compressed size
     /// (past its first 64 MiB): a stream that gives more (a decompression bomb) fails the
     /// batch. Default: 250.
@@ -188,14 +192,6 @@ struct Args {
     /// local dev server (its port + 1000, when it answers) and for Temporal Cloud.
     #[arg(long, env = "TEMPORAL_UI_URL", value_name = "URL", value_parser = parse_ui_url)]
     ui_url: Option<String>,
-}
-
-/// `--compression`: a compression, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum CompressionArg {
-    Gzip,
-    Zstd,
-    None,
 }
 
 /// What one run of the starter does: exactly one action (clap refuses two).
@@ -478,44 +474,6 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         LeafMode::Batch
     };
     let location = data_io::location::absolute(location)?;
-    let opened = data_io::Location::open(&location, data_io::Authority::User)?;
-    let info = data_io::read::stat(&opened).await?;
-    let first = data_io::read::magic(&opened, info.version.as_deref(), info.size).await?;
-    let compression = match args.compression {
-        Some(CompressionArg::Gzip) => Some(Compression::Gzip),
-        Some(CompressionArg::Zstd) => Some(Compression::Zstd),
-        Some(CompressionArg::None) => None,
-        None => Compression::from_name(&location).or_else(|| Compression::from_magic(&first)),
-    };
-    batch_core::source::check_stored(&location, compression, &first)?;
-    if compression.is_none() && args.max_decompression_ratio.is_some() {
-        anyhow::bail!("--max-decompression-ratio applies to a compressed source only");
-    }
-    let format = args.format.unwrap_or_else(|| Format::from_name(&location));
-    let header = match format {
-        Format::Csv if info.size > 0 => Some(
-            data_io::read::first_line(
-                &opened,
-                &info,
-                compression,
-                batch_core::source::MAX_HEADER_BYTES,
-            )
-            .await?,
-        ),
-        _ => None,
-    };
-    let source = batch_core::DataSource {
-        location,
-        format,
-        size: info.size,
-        version: info.version,
-        header,
-        compression,
-        max_ratio: args
-            .max_decompression_ratio
-            .filter(|_| compression.is_some()),
-    };
-    source.validate()?;
     let output = match &args.output {
         Some(output) => {
             let output = data_io::location::absolute(output)?;
@@ -524,6 +482,12 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         }
         None => None,
     };
+    let source = if data_io::list::is_many(&location) {
+        source::many(args, location, output.as_deref()).await?
+    } else {
+        source::single(args, location).await?
+    };
+    source.validate()?;
     let split = match (source.compression, args.split_size) {
         (None, wanted) => batch_core::source::choose_split(source.size, wanted, args.max_children)?,
         (Some(compression), Some(_)) => anyhow::bail!(
@@ -725,6 +689,25 @@ fn render_source_plan(
             source.max_ratio()
         ),
     });
+    if let Some(objects) = &source.objects {
+        text.push_str(&match &objects.listing {
+            ListingRef::Inline(_) => format!(
+                "Objects: {} under {} in name order, listed now and pinned; the listing travels \
+                 in the inputs (at most {MAX_INLINE_OBJECTS} objects); a record never crosses \
+                 objects, a compressed object is read whole by the split holding its first \
+                 byte; an item's index is object:position\n",
+                objects.count, objects.base
+            ),
+            ListingRef::Stored { location, .. } => format!(
+                "Objects: {} under {} in name order, listed now and pinned; the listing is \
+                 stored at {location} (written when the batch starts) and the inputs carry \
+                 only its location and sha256, so every payload stays a few KB at any count; a \
+                 record never crosses objects, a compressed object is read whole by the split \
+                 holding its first byte; an item's index is object:position\n",
+                objects.count, objects.base
+            ),
+        });
+    }
     match &config.output {
         Some(output) => text.push_str(&format!(
             "Output: {output} ({splits} parts, then {})\n",

@@ -86,8 +86,11 @@ pub(crate) async fn retry_batch(
     config.tolerance = args.tolerance();
     // A data batch's leaf size was bytes of a split; a retry's leaf is records read one by one.
     config.batch_size = match &config.source {
-        // A compressed stream is read from its start: one leaf reads it once for them all.
-        Some(source) if source.compression.is_some() => MAX_RETRY_ITEMS as u64,
+        // A compressed stream is read from its start: one leaf reads it once for them all
+        // (and a many-object source's records, object by object, in order).
+        Some(source) if source.compression.is_some() || source.objects.is_some() => {
+            MAX_RETRY_ITEMS as u64
+        }
         Some(_) => DATA_RETRY_LEAF,
         None => config.batch_size.min(config.mode.max_batch_size()),
     };

@@ -57,6 +57,8 @@ pub struct PluginActivities {
     /// Activity tasks started by the SDK worker these activities are registered with (see
     /// [`crate::renewal`]).
     tasks_started: TaskCounter,
+    /// Many-object sources' stored listings read lately, shared by the leaves.
+    listings: split_leaf::ListingCache,
 }
 
 impl PluginActivities {
@@ -74,6 +76,7 @@ impl PluginActivities {
             home_queue: home_queue.to_owned(),
             client,
             tasks_started: TaskCounter::default(),
+            listings: split_leaf::ListingCache::default(),
         }
     }
 
@@ -245,9 +248,10 @@ impl PluginActivities {
     ) -> Result<SplitOutcome, ActivityError> {
         let _running = self.count_task();
         task.validate().map_err(|e| invalid_task(&e))?;
+        let source = task.source.clone();
         self.run_split(&ctx, task)
             .await
-            .map_err(|e| e.into_activity_error(&self, &ctx))
+            .map_err(|e| e.into_activity_error(&self, &ctx, &source))
     }
 
     /// Writes a data batch's manifest (last, so that its presence means the output is whole).

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
+use batch_core::DataSource;
 use batch_core::FailureKind;
+use batch_core::objects::Listing;
 use batch_core::record_items::RecordItems;
 use batch_core::source::part_name;
 use batch_core::split::RecordTooLong;
@@ -20,10 +22,13 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use super::PluginActivities;
 use crate::plugins::{LoadedPlugin, PluginError};
 
+mod listing;
 mod output;
 mod pending;
 mod read;
 mod run;
+
+pub(crate) use listing::ListingCache;
 
 /// Why a split stopped.
 pub(super) enum SplitError {
@@ -67,10 +72,12 @@ impl From<DataError> for SplitError {
 }
 
 impl SplitError {
+    /// The activity's failure; items named as `source` names them.
     pub(super) fn into_activity_error(
         self,
         activities: &PluginActivities,
         ctx: &ActivityContext,
+        source: &DataSource,
     ) -> ActivityError {
         match self {
             SplitError::Plugin(e) => activities.failure(ctx, e),
@@ -80,12 +87,12 @@ impl SplitError {
             SplitError::Data(e) => crate::routing::data_failure(&e),
             SplitError::BadRecord { index, reason } => crate::routing::failure(
                 FailureKind::BadRecord,
-                format!("item {index}: {reason}"),
+                format!("item {}: {reason}", source.item_name(index)),
                 false,
             ),
             SplitError::BadSource { index, reason } => crate::routing::failure(
                 FailureKind::BadSource,
-                format!("item {index}: {reason}"),
+                format!("item {}: {reason}", source.item_name(index)),
                 false,
             ),
             SplitError::Activity(e) => e,
@@ -99,7 +106,10 @@ struct SplitRun<'a> {
     ctx: &'a ActivityContext,
     task: &'a SplitTask,
     plugin: Arc<LoadedPlugin>,
+    /// The source's object, or a many-object source's base.
     source: Location,
+    /// A many-object source's listing.
+    listing: Option<Arc<Listing>>,
     /// How the source's records become items for this plugin.
     items: RecordItems,
 }
@@ -111,11 +121,17 @@ impl PluginActivities {
         task: SplitTask,
     ) -> Result<SplitOutcome, SplitError> {
         // The operator's grants first: a place outside them is refused before anything is
-        // read or created.
-        let source = Location::open(
-            &task.source.location,
-            Authority::granted(&self.grants, Access::Read),
-        )?;
+        // read or created. A many-object source's objects are each checked as they are
+        // opened, under its base.
+        let opened = match &task.source.objects {
+            None => &task.source.location,
+            Some(objects) => &objects.base,
+        };
+        let source = Location::open(opened, Authority::granted(&self.grants, Access::Read))?;
+        let listing = match &task.source.objects {
+            None => None,
+            Some(objects) => Some(self.listing(ctx, &task.source, objects).await?),
+        };
         let output = task
             .output
             .as_deref()
@@ -128,18 +144,15 @@ impl PluginActivities {
         plugin.check_input(Some(task.source.format))?;
         let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
-        // Every leaf, of a split or of a retry's list, whatever client started the batch,
-        // checks that the source starts as the batch reads it: a compressed source read as
-        // stored would give compressed bytes as records.
-        data_io::read::check_stored(&source, &task.source).await?;
-        let mut out =
-            output::SplitOutput::create(output.as_ref(), part_name(task.first, task.last)).await?;
+        let name = part_name(task.first, task.last);
+        let mut out = output::SplitOutput::create(output.as_ref(), name, listing.clone()).await?;
         let split = SplitRun {
             activities: self,
             ctx,
             task: &task,
             plugin,
             source,
+            listing,
             items,
         };
         let run = match &task.items {

@@ -4,7 +4,9 @@
 
 use std::io::Write as _;
 use std::ops::Range;
+use std::sync::Arc;
 
+use batch_core::objects::{ItemId, Listing};
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
 use batch_core::{FailedItem, FailureKind, Failures, Output, Outputs};
 use bytes::Bytes;
@@ -31,12 +33,18 @@ pub(super) struct SplitOutput {
     failed_location: Option<Location>,
     /// The part's name (`part-<first>-<last>`).
     name: String,
+    /// A many-object source's listing: failed lines name their object.
+    listing: Option<Arc<Listing>>,
 }
 
 impl SplitOutput {
     /// Starts the split's part under `output`, if the batch has one (removing what earlier
     /// attempts of it staged).
-    pub(super) async fn create(output: Option<&Location>, name: String) -> Result<Self, DataError> {
+    pub(super) async fn create(
+        output: Option<&Location>,
+        name: String,
+        listing: Option<Arc<Listing>>,
+    ) -> Result<Self, DataError> {
         let part = match output {
             Some(o) => Some(PartWriter::create(o.child(&name)).await?),
             None => None,
@@ -48,6 +56,7 @@ impl SplitOutput {
             failed_part: None,
             failed_location: output.map(|o| o.child(FAILED_DIR).child(&name)),
             name,
+            listing,
         })
     }
 
@@ -129,7 +138,13 @@ impl SplitOutput {
     ) {
         self.failures.push(FailedItem::new(index, kind, reason));
         if self.failed_location.is_some() {
-            let line = FailedLine::new(index, kind, reason, input);
+            let mut line = FailedLine::new(index, kind, reason, input);
+            if let Some(listing) = &self.listing {
+                let id = ItemId::of_index(index);
+                if let Some(entry) = listing.entries.get(id.ordinal as usize) {
+                    line = line.in_object(&entry.name, id.position);
+                }
+            }
             // A struct of strings and numbers always encodes.
             if let Ok(json) = serde_json::to_vec(&line) {
                 failed_lines.extend_from_slice(&json);

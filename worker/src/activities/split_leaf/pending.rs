@@ -26,10 +26,17 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Adds the record at `index` as the format makes it: an item, nothing (false: a blank
-    /// line of JSON Lines, a CSV header), or a bad record.
-    pub(super) fn add(&mut self, items: &RecordItems, index: u64, record: &[u8]) -> bool {
-        match items.item(index, record) {
+    /// Adds the record at `position` of its object, the item `index`, as the format makes
+    /// it: an item, nothing (false: a blank line of JSON Lines, a CSV header), or a bad
+    /// record.
+    pub(super) fn add(
+        &mut self,
+        items: &RecordItems,
+        position: u64,
+        index: u64,
+        record: &[u8],
+    ) -> bool {
+        match items.item(position, record) {
             RecordItem::Item(bytes) => self.records.push(index, &bytes),
             RecordItem::NotAnItem => return false,
             RecordItem::Bad(reason) => self.bad.push(BadRecord {
@@ -42,6 +49,11 @@ impl Pending {
             }
         }
         true
+    }
+
+    /// A record that fails the batch whatever its tolerance.
+    pub(super) fn fatal(&mut self, index: u64, reason: String) {
+        self.fatal.get_or_insert((index, reason));
     }
 
     /// A record that fails the batch whatever its tolerance, or, without a tolerance, the

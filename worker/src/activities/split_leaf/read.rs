@@ -1,11 +1,15 @@
-//! Reading a split: its bytes, from a [`Feed`] (ranged reads pinned to the source's version,
-//! or a compressed object's decompressed stream), records found by Hadoop's rule
-//! ([`SplitRecords`]), made items by the source's format; or, for a retry batch's leaf, each
-//! listed record. The records go to the plugin ([`super::run`]) 4 MiB at a time, and the leaf
+//! Reading a split: the objects it overlaps (one, or the pieces of a many-object source's
+//! objects: [`batch_core::objects`]), each object's bytes from a [`Feed`] (ranged reads pinned
+//! to its version, or a compressed object's decompressed stream), records found by Hadoop's
+//! rule ([`SplitRecords`]) within the object, made items by the source's format; or, for a
+//! retry batch's leaf, each listed record. The records go to the plugin ([`super::run`]) 4 MiB at a time, and the leaf
 //! checkpoints between; the split's next read runs while the plugin runs, so that reading (and
 //! decompressing) and computing overlap.
 
-use batch_core::record_items::RecordItems;
+use std::sync::Arc;
+
+use batch_core::Format;
+use batch_core::objects::{ItemId, Listing};
 use batch_core::source::Compression;
 use batch_core::split::SplitRecords;
 use bytes::{Buf as _, Bytes};
@@ -37,21 +41,75 @@ trait Feed {
     fn position(&self) -> u64;
 }
 
+/// One object of the source: where it is, what it is, and how its items are numbered.
+pub(super) struct Object {
+    pub(super) location: Location,
+    pub(super) version: Option<String>,
+    pub(super) size: u64,
+    pub(super) compression: Option<Compression>,
+    /// Its ordinal in a many-object source: its items' indexes pack it ([`ItemId`]).
+    pub(super) ordinal: Option<u32>,
+}
+
+impl Object {
+    /// The index of the item at `position` in this object.
+    fn index(&self, position: u64) -> u64 {
+        match self.ordinal {
+            Some(ordinal) => ItemId { ordinal, position }.index(),
+            None => position,
+        }
+    }
+
+    /// The position in this object of the item `index`.
+    fn position(&self, index: u64) -> u64 {
+        match self.ordinal {
+            Some(_) => ItemId::of_index(index).position,
+            None => index,
+        }
+    }
+
+    fn ranges(&self, next: u64) -> Ranges<'_> {
+        Ranges {
+            object: self,
+            next,
+            step: READ_BYTES,
+        }
+    }
+
+    fn decompressing(
+        &self,
+        compression: Compression,
+        max_ratio: u32,
+    ) -> Result<Decompressing<'_>, SplitError> {
+        let location = self.location.text();
+        let decoder = Decoder::new(compression, max_ratio)
+            .map_err(|e| DataError::bad_source(location, format!("{location}: {e}")))?;
+        Ok(Decompressing {
+            stored: self.ranges(1),
+            decoder: Some(decoder),
+            input: Bytes::new(),
+            ended: false,
+        })
+    }
+}
+
 /// The stored object's bytes from `next` to its end, by ranged reads pinned to its version.
 struct Ranges<'a> {
-    source: &'a Location,
-    version: Option<&'a str>,
+    object: &'a Object,
     next: u64,
-    size: u64,
+    /// Bytes per read.
+    step: u64,
 }
 
 impl Feed for Ranges<'_> {
     async fn next(&mut self) -> Result<Option<Bytes>, SplitError> {
-        if self.next > self.size {
+        let object = self.object;
+        if self.next > object.size {
             return Ok(None);
         }
-        let last = (self.next + READ_BYTES - 1).min(self.size);
-        let bytes = data_io::read::read_range(self.source, self.version, self.next, last).await?;
+        let last = (self.next + self.step - 1).min(object.size);
+        let version = object.version.as_deref();
+        let bytes = data_io::read::read_range(&object.location, version, self.next, last).await?;
         self.next = last + 1;
         Ok(Some(bytes))
     }
@@ -92,7 +150,7 @@ impl Feed for Decompressing<'_> {
                 Ok((decoder, decoded))
             })
             .await?;
-            let location = self.stored.source.text();
+            let location = self.stored.object.location.text();
             let bad = |e| DataError::bad_source(location, format!("{location}: {e}"));
             let (used, out) = decoded.map_err(bad)?;
             self.input.advance(used);
@@ -115,7 +173,8 @@ impl Feed for Decompressing<'_> {
     }
 }
 
-/// Which of the records read become items: all of them, or a retry's list.
+/// Which of the records read become items: all of them, or a retry's list (of positions in
+/// the object).
 enum Select<'l> {
     All,
     Listed {
@@ -127,26 +186,35 @@ enum Select<'l> {
 }
 
 impl Select<'_> {
-    fn take(&mut self, pending: &mut Pending, items: &RecordItems, index: u64, record: &[u8]) {
-        let Select::Listed { list, found, error } = self else {
-            pending.add(items, index, record);
-            return;
-        };
-        let Some(&wanted) = list.get(*found).filter(|_| error.is_none()) else {
-            return;
-        };
-        if index < wanted {
+    /// Takes the record at `position` of `object` if it is selected.
+    fn take(
+        &mut self,
+        run: &SplitRun<'_>,
+        pending: &mut Pending,
+        object: &Object,
+        position: u64,
+        record: &[u8],
+    ) {
+        let index = object.index(position);
+        if let Select::Listed { list, found, error } = self {
+            let Some(&wanted) = list.get(*found).filter(|_| error.is_none()) else {
+                return;
+            };
+            if position < wanted {
+                return;
+            }
+            if position > wanted {
+                *error = Some(not_a_record(object.index(wanted)));
+                return;
+            }
+            *found += 1;
+            // An earlier batch never reported a line that is not an item.
+            if !run.add(pending, object, position, record) {
+                *error = Some(blank(index));
+            }
             return;
         }
-        if index > wanted {
-            *error = Some(not_a_record(wanted));
-            return;
-        }
-        *found += 1;
-        // An earlier batch never reported a line that is not an item.
-        if !pending.add(items, index, record) {
-            *error = Some(blank(index));
-        }
+        run.add(pending, object, position, record);
     }
 
     /// Every listed item was found: read no more.
@@ -154,15 +222,15 @@ impl Select<'_> {
         matches!(self, Select::Listed { list, found, .. } if *found == list.len())
     }
 
-    /// A listed item that is not a record, once the split has been read to its end.
-    fn error(&mut self, ended: bool) -> Option<SplitError> {
+    /// A listed item that is not a record, once the object has been read to its end.
+    fn error(&mut self, object: &Object, ended: bool) -> Option<SplitError> {
         let Select::Listed { list, found, error } = self else {
             return None;
         };
         error.take().or_else(|| {
             list.get(*found)
                 .filter(|_| ended)
-                .map(|&index| not_a_record(index))
+                .map(|&position| not_a_record(object.index(position)))
         })
     }
 }
@@ -188,99 +256,208 @@ fn blank(index: u64) -> SplitError {
 }
 
 impl SplitRun<'_> {
-    fn ranges(&self, next: u64) -> Ranges<'_> {
-        Ranges {
-            source: &self.source,
-            version: self.task.source.version.as_deref(),
-            next,
-            size: self.task.source.size,
+    /// Adds a record of `object` to `pending` (see [`Pending::add`]); in a many-object CSV
+    /// source, checks each object's header against the batch's.
+    fn add(&self, pending: &mut Pending, object: &Object, position: u64, record: &[u8]) -> bool {
+        let index = object.index(position);
+        let source = &self.task.source;
+        if position == 1 && object.ordinal.is_some() && source.format == Format::Csv {
+            let header = record.strip_suffix(b"\r").unwrap_or(record);
+            if source.header.as_deref().map(str::as_bytes) != Some(header) {
+                pending.fatal(
+                    index,
+                    format!(
+                        "{}: its header is not the first object's (CSV objects of one source \
+                         share their header)",
+                        object.location.text()
+                    ),
+                );
+            }
+            return false;
         }
+        pending.add(&self.items, position, index, record)
     }
 
-    fn decompressing(&self, compression: Compression) -> Result<Decompressing<'_>, SplitError> {
-        let location = &self.task.source.location;
-        let decoder = Decoder::new(compression, self.task.source.max_ratio())
-            .map_err(|e| DataError::bad_source(location, format!("{location}: {e}")))?;
-        Ok(Decompressing {
-            stored: self.ranges(1),
-            decoder: Some(decoder),
-            input: Bytes::new(),
-            ended: false,
+    /// The objects of the split, each with the bytes of it the split holds.
+    async fn pieces(&self) -> Result<Vec<(Object, u64, u64)>, SplitError> {
+        let task = self.task;
+        let Some(listing) = &self.listing else {
+            let object = self.single()?;
+            return Ok(vec![(object, task.first, task.last)]);
+        };
+        listing
+            .pieces(task.first, task.last)
+            .into_iter()
+            .map(|piece| {
+                Ok((
+                    self.object(listing, piece.ordinal)?,
+                    piece.first,
+                    piece.last,
+                ))
+            })
+            .collect()
+    }
+
+    /// A single-object source's object.
+    fn single(&self) -> Result<Object, SplitError> {
+        let source = &self.task.source;
+        Ok(Object {
+            location: self.source.clone(),
+            version: source.version.clone(),
+            size: source.size,
+            compression: source.compression,
+            ordinal: None,
         })
+    }
+
+    /// The object `ordinal` of a many-object source, opened under the grants as any source.
+    fn object(&self, listing: &Arc<Listing>, ordinal: u32) -> Result<Object, SplitError> {
+        let entry = &listing.entries[ordinal as usize];
+        Ok(Object {
+            location: self.source.object(&entry.name)?,
+            version: entry.version.clone(),
+            size: entry.size,
+            compression: entry.compression,
+            ordinal: Some(ordinal),
+        })
+    }
+
+    /// Checks that an object starts as the batch reads it: a compressed object read as stored
+    /// would give compressed bytes as records.
+    async fn check(&self, object: &Object) -> Result<(), SplitError> {
+        let version = object.version.as_deref();
+        data_io::read::check_stored(&object.location, version, object.size, object.compression)
+            .await?;
+        Ok(())
     }
 
     /// Reads the split and runs the plugin over its records, writing the outputs. A
     /// compressed object is read whole by the split that holds its first byte; the others
     /// own none of it.
     pub(super) async fn read_split(&self, out: &mut SplitOutput) -> Result<(), SplitError> {
-        let task = self.task;
-        match task.source.compression {
+        let mut pending = Pending::default();
+        for (object, first, last) in self.pieces().await? {
+            self.check(&object).await?;
+            let select = Select::All;
+            self.read_object(&object, first, last, select, &mut pending, out)
+                .await?;
+        }
+        self.flush(&mut pending, out).await
+    }
+
+    /// The records of `object` whose first byte is in `first..=last` (all of them, read from
+    /// its start, if it is compressed and `first` is 1; none if it is compressed and not).
+    async fn read_object(
+        &self,
+        object: &Object,
+        first: u64,
+        last: u64,
+        select: Select<'_>,
+        pending: &mut Pending,
+        out: &mut SplitOutput,
+    ) -> Result<(), SplitError> {
+        match object.compression {
             None => {
-                let mut split = SplitRecords::new(task.first, task.last);
-                let mut feed = self.ranges(split.read_from());
-                self.read_feed(&mut split, &mut feed, Select::All, out)
+                let mut split = SplitRecords::new(first, last);
+                let mut feed = object.ranges(split.read_from());
+                self.read_feed(object, &mut split, &mut feed, select, pending, out)
                     .await
             }
-            Some(compression) if task.first == 1 => {
+            Some(compression) if first == 1 => {
                 let mut split = whole_stream();
-                let mut feed = self.decompressing(compression)?;
-                self.read_feed(&mut split, &mut feed, Select::All, out)
+                let max_ratio = self.task.source.max_ratio();
+                let mut feed = object.decompressing(compression, max_ratio)?;
+                self.read_feed(object, &mut split, &mut feed, select, pending, out)
                     .await
             }
             Some(_) => Ok(()),
         }
     }
 
-    /// A retry batch's leaf: runs the listed records as [`Self::read_split`] does a split's.
-    /// A stored object's are each read where it starts; a compressed object's stream is read
-    /// once, from its start to the last listed record.
+    /// A retry batch's leaf: runs the listed records as [`Self::read_split`] does a split's,
+    /// object by object. A stored object's are each read where it starts; a compressed
+    /// object's stream is read once, from its start to the last listed record.
     pub(super) async fn read_listed(
         &self,
         list: &[u64],
         out: &mut SplitOutput,
     ) -> Result<(), SplitError> {
-        let Some(compression) = self.task.source.compression else {
-            return self.read_each(list, out).await;
-        };
-        let mut split = whole_stream();
-        let mut feed = self.decompressing(compression)?;
-        let select = Select::Listed {
-            list,
-            found: 0,
-            error: None,
-        };
-        self.read_feed(&mut split, &mut feed, select, out).await
+        let mut pending = Pending::default();
+        let mut rest = list;
+        while let Some(&index) = rest.first() {
+            let object = match &self.listing {
+                None => self.single()?,
+                Some(listing) => {
+                    let ordinal = ItemId::of_index(index).ordinal;
+                    if ordinal as usize >= listing.entries.len() {
+                        return Err(not_a_record(index));
+                    }
+                    self.object(listing, ordinal)?
+                }
+            };
+            let ordinal = object.ordinal;
+            let count = rest
+                .iter()
+                .take_while(|&&i| ordinal.is_none_or(|o| ItemId::of_index(i).ordinal == o))
+                .count();
+            let positions: Vec<u64> = rest[..count].iter().map(|&i| object.position(i)).collect();
+            rest = &rest[count..];
+            self.check(&object).await?;
+            match object.compression {
+                None => {
+                    self.read_each(&object, &positions, &mut pending, out)
+                        .await?
+                }
+                Some(_) => {
+                    let select = Select::Listed {
+                        list: &positions,
+                        found: 0,
+                        error: None,
+                    };
+                    self.read_object(&object, 1, object.size, select, &mut pending, out)
+                        .await?;
+                }
+            }
+        }
+        self.flush(&mut pending, out).await
     }
 
-    /// The records `split` owns from `feed`'s bytes, those `select` takes run through the
-    /// plugin.
+    /// The records `split` owns from `feed`'s bytes of `object`, those `select` takes added to
+    /// `pending`, which runs through the plugin (while the next bytes are read) each time it
+    /// holds [`PENDING_BYTES`].
     async fn read_feed(
         &self,
+        object: &Object,
         split: &mut SplitRecords,
         feed: &mut impl Feed,
         mut select: Select<'_>,
+        pending: &mut Pending,
         out: &mut SplitOutput,
     ) -> Result<(), SplitError> {
         let task = self.task;
-        let mut pending = Pending::default();
         loop {
             if let Some(e) = pending.intolerable(&task.tolerance) {
                 return Err(e);
             }
-            if let Some(e) = select.error(split.is_done()) {
+            if let Some(e) = select.error(object, split.is_done()) {
                 return Err(e);
             }
             if split.is_done() || select.is_done() {
-                return self.flush(&mut pending, out).await;
+                return Ok(());
             }
             let position = feed.position();
             // A slow store must not look like a lost worker: heartbeat while the read waits.
             let read = heartbeating(self.ctx, &position, feed.next());
             let bytes = if pending.bytes() >= PENDING_BYTES {
                 // The next read while the plugin runs over what was read so far.
-                let (flushed, bytes) = tokio::join!(self.flush(&mut pending, out), read);
+                let (flushed, bytes) = tokio::join!(self.flush(pending, out), read);
                 flushed?;
-                let leaf = format!("split {}..={}, next {position}", task.first, task.last);
+                let leaf = format!(
+                    "split {}..={}, {} at {position}",
+                    task.first,
+                    task.last,
+                    object.location.text()
+                );
                 checkpoint::pass(self.ctx, position, &leaf)
                     .await
                     .map_err(SplitError::Activity)?;
@@ -288,8 +465,8 @@ impl SplitRun<'_> {
             } else {
                 read.await?
             };
-            let mut collect = |index, record: &[u8]| {
-                select.take(&mut pending, &self.items, index, record);
+            let mut collect = |position, record: &[u8]| {
+                select.take(self, pending, object, position, record);
             };
             let pushed = match bytes {
                 Some(bytes) => split.push(&bytes, &mut collect),
@@ -299,24 +476,30 @@ impl SplitRun<'_> {
             if let Some(e) = pending.intolerable(&task.tolerance) {
                 return Err(e);
             }
-            pushed?;
+            pushed.map_err(|e| record_too_long(object, e))?;
         }
     }
 
-    /// A stored object's listed records, each read where it starts.
-    async fn read_each(&self, list: &[u64], out: &mut SplitOutput) -> Result<(), SplitError> {
-        let mut pending = Pending::default();
-        for (n, &index) in list.iter().enumerate() {
-            let record = heartbeating(self.ctx, &index, self.read_record_at(index)).await?;
-            if !pending.add(&self.items, index, &record) {
+    /// A stored object's listed records (positions), each read where it starts.
+    async fn read_each(
+        &self,
+        object: &Object,
+        positions: &[u64],
+        pending: &mut Pending,
+        out: &mut SplitOutput,
+    ) -> Result<(), SplitError> {
+        for &position in positions {
+            let index = object.index(position);
+            let record =
+                heartbeating(self.ctx, &index, self.read_record_at(object, position)).await?;
+            if !self.add(pending, object, position, &record) {
                 return Err(blank(index));
             }
             if let Some(e) = pending.intolerable(&self.task.tolerance) {
                 return Err(e);
             }
-            let last = n + 1 == list.len();
-            if last || pending.bytes() >= PENDING_BYTES {
-                self.flush(&mut pending, out).await?;
+            if pending.bytes() >= PENDING_BYTES {
+                self.flush(pending, out).await?;
                 if self.ctx.is_cancelled() {
                     return Err(SplitError::Activity(ActivityError::cancelled()));
                 }
@@ -325,24 +508,33 @@ impl SplitRun<'_> {
         Ok(())
     }
 
-    /// The record that starts at byte `index` (without its line end): the split `index..=index`
-    /// owns exactly that record, so [`SplitRecords`] finds its end, whatever its length.
-    async fn read_record_at(&self, index: u64) -> Result<Vec<u8>, SplitError> {
-        let size = self.task.source.size;
-        let version = self.task.source.version.as_deref();
-        let mut split = SplitRecords::new(index, index);
-        let mut next = split.read_from();
+    /// The record that starts at byte `position` of `object` (without its line end): the
+    /// split `position..=position` owns exactly that record, so [`SplitRecords`] finds its
+    /// end, whatever its length.
+    async fn read_record_at(&self, object: &Object, position: u64) -> Result<Vec<u8>, SplitError> {
+        let mut split = SplitRecords::new(position, position);
+        let mut feed = Ranges {
+            object,
+            next: split.read_from(),
+            step: RECORD_READ_BYTES,
+        };
         let mut found = None;
         while found.is_none() && !split.is_done() {
-            if next > size {
-                split.finish(&mut |_, record| found = Some(record.to_vec()))?;
-                break;
-            }
-            let last = (next + RECORD_READ_BYTES - 1).min(size);
-            let bytes = data_io::read::read_range(&self.source, version, next, last).await?;
-            split.push(&bytes, &mut |_, record| found = Some(record.to_vec()))?;
-            next = last + 1;
+            let pushed = match feed.next().await? {
+                Some(bytes) => split.push(&bytes, &mut |_, record| found = Some(record.to_vec())),
+                None => split.finish(&mut |_, record| found = Some(record.to_vec())),
+            };
+            pushed.map_err(|e| record_too_long(object, e))?;
         }
-        found.ok_or_else(|| not_a_record(index))
+        found.ok_or_else(|| not_a_record(object.index(position)))
     }
+}
+
+/// A record too long, numbered by its item's index.
+fn record_too_long(object: &Object, e: batch_core::split::RecordTooLong) -> SplitError {
+    batch_core::split::RecordTooLong {
+        start: e.start.map(|position| object.index(position)),
+        ..e
+    }
+    .into()
 }

@@ -5,12 +5,24 @@
     scripts/make-dataset.py csv 1000 events.csv           # the same records as CSV, with a header
     scripts/make-dataset.py jsonl 10000000 big.jsonl      # ~1 GB, for bench/data.sh
     scripts/make-dataset.py jsonl 1000 dirty.jsonl --dirty 100   # every 100th amount is "n/a"
+    scripts/make-dataset.py jsonl 1000 events.jsonl.gz    # compressed by its name: .gz, .zst
+    scripts/make-dataset.py parts 100000 lake/ --parts 50 # a prefix of 50 parts, gzip, zstd,
+                                                          # plain and empty ones mixed
+    scripts/make-dataset.py parquet 100000 events.parquet --row-group 5000
+                                                          # nested columns and nulls (pyarrow)
 
 Each record is an order event: id (1..=N), user, country, kind, amount (cents), an ISO
 timestamp and a short note. The values come from a fixed linear congruential generator, not
 from Python's `random`, so the bytes never depend on the Python version. With `--dirty K`, every
 K-th record's amount is the string "n/a" (dirty data, for trying failure tolerance and
 `--retry-failed`); the other records are unchanged.
+
+`parts` deals the JSON Lines records, in order, into K objects `part-00000...` under DIR (in
+day-NN/ folders of 10): every third one gzip (`.jsonl.gz`, two members), every third zstd
+(`.jsonl.zst`), the others plain, and after every tenth an empty part. `parquet` writes the
+records with pyarrow, typed and nested: id int64, user and kind strings, country dictionary,
+amount decimal(12,2), ts timestamp[us, UTC], note a string or null, tags a list of strings,
+geo a struct {lat, lon} or null; row groups of `--row-group` rows (default 10000).
 """
 
 import os
@@ -39,38 +51,133 @@ def records(count):
         }
 
 
+def jsonl_line(r):
+    return (
+        f'{{"id":{r["id"]},"user":"{r["user"]}","country":"{r["country"]}",'
+        f'"kind":"{r["kind"]}","amount":{r["amount"]},"ts":"{r["ts"]}",'
+        f'"note":"{r["note"]}"}}\n'
+    )
+
+
+def compressed(path, data):
+    """`data` as `path` stores it: gzip for .gz, zstd for .zst (pyarrow), else as it is."""
+    if path.endswith(".gz"):
+        import gzip
+
+        return gzip.compress(data, mtime=0)
+    if path.endswith(".zst"):
+        import pyarrow as pa
+
+        return pa.compress(data, codec="zstd", asbytes=True)
+    return data
+
+
+def write_parts(count, out, parts):
+    lines = [jsonl_line(r) for r in records(count)]
+    per = -(-len(lines) // parts)
+    for k in range(parts):
+        chunk = "".join(lines[k * per : (k + 1) * per]).encode()
+        ext = ["jsonl.gz", "jsonl.zst", "jsonl"][k % 3]
+        if ext == "jsonl.gz":
+            # Two members, as pigz or `cat a.gz b.gz` write them.
+            half = len(chunk) // 2
+            data = compressed(".gz", chunk[:half]) + compressed(".gz", chunk[half:])
+        else:
+            data = compressed(ext, chunk)
+        folder = os.path.join(out, f"day-{k // 10:02d}")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"part-{k:05d}.{ext}"), "wb") as f:
+            f.write(data)
+        if k % 10 == 9:
+            open(os.path.join(folder, f"part-{k:05d}-empty.jsonl"), "wb").close()
+
+
+def write_parquet(count, out, row_group):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(records(count))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    table = pa.table(
+        {
+            "id": pa.array([r["id"] for r in rows], pa.int64()),
+            "user": pa.array([r["user"] for r in rows], pa.string()),
+            "country": pa.array([r["country"] for r in rows], pa.string()).dictionary_encode(),
+            "kind": pa.array([r["kind"] for r in rows], pa.string()),
+            "amount": pa.array(
+                [decimal.Decimal(r["amount"]).scaleb(-2) for r in rows], pa.decimal128(12, 2)
+            ),
+            "ts": pa.array(
+                [
+                    datetime.datetime.strptime(r["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                        tzinfo=datetime.timezone.utc
+                    )
+                    - epoch
+                    for r in rows
+                ],
+                pa.duration("us"),
+            ).cast(pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "note": pa.array([r["note"] or None for r in rows], pa.string()),
+            "tags": pa.array(
+                [[r["kind"], r["country"]][: r["id"] % 3] for r in rows], pa.list_(pa.string())
+            ),
+            "geo": pa.array(
+                [
+                    None if r["id"] % 7 == 0 else {"lat": (r["id"] % 180) - 90.5, "lon": r["id"] % 360 / 4}
+                    for r in rows
+                ],
+                pa.struct([("lat", pa.float64()), ("lon", pa.float64())]),
+            ),
+        }
+    )
+    pq.write_table(table, out, row_group_size=row_group, compression="zstd")
+
+
+def usage():
+    sys.exit(
+        "usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K]\n"
+        "       make-dataset.py parts RECORDS DIR --parts K\n"
+        "       make-dataset.py parquet RECORDS OUT [--row-group N]"
+    )
+
+
 def main():
     args = sys.argv[1:]
-    dirty = 0
-    if len(args) == 5 and args[3] == "--dirty" and args[4].isdigit() and int(args[4]) > 0:
-        dirty = int(args[4])
-        args = args[:3]
-    if len(args) != 3 or args[0] not in ("jsonl", "csv") or not args[1].isdigit():
-        sys.exit("usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K]")
-    fmt, count, out = args[0], int(args[1]), args[2]
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w", encoding="utf-8", newline="\n") as f:
-        if fmt == "csv":
-            f.write("id,user,country,kind,amount,ts,note\n")
-        lines = []
-        for r in records(count):
-            if dirty and r["id"] % dirty == 0:
-                r["amount"] = '"n/a"' if fmt == "jsonl" else "n/a"
-            if fmt == "jsonl":
-                lines.append(
-                    f'{{"id":{r["id"]},"user":"{r["user"]}","country":"{r["country"]}",'
-                    f'"kind":"{r["kind"]}","amount":{r["amount"]},"ts":"{r["ts"]}",'
-                    f'"note":"{r["note"]}"}}\n'
-                )
-            else:
-                lines.append(
-                    f'{r["id"]},{r["user"]},{r["country"]},{r["kind"]},{r["amount"]},'
-                    f'{r["ts"]},{r["note"]}\n'
-                )
-            if len(lines) == 100000:
-                f.writelines(lines)
-                lines.clear()
-        f.writelines(lines)
+    if len(args) < 3 or not args[1].isdigit():
+        usage()
+    fmt, count, out, rest = args[0], int(args[1]), args[2], args[3:]
+    options = dict(zip(rest[::2], rest[1::2]))
+    if len(rest) % 2 or any(not v.isdigit() or int(v) == 0 for v in options.values()):
+        usage()
+    if out.rstrip("/") and os.path.dirname(out.rstrip("/")):
+        os.makedirs(os.path.dirname(out.rstrip("/")), exist_ok=True)
+    if fmt == "parts" and set(options) == {"--parts"}:
+        write_parts(count, out, int(options["--parts"]))
+        return
+    if fmt == "parquet" and set(options) <= {"--row-group"}:
+        write_parquet(count, out, int(options.get("--row-group", 10000)))
+        return
+    if fmt not in ("jsonl", "csv") or not set(options) <= {"--dirty"}:
+        usage()
+    dirty = int(options.get("--dirty", 0))
+    chunks = []
+    if fmt == "csv":
+        chunks.append("id,user,country,kind,amount,ts,note\n")
+    for r in records(count):
+        if dirty and r["id"] % dirty == 0:
+            r["amount"] = '"n/a"' if fmt == "jsonl" else "n/a"
+        if fmt == "jsonl":
+            chunks.append(jsonl_line(r))
+        else:
+            chunks.append(
+                f'{r["id"]},{r["user"]},{r["country"]},{r["kind"]},{r["amount"]},'
+                f'{r["ts"]},{r["note"]}\n'
+            )
+    with open(out, "wb") as f:
+        f.write(compressed(out, "".join(chunks).encode()))
 
 
 if __name__ == "__main__":

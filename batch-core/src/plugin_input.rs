@@ -64,7 +64,7 @@ impl PluginInput {
         let refusal = match (self, source) {
             (I::Numbers, None)
             | (I::Text, Some(_))
-            | (I::Json, Some(Format::Jsonl | Format::Csv))
+            | (I::Json, Some(Format::Jsonl | Format::Csv | Format::Parquet))
             | (I::CsvRow, Some(Format::Lines | Format::Csv)) => return Ok(()),
             (I::Numbers, Some(_)) => "a --source gives records: run a record plugin over it",
             (_, None) => "a range batch gives numbers without data: give it a --source",
@@ -73,6 +73,9 @@ impl PluginInput {
             }
             (I::CsvRow, Some(Format::Jsonl)) => {
                 "JSON Lines are not CSV rows: use a JSON plugin (json_field, json_filter)"
+            }
+            (I::CsvRow, Some(Format::Parquet)) => {
+                "Parquet rows come as JSON objects: use a JSON plugin (json_field, json_filter)"
             }
         };
         let given = match source {
@@ -104,6 +107,7 @@ mod tests {
             Some(Format::Lines),
             Some(Format::Jsonl),
             Some(Format::Csv),
+            Some(Format::Parquet),
         ];
         let accepted: Vec<(I, Option<Format>)> = I::ALL
             .into_iter()
@@ -117,8 +121,10 @@ mod tests {
                 (I::Text, Some(Format::Lines)),
                 (I::Text, Some(Format::Jsonl)),
                 (I::Text, Some(Format::Csv)),
+                (I::Text, Some(Format::Parquet)),
                 (I::Json, Some(Format::Jsonl)),
                 (I::Json, Some(Format::Csv)),
+                (I::Json, Some(Format::Parquet)),
                 (I::CsvRow, Some(Format::Lines)),
                 (I::CsvRow, Some(Format::Csv)),
             ]

@@ -75,7 +75,7 @@ impl RecordItems {
         match self.format {
             Format::Lines => RecordItem::Item(Cow::Borrowed(record)),
             Format::Jsonl if record.iter().all(u8::is_ascii_whitespace) => RecordItem::NotAnItem,
-            Format::Jsonl => RecordItem::Item(Cow::Borrowed(record)),
+            Format::Jsonl | Format::Parquet => RecordItem::Item(Cow::Borrowed(record)),
             Format::Csv if index == 1 || record.is_empty() => RecordItem::NotAnItem,
             Format::Csv if ends_inside_quotes(record) => RecordItem::Fatal(format!(
                 "the CSV row at byte {index} ({}) opens a quoted field that holds a line \
@@ -185,6 +185,7 @@ mod tests {
                 compression: None,
                 max_ratio: None,
                 objects: None,
+                columns: None,
             },
             input,
         )
@@ -313,6 +314,7 @@ mod tests {
                 compression: None,
                 max_ratio: None,
                 objects: None,
+                columns: None,
             },
             None,
         )

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 /// Largest CSV header carried with a batch (it travels in every node's input).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most columns `--columns` names.
+pub const MAX_COLUMNS: usize = 1000;
+/// Longest column name `--columns` takes.
+pub const MAX_COLUMN_NAME_BYTES: usize = 256;
 /// Longest location accepted (a URL or a path).
 pub const MAX_LOCATION_BYTES: usize = 2048;
 /// Default split size of a data batch: large enough that a leaf's fixed costs (a workflow, an
@@ -38,21 +42,25 @@ pub enum Format {
     /// as a JSON object of the header's names to the row's fields (strings), so the same JSON
     /// plugins serve CSV and JSON Lines. A quoted field may not hold a line break.
     Csv,
+    /// Apache Parquet: every row is an item, given to the plugin as a JSON object of its
+    /// columns; the row groups are the splits, and an item's index is its row number.
+    Parquet,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::Lines, Format::Jsonl, Format::Csv];
+    pub const ALL: [Format; 4] = [Format::Lines, Format::Jsonl, Format::Csv, Format::Parquet];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Lines => "lines",
             Format::Jsonl => "jsonl",
             Format::Csv => "csv",
+            Format::Parquet => "parquet",
         }
     }
 
     /// The format a location's name suggests: `.jsonl`/`.ndjson` JSON Lines, `.csv` CSV,
-    /// anything else lines; a compression's extension after it (`events.jsonl.gz`) aside.
+    /// `.parquet`/`.parq` Parquet, anything else lines; a compression's extension after it (`events.jsonl.gz`) aside.
     pub fn from_name(location: &str) -> Format {
         let name = location.rsplit('/').next().unwrap_or(location);
         let lower = name.to_ascii_lowercase();
@@ -64,6 +72,8 @@ impl Format {
             Format::Jsonl
         } else if lower.ends_with(".csv") {
             Format::Csv
+        } else if lower.ends_with(".parquet") || lower.ends_with(".parq") {
+            Format::Parquet
         } else {
             Format::Lines
         }
@@ -83,7 +93,7 @@ impl std::str::FromStr for Format {
         Format::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown format {s:?}: expected lines, jsonl or csv"))
+            .ok_or_else(|| format!("unknown format {s:?}: expected lines, jsonl, csv or parquet"))
     }
 }
 
@@ -190,6 +200,9 @@ pub struct DataSource {
     /// object has its own compression ([`crate::objects`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<crate::objects::Objects>,
+    /// Parquet: the columns read (`--columns`), by name, in this order; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 /// Bytes of a source's start that [`compression_of`] looks at.
@@ -242,6 +255,12 @@ pub enum SourceError {
     Ratio(u32),
     #[error("the source {location}'s objects: {reason}")]
     Objects { location: String, reason: String },
+    #[error(
+        "the source {location}: --columns takes 1 to {MAX_COLUMNS} names of at most \
+         {MAX_COLUMN_NAME_BYTES} bytes, of a Parquet source (which is never compressed as a \
+         whole: its pages are)"
+    )]
+    Columns { location: String },
     #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
     LocationTooLong(String),
     #[error("the location is empty: give a path or a URL")]
@@ -296,6 +315,12 @@ impl DataSource {
             hash.update(part.as_bytes());
         }
         // Only when set, so that a stored source's batches keep their ids.
+        if let Some(columns) = &self.columns {
+            for column in columns {
+                hash.update((column.len() as u64).to_le_bytes());
+                hash.update(column.as_bytes());
+            }
+        }
         if let Some(compression) = self.compression {
             hash.update(compression.as_str().as_bytes());
             hash.update(self.max_ratio().to_le_bytes());
@@ -315,6 +340,8 @@ impl DataSource {
     pub fn max_index(&self) -> u64 {
         match (&self.objects, self.compression) {
             (Some(objects), _) => crate::objects::max_index(objects.count),
+            // Row numbers: a million equal rows may take a few bytes.
+            (None, _) if self.format == Format::Parquet => crate::objects::MAX_POSITION,
             (None, None) => self.size,
             (None, Some(_)) => decompressed_bound(self.max_ratio(), self.size),
         }
@@ -353,6 +380,24 @@ impl DataSource {
         validate_location(&self.location)?;
         if let Some(objects) = &self.objects {
             objects.validate(self)?;
+        }
+        if let Some(columns) = &self.columns {
+            let bad = self.format != Format::Parquet
+                || columns.is_empty()
+                || columns.len() > MAX_COLUMNS
+                || columns
+                    .iter()
+                    .any(|c| c.is_empty() || c.len() > MAX_COLUMN_NAME_BYTES);
+            if bad {
+                return Err(SourceError::Columns {
+                    location: self.location.clone(),
+                });
+            }
+        }
+        if self.format == Format::Parquet && self.compression.is_some() {
+            return Err(SourceError::Columns {
+                location: self.location.clone(),
+            });
         }
         if let Some(ratio) = self.max_ratio
             && !(1..=MAX_RATIO_LIMIT).contains(&ratio)
@@ -586,7 +631,7 @@ mod tests {
         }
         assert_eq!(
             "json".parse::<Format>().expect_err("an error"),
-            "unknown format \"json\": expected lines, jsonl or csv"
+            "unknown format \"json\": expected lines, jsonl, csv or parquet"
         );
     }
 
@@ -600,6 +645,7 @@ mod tests {
             compression: None,
             max_ratio: None,
             objects: None,
+            columns: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! - [`read`]: what a source is (size, version, CSV header) and ranged reads of a split.
 //! - [`decode`]: a compressed source's stream decompressed, bounded.
 //! - [`list`]: a many-object source's listing, taken, stored and read back.
+//! - [`mod@parquet`]: a Parquet object's row groups, read as JSON rows.
 //! - [`mod@write`]: a part written whole, the manifest, the staging area cleared.
 //! - [`error`]: failures, naming the location, split into permanent and transient.
 //!
@@ -26,6 +27,7 @@ pub mod grants;
 pub mod list;
 mod local;
 pub mod location;
+pub mod parquet;
 pub mod place;
 pub mod read;
 mod source_info;

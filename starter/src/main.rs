@@ -95,11 +95,11 @@ struct Args {
     /// must be granted it (worker --allow-read).
     #[arg(long, value_name = "PATH|URL")]
     source: Option<String>,
-    /// How the source's bytes become items: `lines`, `jsonl` (blank lines skipped) or `csv`
+    /// How the source's bytes become items: `lines`, `jsonl` (blank lines skipped), `csv`
     /// (a header line, then one row per line; each row given to the plugin as a JSON object,
     /// or as written to a plugin that takes CSV rows; a quoted field may not hold a line
-    /// break). Default: from the
-    /// source's name (.jsonl/.ndjson, .csv, else lines).
+    /// break) or `parquet` (each row a JSON object; row groups are the splits). Default: from
+    /// the source's name (.jsonl/.ndjson, .csv, .parquet/.parq, else lines).
     #[arg(long, requires = "source")]
     format: Option<Format>,
     /// How the source is stored: `gzip` or `zstd` (decompressed as it is read, by one leaf:
@@ -108,6 +108,15 @@ struct Args {
     /// Default: from the source's name (.gz/.gzip, .zst/.zstd), else from its first bytes.
     #[arg(long, requires = "source", value_name = "gzip|zstd|none")]
     compression: Option<source::CompressionArg>,
+    /// A Parquet source's columns to read (by name, comma-separated; nested ones whole); each
+    /// row reaches the plugin as a JSON object of them. Default: every column.
+    #[arg(
+        long,
+        requires = "source",
+        value_name = "NAME,...",
+        value_delimiter = ','
+    )]
+    columns: Option<Vec<String>>,
     /// A compressed source may decompress to at most this many times its compressed size
     /// (past its first 64 MiB): a stream that gives more (a decompression bomb) fails the
     /// batch. Default: 250.
@@ -261,6 +270,7 @@ impl Action {
                 "format",
                 "compression",
                 "max_decompression_ratio",
+                "columns",
                 "output",
                 "split_size",
                 "max_failures",
@@ -677,6 +687,11 @@ fn render_source_plan(
             .map_or(String::new(), |v| format!(", version {v}")),
     );
     text.push_str(&match source.compression {
+        None if source.format == batch_core::Format::Parquet => format!(
+            "Splits: {splits} of at most {} bytes (one leaf and one activity each; a row group \
+             belongs to the split holding its first byte; an item's index is its row number)\n",
+            config.batch_size
+        ),
         None => format!(
             "Splits: {splits} of at most {} bytes (one leaf and one activity each; a record \
              belongs to the split holding its first byte)\n",

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use batch_core::objects::{ListingRef, MAX_INLINE_OBJECTS, Objects};
 use batch_core::source::{Compression, MAX_HEADER_BYTES};
 use batch_core::{DataSource, Format};
+use data_io::parquet::ParquetFile;
 use data_io::read::SourceInfo;
 use data_io::{Authority, Location};
 
@@ -31,6 +32,15 @@ impl CompressionArg {
     }
 }
 
+/// `--columns`, which only a Parquet source takes.
+fn columns(args: &Args, format: Format) -> anyhow::Result<Option<Vec<String>>> {
+    match (&args.columns, format) {
+        (Some(columns), Format::Parquet) => Ok(Some(columns.clone())),
+        (Some(_), _) => anyhow::bail!("--columns applies to a Parquet source (--format parquet)"),
+        (None, _) => Ok(None),
+    }
+}
+
 /// One object.
 pub(crate) async fn single(args: &Args, location: String) -> anyhow::Result<DataSource> {
     let opened = Location::open(&location, Authority::User)?;
@@ -51,6 +61,12 @@ pub(crate) async fn single(args: &Args, location: String) -> anyhow::Result<Data
         }
         _ => None,
     };
+    let columns = columns(args, format)?;
+    if format == Format::Parquet {
+        // Its footer now: not Parquet, or without a column asked for, is said before it starts.
+        let version = info.version.as_deref();
+        ParquetFile::open(&opened, version, info.size, columns.as_deref()).await?;
+    }
     Ok(DataSource {
         location,
         format,
@@ -62,6 +78,7 @@ pub(crate) async fn single(args: &Args, location: String) -> anyhow::Result<Data
             .max_decompression_ratio
             .filter(|_| compression.is_some()),
         objects: None,
+        columns,
     })
 }
 
@@ -112,6 +129,18 @@ pub(crate) async fn many(
         }
         _ => None,
     };
+    let columns = columns(args, format)?;
+    if format == Format::Parquet {
+        let first = &entries[0];
+        let object = base.object(&first.name)?;
+        ParquetFile::open(
+            &object,
+            first.version.as_deref(),
+            first.size,
+            columns.as_deref(),
+        )
+        .await?;
+    }
     let encoded = listing.encode();
     let sha256 = data_io::list::sha256_hex(&encoded);
     let listing_ref = if entries.len() <= MAX_INLINE_OBJECTS {
@@ -155,5 +184,6 @@ pub(crate) async fn many(
             empty: listed.empty,
             listing: listing_ref,
         }),
+        columns,
     })
 }

@@ -24,6 +24,7 @@ use crate::plugins::{LoadedPlugin, PluginError};
 
 mod listing;
 mod output;
+mod parquet;
 mod pending;
 mod read;
 mod run;

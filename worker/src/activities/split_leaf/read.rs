@@ -30,7 +30,7 @@ const DECODED_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes of a ranged read for one listed record (a retry batch's leaf), more if it is longer.
 const RECORD_READ_BYTES: u64 = 64 * 1024;
 /// Bytes of records read before they go to the plugin (one call slot, one heartbeat).
-const PENDING_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where a split's bytes come from, in order.
 trait Feed {
@@ -175,7 +175,7 @@ impl Feed for Decompressing<'_> {
 
 /// Which of the records read become items: all of them, or a retry's list (of positions in
 /// the object).
-enum Select<'l> {
+pub(super) enum Select<'l> {
     All,
     Listed {
         list: &'l [u64],
@@ -187,7 +187,7 @@ enum Select<'l> {
 
 impl Select<'_> {
     /// Takes the record at `position` of `object` if it is selected.
-    fn take(
+    pub(super) fn take(
         &mut self,
         run: &SplitRun<'_>,
         pending: &mut Pending,
@@ -218,12 +218,12 @@ impl Select<'_> {
     }
 
     /// Every listed item was found: read no more.
-    fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         matches!(self, Select::Listed { list, found, .. } if *found == list.len())
     }
 
     /// A listed item that is not a record, once the object has been read to its end.
-    fn error(&mut self, object: &Object, ended: bool) -> Option<SplitError> {
+    pub(super) fn error(&mut self, object: &Object, ended: bool) -> Option<SplitError> {
         let Select::Listed { list, found, error } = self else {
             return None;
         };
@@ -356,6 +356,11 @@ impl SplitRun<'_> {
         pending: &mut Pending,
         out: &mut SplitOutput,
     ) -> Result<(), SplitError> {
+        if self.task.source.format == Format::Parquet {
+            return self
+                .read_parquet(object, first, last, select, pending, out)
+                .await;
+        }
         match object.compression {
             None => {
                 let mut split = SplitRecords::new(first, last);

@@ -62,6 +62,9 @@ pub struct Objects {
     pub count: u64,
     /// Empty objects matched and skipped.
     pub empty: u64,
+    /// Whether any object is compressed (what the stored listing says, known without it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compressed: bool,
     pub listing: ListingRef,
 }
 

@@ -23,6 +23,10 @@ pub const MAX_LOCATION_BYTES: usize = 2048;
 /// activity, a plugin instance per slice, a part) are small against its reading and
 /// computing, small enough that a retried leaf redoes little and many leaves share the work.
 pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default split size of a source whose stored bytes expand when read: compressed objects and
+/// Parquet (compressed pages, and rows written out as JSON) give 5 to 10 times their stored
+/// bytes, so a leaf gets about as much work as a default split of plain text.
+pub const DEFAULT_EXPANDING_SPLIT_BYTES: u64 = 8 * 1024 * 1024;
 /// Most parts one batch writes: each part's entry travels up the tree to the manifest, so this
 /// bounds the root's result (~100 bytes a part) well under Temporal's payload limits. The
 /// starter raises the split size of a larger object to stay within it.
@@ -356,6 +360,22 @@ impl DataSource {
         }
     }
 
+    /// The default split size: [`DEFAULT_SPLIT_BYTES`], or, when the stored bytes expand
+    /// when read, [`DEFAULT_EXPANDING_SPLIT_BYTES`].
+    pub fn default_split(&self) -> u64 {
+        let compressed_objects = self.objects.as_ref().is_some_and(|o| match &o.listing {
+            crate::objects::ListingRef::Inline(entries) => {
+                entries.iter().any(|e| e.compression.is_some())
+            }
+            crate::objects::ListingRef::Stored { .. } => o.compressed,
+        });
+        if self.format == Format::Parquet || compressed_objects {
+            DEFAULT_EXPANDING_SPLIT_BYTES
+        } else {
+            DEFAULT_SPLIT_BYTES
+        }
+    }
+
     /// How the summary and `--plan` describe the object: `jsonl, 1234 bytes` or
     /// `jsonl, gzip, 1234 bytes stored`.
     pub fn describe(&self) -> String {
@@ -431,10 +451,16 @@ impl DataSource {
 }
 
 /// The split size (the tree's batch size, in bytes) of a data batch of `size` bytes with
-/// `max_children`: `wanted` if given and within [`MAX_PARTS`] leaves (parts), else the default,
-/// raised (doubled) until the tree has at most [`MAX_PARTS`] leaves. The tree's leaves may be
+/// `max_children`: `wanted` if given and within [`MAX_PARTS`] leaves (parts), else `default`
+/// ([`DataSource::default_split`]), raised (doubled) until the tree has at most [`MAX_PARTS`]
+/// leaves. The tree's leaves may be
 /// smaller than the split size: a node splits into `max_children` equal chunks, as in the demo.
-pub fn choose_split(size: u64, wanted: Option<u64>, max_children: u64) -> Result<u64, SourceError> {
+pub fn choose_split(
+    size: u64,
+    wanted: Option<u64>,
+    default: u64,
+    max_children: u64,
+) -> Result<u64, SourceError> {
     let leaves = |split| crate::TreeShape::of(size, split, max_children).leaves;
     match wanted {
         Some(split) if leaves(split) <= MAX_PARTS => Ok(split),
@@ -451,7 +477,7 @@ pub fn choose_split(size: u64, wanted: Option<u64>, max_children: u64) -> Result
             })
         }
         None => {
-            let mut split = DEFAULT_SPLIT_BYTES.max(size.div_ceil(MAX_PARTS));
+            let mut split = default.max(size.div_ceil(MAX_PARTS));
             while leaves(split) > MAX_PARTS {
                 split = split.saturating_mul(2);
             }
@@ -690,13 +716,14 @@ mod tests {
 
     #[test]
     fn splits_grow_to_keep_parts_bounded() {
-        assert_eq!(choose_split(1_000, None, 5), Ok(DEFAULT_SPLIT_BYTES));
+        let d = DEFAULT_SPLIT_BYTES;
+        assert_eq!(choose_split(1_000, None, d, 5), Ok(DEFAULT_SPLIT_BYTES));
         let huge = 100 * 1024 * 1024 * 1024 * 1024; // 100 TiB
-        let split = choose_split(huge, None, 5).expect("no error");
+        let split = choose_split(huge, None, d, 5).expect("no error");
         assert!(crate::TreeShape::of(huge, split, 5).leaves <= MAX_PARTS);
-        assert_eq!(choose_split(huge, Some(split), 5), Ok(split));
+        assert_eq!(choose_split(huge, Some(split), d, 5), Ok(split));
         assert_eq!(
-            choose_split(10_000, Some(2), 5)
+            choose_split(10_000, Some(2), d, 5)
                 .expect_err("an error")
                 .to_string(),
             "the source's 10000 bytes in splits of at most 2 bytes make 10000 leaves (parts), \
@@ -704,7 +731,7 @@ mod tests {
         );
         for size in [1, 2, 1999, 2000, 2001, 123_456_789, u64::MAX / 2] {
             for children in [2, 5, 1000] {
-                let split = choose_split(size, None, children).expect("no error");
+                let split = choose_split(size, None, d, children).expect("no error");
                 assert!(crate::TreeShape::of(size, split, children).leaves <= MAX_PARTS);
             }
         }

@@ -499,7 +499,12 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     };
     source.validate()?;
     let split = match (source.compression, args.split_size) {
-        (None, wanted) => batch_core::source::choose_split(source.size, wanted, args.max_children)?,
+        (None, wanted) => batch_core::source::choose_split(
+            source.size,
+            wanted,
+            source.default_split(),
+            args.max_children,
+        )?,
         (Some(compression), Some(_)) => anyhow::bail!(
             "--split-size does not apply to a {compression} source: a compressed stream cannot \
              be entered in the middle, so one leaf reads it whole"

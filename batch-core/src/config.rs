@@ -167,6 +167,13 @@ pub struct BatchConfig {
     /// prefix ([`crate::output`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// How the output's parts are encoded (`--output-format`, `--output-compression`,
+    /// `--output-schema`); absent from the JSON for plain JSON Lines, as outputs have always been.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::output_format::OutputEncoding::is_default"
+    )]
+    pub output_encoding: crate::output_format::OutputEncoding,
     /// How many failed items the batch tolerates (`--max-failures`, `--max-failure-ratio`);
     /// absent from the JSON when none, as a batch has always been.
     #[serde(default, skip_serializing_if = "crate::Tolerance::is_none")]
@@ -215,6 +222,7 @@ impl NodeInput {
                 plugin_config: None,
                 source: None,
                 output: None,
+                output_encoding: Default::default(),
                 tolerance: crate::Tolerance::default(),
                 retry_of: None,
             },
@@ -307,6 +315,10 @@ pub fn validate_data(config: &BatchConfig) -> Result<(), ConfigError> {
         }
         validate_location(output)?;
     }
+    if !config.output_encoding.is_default() && config.output.is_none() {
+        return Err(ConfigError::EncodingWithoutOutput);
+    }
+    config.output_encoding.validate()?;
     Ok(())
 }
 
@@ -323,6 +335,10 @@ pub enum ConfigError {
     BeyondSource { last: u64, size: u64 },
     #[error(transparent)]
     Retry(#[from] crate::retry::RetryError),
+    #[error(transparent)]
+    Encoding(#[from] crate::output_format::EncodingError),
+    #[error("an output format, compression or schema needs an output (--output)")]
+    EncodingWithoutOutput,
     #[error("a retry batch (retry_of) and only a retry batch has a list of items")]
     RetryItems,
     #[error("n must be at most {MAX_ITEMS} (got {0})")]

@@ -22,6 +22,8 @@ pub enum FailureKind {
     /// The item's record cannot become an item (a CSV row that does not fit the header, a
     /// record over the limit).
     BadRecord,
+    /// The plugin's output does not fit the output's schema (a Parquet output).
+    OutputOutsideSchema,
 
     // Failures of a batch, never tolerated.
     /// The plugin's name is not a valid name.
@@ -66,23 +68,25 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// The kinds that are an item's own failure (see [`Self::is_item_failure`]).
-    pub const ITEM_FAILURES: [FailureKind; 6] = [
+    pub const ITEM_FAILURES: [FailureKind; 7] = [
         FailureKind::PluginRefusedItem,
         FailureKind::PluginTrapped,
         FailureKind::PluginDeadlineExceeded,
         FailureKind::PluginBrokeInterface,
         FailureKind::PluginOutputTooLarge,
         FailureKind::BadRecord,
+        FailureKind::OutputOutsideSchema,
     ];
 
     /// Every kind.
-    pub const ALL: [FailureKind; 25] = [
+    pub const ALL: [FailureKind; 26] = [
         FailureKind::PluginRefusedItem,
         FailureKind::PluginTrapped,
         FailureKind::PluginDeadlineExceeded,
         FailureKind::PluginBrokeInterface,
         FailureKind::PluginOutputTooLarge,
         FailureKind::BadRecord,
+        FailureKind::OutputOutsideSchema,
         FailureKind::PluginInvalidName,
         FailureKind::PluginNotFound,
         FailureKind::PluginVersionUnavailable,
@@ -113,6 +117,7 @@ impl FailureKind {
             FailureKind::PluginBrokeInterface => "PluginBrokeInterface",
             FailureKind::PluginOutputTooLarge => "PluginOutputTooLarge",
             FailureKind::BadRecord => "BadRecord",
+            FailureKind::OutputOutsideSchema => "OutputOutsideSchema",
             FailureKind::PluginInvalidName => "PluginInvalidName",
             FailureKind::PluginNotFound => "PluginNotFound",
             FailureKind::PluginVersionUnavailable => "PluginVersionUnavailable",

@@ -22,6 +22,7 @@ pub mod failures;
 pub mod ids;
 pub mod objects;
 pub mod output;
+pub mod output_format;
 pub mod plan;
 pub mod plugin_config;
 pub mod plugin_input;

@@ -116,6 +116,13 @@ pub struct Manifest {
     /// The batch (its root workflow's id).
     pub batch: String,
     pub source: DataSource,
+    /// How the parts are encoded: with a Parquet output, its schema (absent for plain JSON
+    /// Lines).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::output_format::OutputEncoding::is_default"
+    )]
+    pub output_encoding: crate::output_format::OutputEncoding,
     /// The plugin, pinned by digest.
     pub plugin: PluginRef,
     /// sha256 of the plugin configuration, when there is one.
@@ -165,6 +172,7 @@ impl Manifest {
             manifest_version: MANIFEST_VERSION,
             batch: batch.to_owned(),
             source: config.source.clone()?,
+            output_encoding: config.output_encoding.clone(),
             plugin: config.plugin.clone(),
             plugin_config_sha256: config.plugin_config.as_ref().map(|c| c.digest.clone()),
             started,

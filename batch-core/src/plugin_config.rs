@@ -62,10 +62,7 @@ impl PluginConfig {
     /// the path of a file holding it. The file is read up to the bound [`Self::parse`] applies
     /// to unparsed text, so a wrong path to a huge file is refused, not read whole.
     pub fn from_arg(arg: &str) -> Result<Self, String> {
-        let json = match arg.strip_prefix('@') {
-            Some(path) => read_bounded(path)?,
-            None => arg.to_owned(),
-        };
+        let json = text_arg(arg, MAX_UNPARSED_BYTES)?;
         Self::parse(&json).map_err(|e| e.to_string())
     }
 
@@ -92,15 +89,24 @@ impl PluginConfig {
 /// normalization, so more than the normalized bound is allowed in).
 const MAX_UNPARSED_BYTES: usize = 4 * MAX_PLUGIN_CONFIG_BYTES;
 
-fn read_bounded(path: &str) -> Result<String, String> {
+/// A command-line value given as `TEXT` or `@FILE` (the file's text, read up to `max` bytes:
+/// a wrong path to a huge file is refused, not read whole). Also `--output-schema`'s.
+pub fn text_arg(arg: &str, max: usize) -> Result<String, String> {
+    match arg.strip_prefix('@') {
+        Some(path) => read_bounded(path, max),
+        None => Ok(arg.to_owned()),
+    }
+}
+
+fn read_bounded(path: &str, max: usize) -> Result<String, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     let mut text = String::new();
-    file.take(MAX_UNPARSED_BYTES as u64 + 1)
+    file.take(max as u64 + 1)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
-    if text.len() > MAX_UNPARSED_BYTES {
-        return Err(format!("{path} is larger than {MAX_UNPARSED_BYTES} bytes"));
+    if text.len() > max {
+        return Err(format!("{path} is larger than {max} bytes"));
     }
     Ok(text)
 }

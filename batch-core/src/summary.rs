@@ -172,6 +172,7 @@ mod tests {
             plugin_config: None,
             source: None,
             output: None,
+            output_encoding: Default::default(),
             tolerance: crate::Tolerance::default(),
             retry_of: None,
         };

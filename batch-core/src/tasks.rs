@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_ITEMS;
 use crate::output::{FailedPartInfo, Manifest, PartInfo};
+use crate::output_format::OutputEncoding;
 use crate::retry::MAX_RETRY_ITEMS;
 use crate::{DataSource, Failures, Outputs, PluginConfig, PluginRef, Tolerance};
 
@@ -62,6 +63,9 @@ pub struct SplitTask {
     /// Where the part goes, if the batch has an output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// How the part is encoded (absent for plain JSON Lines).
+    #[serde(default, skip_serializing_if = "OutputEncoding::is_default")]
+    pub output_encoding: OutputEncoding,
     /// The batch's tolerance of failed items (see [`RangeTask::tolerance`]).
     #[serde(default, skip_serializing_if = "Tolerance::is_none")]
     pub tolerance: Tolerance,
@@ -111,6 +115,10 @@ pub enum TaskError {
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Config(#[from] crate::plugin_config::PluginConfigError),
+    #[error(transparent)]
+    Encoding(#[from] crate::output_format::EncodingError),
+    #[error("a Parquet part needs the output's schema")]
+    NoSchema,
 }
 
 fn check_item(item: u64) -> Result<(), TaskError> {
@@ -183,7 +191,17 @@ impl SplitTask {
             });
         }
         check_list(self.items.as_deref(), self.first, self.last)?;
+        self.output_encoding.validate()?;
         check_config(self.config.as_ref())
+    }
+
+    /// A split that writes a part: [`Self::validate`], and a Parquet part has its schema.
+    pub fn validate_with_output(&self) -> Result<(), TaskError> {
+        self.validate()?;
+        if self.output.is_some() && self.output_encoding.needs_schema() {
+            return Err(TaskError::NoSchema);
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,9 @@
 //! - [`decode`]: a compressed source's stream decompressed, bounded.
 //! - [`list`]: a many-object source's listing, taken, stored and read back.
 //! - [`mod@parquet`]: a Parquet object's row groups, read as JSON rows.
+//! - [`schema`]: a Parquet output's schema as text, given or inferred.
+//! - [`part_encoder`]: a part's bytes from its outputs: JSON Lines, compressed or not, or
+//!   Parquet.
 //! - [`mod@write`]: a part written whole, the manifest, the staging area cleared.
 //! - [`error`]: failures, naming the location, split into permanent and transient.
 //!
@@ -28,8 +31,10 @@ pub mod list;
 mod local;
 pub mod location;
 pub mod parquet;
+pub mod part_encoder;
 pub mod place;
 pub mod read;
+pub mod schema;
 mod source_info;
 pub mod store;
 pub mod write;

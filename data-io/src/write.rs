@@ -47,6 +47,11 @@ impl PartWriter {
         })
     }
 
+    /// Where the part goes.
+    pub fn location(&self) -> &str {
+        self.target.text()
+    }
+
     /// Appends `bytes`.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), DataError> {
         self.bytes += bytes.len() as u64;

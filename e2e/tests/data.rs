@@ -679,3 +679,177 @@ fn a_source_a_worker_cannot_read_fails_the_batch_promptly_naming_it() {
         began.elapsed()
     );
 }
+
+fn moto() -> &'static support::MotoServer {
+    static MOTO: OnceLock<support::MotoServer> = OnceLock::new();
+    MOTO.get_or_init(|| support::MotoServer::start(&["lake"]))
+}
+
+/// A worker on `queue` that reaches moto, granted its bucket.
+fn moto_worker(queue: &str) -> support::Worker {
+    let env = moto().env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let grants = ["--allow-read", "s3://lake/", "--allow-write", "s3://lake/"];
+    support::Worker::builder(server(), queue, node().dir())
+        .args(&grants)
+        .env(&env)
+        .start()
+}
+
+/// moto, a second and independent S3 implementation: a prefix of mixed objects (JSON Lines,
+/// gzip, zstd, empty) listed and read through it, outputs written to it gzip-compressed and as
+/// Parquet, read back through it; and an object replaced after the batch pinned it (moto
+/// honours `If-Match`, as AWS does) fails the batch, naming the object, instead of mixing two
+/// versions.
+#[test]
+fn moto_serves_a_prefix_batch_and_refuses_an_object_replaced_mid_batch() {
+    use std::io::Read as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let at = |url: &str| {
+        data_io::Location::open_with(url, data_io::Authority::User, moto().options())
+            .expect("s3 location")
+    };
+    let data = events(20_000);
+    let objects = support::data::at_line_ends(&data, 12);
+    for (n, object) in objects.iter().enumerate() {
+        let (name, bytes) = match n % 3 {
+            0 => (format!("part-{n:02}.jsonl"), object.clone()),
+            1 => (format!("part-{n:02}.jsonl.gz"), gzip_members(object, 2)),
+            _ => (
+                format!("part-{n:02}.jsonl.zst"),
+                zstd::encode_all(&object[..], 3).expect("zstd"),
+            ),
+        };
+        runtime
+            .block_on(data_io::write::put(
+                &at(&format!("s3://lake/in/{name}")),
+                bytes,
+            ))
+            .expect("upload");
+    }
+    runtime
+        .block_on(data_io::write::put(
+            &at("s3://lake/in/part-99-empty.jsonl"),
+            Vec::new(),
+        ))
+        .expect("upload");
+    let _worker = moto_worker("moto");
+    let moto_starter =
+        |queue: &str, args: &[&str]| Starter::on(server(), queue).args(args).env(&moto().env());
+    let (expected, items, kept) = expected_filter_output(&data);
+    let run = moto_starter(
+        "moto",
+        &[
+            "--source",
+            "s3://lake/in/",
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            FILTER,
+            "--output",
+            "s3://lake/out-gz/",
+            "--output-compression",
+            "gzip",
+            "--split-size",
+            "16384",
+            "--json",
+        ],
+    )
+    .run();
+    assert!(run.success, "{}", node().explain(&run));
+    assert_eq!(
+        (run.report().outputs().count, run.report().outputs().records),
+        (items, kept)
+    );
+    let manifest = runtime
+        .block_on(data_io::write::get(&at("s3://lake/out-gz/_manifest.json")))
+        .expect("the manifest, through moto");
+    let manifest: Value = serde_json::from_slice(&manifest).expect("json");
+    let mut text = Vec::new();
+    for part in manifest["parts"].as_array().expect("parts") {
+        let name = part["name"].as_str().expect("name");
+        assert!(name.ends_with(".gz"), "{name}");
+        let bytes = runtime
+            .block_on(data_io::write::get(&at(&format!(
+                "s3://lake/out-gz/{name}"
+            ))))
+            .expect("a part, through moto");
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut text)
+            .expect("gzip");
+    }
+    assert!(
+        text == expected,
+        "the outputs of every record, in name order"
+    );
+
+    let run = moto_starter(
+        "moto",
+        &[
+            "--source",
+            "s3://lake/in/",
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            FILTER,
+            "--output",
+            "s3://lake/out-pq/",
+            "--output-format",
+            "parquet",
+            "--json",
+        ],
+    )
+    .run();
+    assert!(run.success, "{}", node().explain(&run));
+    assert_eq!(run.report().outputs().records, kept);
+    let manifest = runtime
+        .block_on(data_io::write::get(&at("s3://lake/out-pq/_manifest.json")))
+        .expect("the manifest, through moto");
+    let manifest: Value = serde_json::from_slice(&manifest).expect("json");
+    let schema = manifest["output_encoding"]["schema"]
+        .as_str()
+        .expect("the inferred schema");
+    assert!(
+        schema.contains(r#""id": "int64""#) && schema.contains(r#""amount": "int64""#),
+        "{schema}"
+    );
+
+    // Replaced after the starter pinned it, before any leaf read it: the same size, another
+    // ETag.
+    let started = moto_starter(
+        "moto-late",
+        &[
+            "--source",
+            "s3://lake/in/",
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            FILTER,
+            "--no-wait",
+        ],
+    )
+    .run();
+    assert!(started.success, "{}", started.stderr);
+    let mut replaced = objects[0].clone();
+    replaced[2] = if replaced[2] == b'9' { b'8' } else { b'9' };
+    runtime
+        .block_on(data_io::write::put(
+            &at("s3://lake/in/part-00.jsonl"),
+            replaced,
+        ))
+        .expect("upload");
+    let _late = moto_worker("moto-late");
+    let attached = moto_starter("moto-late", &["--attach", started.stdout.trim()]).run();
+    assert!(!attached.success, "{}", attached.stdout);
+    assert!(
+        attached.stderr.contains("part-00.jsonl")
+            && attached
+                .stderr
+                .contains("the object changed since the batch started"),
+        "{}",
+        attached.stderr
+    );
+}

@@ -742,3 +742,53 @@ fn a_source_read_other_than_it_is_stored_is_refused_by_the_starter_and_by_every_
     let compact: String = text.split_whitespace().collect();
     assert!(compact.contains("\"count\":300,"), "{text}");
 }
+
+/// An output encoding sent straight to the server, past the starter: a schema that is not
+/// one is refused by the leaf that would write with it (nothing written), and one without a
+/// Parquet output, without an output, or past its bound by the workflow itself.
+#[test]
+fn forged_output_encodings_are_refused_naming_why() {
+    granted();
+    let p = places();
+    let size = std::fs::metadata(p.path("in/events.jsonl"))
+        .expect("size")
+        .len();
+    let out = p.text("out/forged-schema");
+    let input = |output: Option<&str>, encoding: Value| {
+        let mut input = data_input(&p.text("in/events.jsonl"), "jsonl", size, output);
+        input["config"]["output_encoding"] = encoding;
+        input
+    };
+    let cases = [
+        (
+            input(
+                Some(&out),
+                json!({"format": "parquet", "schema": r#"{"a": "int65"}"#}),
+            ),
+            "unknown type \"int65\"",
+        ),
+        (
+            input(Some(&out), json!({"schema": r#"{"a": "int8"}"#})),
+            "an output schema is for Parquet outputs",
+        ),
+        (
+            input(None, json!({"format": "parquet"})),
+            "needs an output (--output)",
+        ),
+        (
+            input(
+                Some(&out),
+                json!({"format": "parquet", "schema": "x".repeat(70_000)}),
+            ),
+            "the largest is 65536",
+        ),
+    ];
+    for (n, (input, says)) in cases.iter().enumerate() {
+        let (ok, text) = forged("granted", &format!("forged-encoding-{n}"), input);
+        assert!(!ok && text.contains(says), "case {n}: {text}");
+    }
+    assert!(
+        !p.path("out/forged-schema/_manifest.json").exists(),
+        "nothing was written"
+    );
+}

@@ -444,6 +444,22 @@ fn filter_batch_with_a_crash(
     split: &str,
     ready: &dyn Fn(&std::path::Path) -> bool,
 ) -> (support::Run, tempfile::TempDir) {
+    let write = |scratch: &std::path::Path| {
+        let source = scratch.join("events.jsonl");
+        std::fs::write(&source, data).expect("write source");
+        source.to_str().expect("utf-8").to_owned()
+    };
+    source_batch_with_a_crash(queue, &write, split, ready)
+}
+
+/// [`filter_batch_with_a_crash`] over the source `write` writes under the scratch directory
+/// (it returns the `--source`).
+fn source_batch_with_a_crash(
+    queue: &str,
+    write: &dyn Fn(&std::path::Path) -> String,
+    split: &str,
+    ready: &dyn Fn(&std::path::Path) -> bool,
+) -> (support::Run, tempfile::TempDir) {
     use support::data::FILTER;
 
     let server = DevServer::start();
@@ -451,8 +467,7 @@ fn filter_batch_with_a_crash(
     install_plugin(plugins.path(), "json_filter", "json_filter");
     let mut first = Worker::start(&server, queue, plugins.path());
     let scratch = support::data_dir();
-    let source = scratch.path().join("events.jsonl");
-    std::fs::write(&source, data).expect("write source");
+    let source = write(scratch.path());
     let out = scratch.path().join("out");
     let run = std::thread::scope(|scope| {
         let batch = scope.spawn(|| {
@@ -461,7 +476,7 @@ fn filter_batch_with_a_crash(
                 queue,
                 &[
                     "--source",
-                    source.to_str().expect("utf-8"),
+                    &source,
                     "--plugin",
                     "json_filter",
                     "--plugin-config",
@@ -530,6 +545,65 @@ fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
         "the crash fell mid-batch: {at_crash} of {parts} parts"
     );
     assert_eq!(report.result.activities, parts as u64);
+}
+
+/// A prefix of mixed objects (JSON Lines, gzip, zstd, empty ones) whose worker is killed
+/// mid-batch: the splits it held, compressed objects read whole included, run again on another
+/// worker, and the parts concatenated are exactly the outputs of the objects in name order,
+/// each item counted once.
+#[test]
+fn a_prefix_batch_keeps_its_output_exact_when_its_worker_is_killed() {
+    let data = support::data::events(60_000);
+    let write = |scratch: &std::path::Path| {
+        let dir = scratch.join("lake");
+        std::fs::create_dir(&dir).expect("dir");
+        for (n, piece) in support::data::at_line_ends(&data, 40).iter().enumerate() {
+            let n = n + 1;
+            let (name, bytes) = match n % 3 {
+                0 => (format!("part-{n:03}.jsonl"), piece.to_vec()),
+                1 => (
+                    format!("part-{n:03}.jsonl.gz"),
+                    support::data::gzip_members(piece, 1),
+                ),
+                _ => (
+                    format!("part-{n:03}.jsonl.zst"),
+                    zstd::encode_all(&piece[..], 3).expect("zstd"),
+                ),
+            };
+            std::fs::write(dir.join(name), bytes).expect("write");
+            if n % 10 == 0 {
+                std::fs::write(dir.join(format!("part-{n:03}-empty.jsonl")), b"").expect("write");
+            }
+        }
+        format!("{}/", dir.to_str().expect("utf-8"))
+    };
+    let at_crash = std::sync::atomic::AtomicUsize::new(0);
+    let ready = |out: &std::path::Path| {
+        at_crash.store(parts_in(out), std::sync::atomic::Ordering::SeqCst);
+        parts_in(out) >= 5
+    };
+    let (run, scratch) = source_batch_with_a_crash("prefix-crash", &write, "32768", &ready);
+    let (expected, items, kept) = support::data::expected_filter_output(&data);
+    let out = scratch.path().join("out");
+    assert!(
+        support::data::parts_of(&out) == expected,
+        "the parts, concatenated, are the outputs in the objects' order"
+    );
+    let report = run.report();
+    assert_eq!(
+        (report.outputs().count, report.outputs().records),
+        (items, kept)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("manifest"))
+            .expect("json");
+    let parts = manifest["parts"].as_array().expect("parts").len();
+    let at_crash = at_crash.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        at_crash < parts,
+        "the crash fell mid-batch: {at_crash} of {parts} parts"
+    );
+    assert_eq!(manifest["items"], items);
 }
 
 /// A worker killed while a part larger than the write buffer is being written leaves its

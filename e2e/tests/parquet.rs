@@ -204,3 +204,288 @@ fn a_prefix_of_parquet_objects_and_a_broken_one() {
         run.stderr
     );
 }
+
+/// What pyarrow reads from an output's Parquet parts, in the manifest's order: the rows as
+/// JSON (through the same mapping as [`reference_rows`]), and each part's schema as pyarrow
+/// prints it.
+fn parquet_output(out: &Path) -> (Vec<Value>, Vec<String>) {
+    let program = r#"
+import json, sys, decimal, datetime
+import pyarrow.parquet as pq
+out = sys.argv[1]
+manifest = json.load(open(out + "/_manifest.json"))
+def value(v):
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, list):
+        return [value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: value(x) for k, x in v.items()}
+    return v
+for part in manifest["parts"]:
+    table = pq.read_table(out + "/" + part["name"])
+    print(json.dumps({"schema": str(table.schema).replace("\n", "; ")}))
+    for row in table.to_pylist():
+        print(json.dumps({"row": {k: value(v) for k, v in row.items()}}))
+"#;
+    let run = Command::new("python3")
+        .args(["-c", program, path_str(out)])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (mut rows, mut schemas) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(run.stdout).expect("utf-8").lines() {
+        let mut value: Value = serde_json::from_str(line).expect("json");
+        match value.get("schema") {
+            Some(schema) => schemas.push(schema.as_str().expect("text").to_owned()),
+            None => rows.push(value["row"].take()),
+        }
+    }
+    (rows, schemas)
+}
+
+fn manifest_of(out: &Path) -> Value {
+    let text = std::fs::read(out.join("_manifest.json")).expect("a manifest");
+    serde_json::from_slice(&text).expect("json")
+}
+
+/// Parquet in, Parquet out: the schema inferred once, from the first outputs, before the tree
+/// starts, and every part (one per split, many splits) written with it; pyarrow reads back
+/// exactly the rows the plugin gave (the JSON Lines output of the same batch), nested values
+/// and nulls included. Numbers are rows `{"value": n}`.
+#[test]
+fn a_parquet_output_has_one_inferred_schema_and_the_plugin_s_rows() {
+    let scratch = support::data_dir();
+    let file = scratch.path().join("events.parquet");
+    make_dataset(&["parquet", "20000", path_str(&file), "--row-group", "1000"]);
+    let columns = ["id", "amount", "ts", "note", "tags", "geo", "country"];
+    let expected = reference_rows(&file, &columns);
+    let filter =
+        serde_json::json!({"field": "kind", "equals": "order", "select": columns}).to_string();
+    let out = scratch.path().join("out-parquet");
+    for compression in ["zstd", "none"] {
+        let _ = std::fs::remove_dir_all(&out);
+        let run = ok(&[
+            "--source",
+            path_str(&file),
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            &filter,
+            "--output",
+            path_str(&out),
+            "--output-format",
+            "parquet",
+            "--output-compression",
+            compression,
+            "--split-size",
+            "16384",
+        ]);
+        assert_eq!(run.outputs().count, 20_000);
+        assert_eq!(run.outputs().records, expected.len() as u64);
+        let manifest = manifest_of(&out);
+        let parts = manifest["parts"].as_array().expect("parts");
+        assert!(parts.len() > 5, "many splits: {}", parts.len());
+        assert!(
+            parts
+                .iter()
+                .all(|p| p["name"].as_str().expect("name").ends_with(".parquet")),
+            "{manifest:#}"
+        );
+        let schema = manifest["output_encoding"]["schema"]
+            .as_str()
+            .expect("the manifest holds the inferred schema");
+        assert!(
+            schema.contains(r#""tags": ["string"]"#) && schema.contains(r#""geo": {"#),
+            "{schema}"
+        );
+        let (rows, schemas) = parquet_output(&out);
+        assert!(
+            schemas.windows(2).all(|w| w[0] == w[1]),
+            "one schema: {schemas:?}"
+        );
+        assert_eq!(rows.len(), expected.len());
+        for (n, (got, want)) in rows.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "row {n}, {compression}");
+        }
+    }
+    // Numbers: rows of one column.
+    let numbers = scratch.path().join("out-numbers");
+    let run = ok(&[
+        "--source",
+        path_str(&file),
+        "--columns",
+        "id",
+        "--plugin",
+        "json_field",
+        "--plugin-config",
+        r#"{"field": "id"}"#,
+        "--output",
+        path_str(&numbers),
+        "--output-format",
+        "parquet",
+    ]);
+    assert_eq!(run.outputs().sum, 20_000 * 20_001 / 2);
+    let (rows, _) = parquet_output(&numbers);
+    let sum: u64 = rows
+        .iter()
+        .map(|r| r["value"].as_u64().expect("a number"))
+        .sum();
+    assert_eq!((rows.len(), sum), (20_000, 20_000 * 20_001 / 2));
+}
+
+/// A given schema: an output that does not fit it (a wrong type, a field it lacks, not a JSON
+/// object) is a failed item of kind OutputOutsideSchema with the reason, in the failed/ part,
+/// and every other output is a row; without a tolerance, the batch fails naming the item. A
+/// schema that is not one is refused by the starter, naming why.
+#[test]
+fn outputs_outside_a_given_schema_are_failed_items() {
+    let scratch = support::data_dir();
+    let source = scratch.path().join("mixed.jsonl");
+    let mut text = String::new();
+    for id in 1..=3000u64 {
+        let amount = match id % 1000 {
+            7 => "\"seven\"".to_owned(),
+            _ => (id % 50).to_string(),
+        };
+        text.push_str(&format!(
+            "{{\"id\":{id},\"country\":\"FR\",\"amount\":{amount}}}\n"
+        ));
+    }
+    std::fs::write(&source, text).expect("write");
+    let schema = scratch.path().join("schema.json");
+    std::fs::write(&schema, r#"{"id": "int64", "amount": "int32"}"#).expect("write");
+    let filter = support::data::FILTER;
+    let out = scratch.path().join("out");
+    let run = ok(&[
+        "--source",
+        path_str(&source),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        filter,
+        "--output",
+        path_str(&out),
+        "--output-format",
+        "parquet",
+        "--output-schema",
+        &format!("@{}", path_str(&schema)),
+        "--max-failures",
+        "10",
+        "--split-size",
+        "20000",
+    ]);
+    let failures = &run.result.failures;
+    assert_eq!(failures.count, 3, "{failures:?}");
+    assert_eq!(
+        failures
+            .by_kind
+            .get(&batch_core::FailureKind::OutputOutsideSchema),
+        Some(&3)
+    );
+    assert!(
+        failures.samples[0]
+            .reason
+            .contains("does not fit the output's schema"),
+        "{failures:?}"
+    );
+    let (rows, _) = parquet_output(&out);
+    assert_eq!(rows.len(), 2997);
+    assert!(rows.iter().all(|r| r["amount"].is_u64()));
+    // Without a tolerance: the batch fails, naming the item.
+    let strict = node().run(&[
+        "--source",
+        path_str(&source),
+        "--plugin",
+        "json_filter",
+        "--plugin-config",
+        filter,
+        "--output",
+        path_str(&scratch.path().join("strict")),
+        "--output-format",
+        "parquet",
+        "--output-schema",
+        r#"{"id": "int64", "amount": "int32"}"#,
+    ]);
+    assert!(!strict.success);
+    assert!(
+        strict.stderr.contains("OutputOutsideSchema") || strict.stderr.contains("does not fit"),
+        "{}",
+        strict.stderr
+    );
+    for (schema, says) in [
+        (r#"{"id": "int65"}"#, "unknown type \"int65\""),
+        (r#"["int8"]"#, "a JSON object of columns"),
+    ] {
+        let refused = node().run(&[
+            "--source",
+            path_str(&source),
+            "--plugin",
+            "json_filter",
+            "--output",
+            path_str(&scratch.path().join("never")),
+            "--output-format",
+            "parquet",
+            "--output-schema",
+            schema,
+        ]);
+        assert!(!refused.success);
+        assert!(refused.stderr.contains(says), "{}", refused.stderr);
+    }
+}
+
+/// `--output-compression`: JSON Lines parts as one gzip or zstd stream each (named .gz,
+/// .zst), which decompress to the plain output's bytes.
+#[test]
+fn compressed_outputs_decompress_to_the_plain_output() {
+    use std::io::Read as _;
+    let scratch = support::data_dir();
+    let source = scratch.path().join("events.jsonl");
+    std::fs::write(&source, support::data::events(30_000)).expect("write");
+    let run_to = |out: &Path, compression: &str| {
+        let run = ok(&[
+            "--source",
+            path_str(&source),
+            "--plugin",
+            "json_filter",
+            "--plugin-config",
+            support::data::FILTER,
+            "--output",
+            path_str(out),
+            "--output-compression",
+            compression,
+            "--split-size",
+            "100000",
+        ]);
+        assert_eq!(run.outputs().count, 30_000);
+    };
+    let plain = scratch.path().join("plain");
+    run_to(&plain, "none");
+    let plain = support::data::parts_of(&plain);
+    assert!(!plain.is_empty());
+    for (compression, extension) in [("gzip", ".gz"), ("zstd", ".zst")] {
+        let out = scratch.path().join(compression);
+        run_to(&out, compression);
+        let manifest = manifest_of(&out);
+        let mut text = Vec::new();
+        for part in manifest["parts"].as_array().expect("parts") {
+            let name = part["name"].as_str().expect("name");
+            assert!(name.ends_with(extension), "{name}");
+            let bytes = std::fs::read(out.join(name)).expect("part");
+            assert_eq!(part["bytes"], bytes.len() as u64);
+            match compression {
+                "gzip" => {
+                    flate2::read::GzDecoder::new(&bytes[..])
+                        .read_to_end(&mut text)
+                        .expect("gzip");
+                }
+                _ => text.extend(zstd::decode_all(&bytes[..]).expect("zstd")),
+            }
+        }
+        assert_eq!(text, plain, "{compression}");
+    }
+}

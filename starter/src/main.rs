@@ -14,6 +14,7 @@ use std::time::Instant;
 use batch_core::connect::{ConnectOverrides, connect};
 use batch_core::ids::root_workflow_id;
 use batch_core::objects::{ListingRef, MAX_INLINE_OBJECTS};
+use batch_core::output_format::OutputEncoding;
 use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
@@ -128,6 +129,22 @@ struct Args {
     /// be granted it (worker --allow-write).
     #[arg(long, value_name = "DIR|URL")]
     output: Option<String>,
+    /// How the parts are written: `jsonl` (one output a line: a record's bytes, a number in
+    /// decimal) or `parquet` (a file per split, every output a row of the output's one schema,
+    /// a number the row {"value": N}; an output that does not fit the schema is a failed item,
+    /// with the reason). Default: jsonl.
+    #[arg(long, requires = "output", value_name = "jsonl|parquet")]
+    output_format: Option<batch_core::output_format::OutputFormat>,
+    /// Compress the parts: `gzip` or `zstd` (a JSON Lines part as one stream, named .gz or
+    /// .zst; a Parquet part's column chunks) or `none`. Default: none.
+    #[arg(long, requires = "output", value_name = "gzip|zstd|none")]
+    output_compression: Option<source::CompressionArg>,
+    /// A Parquet output's schema: a JSON object of columns and their types, e.g.
+    /// '{"id": "int64", "tags": ["string"], "geo": {"lat": "float64"}}' (types in
+    /// docs/operations.md), or @FILE. Default: inferred from the outputs of the source's first
+    /// records, before the tree starts.
+    #[arg(long, requires = "output", value_name = "JSON|@FILE")]
+    output_schema: Option<String>,
     /// Bytes per split (one leaf each) of a --source. Default: 64 MiB, raised to keep a batch
     /// at 2000 parts at most.
     #[arg(long, value_name = "BYTES", requires = "source", value_parser = parse_count)]
@@ -272,6 +289,9 @@ impl Action {
                 "max_decompression_ratio",
                 "columns",
                 "output",
+                "output_format",
+                "output_compression",
+                "output_schema",
                 "split_size",
                 "max_failures",
                 "max_failure_ratio",
@@ -289,6 +309,9 @@ impl Action {
                 "max_in_flight",
                 "max_leaves_in_flight",
                 "output",
+                "output_format",
+                "output_compression",
+                "output_schema",
                 "max_failures",
                 "max_failure_ratio",
                 "json",
@@ -365,6 +388,43 @@ fn describe_arg(arg: &clap::Arg) -> String {
 }
 
 impl Args {
+    /// `--output-format`, `--output-compression` and `--output-schema`, checked (a schema's
+    /// text is read, parsed and written back in its one spelling).
+    fn output_encoding(&self) -> anyhow::Result<OutputEncoding> {
+        use batch_core::output_format::{MAX_SCHEMA_BYTES, OutputFormat};
+        let format = self.output_format.unwrap_or_default();
+        let schema = match &self.output_schema {
+            None => None,
+            Some(_) if format != OutputFormat::Parquet => {
+                anyhow::bail!(
+                    "--output-schema applies to a Parquet output (--output-format parquet)"
+                )
+            }
+            Some(arg) => {
+                let text = batch_core::plugin_config::text_arg(arg, MAX_SCHEMA_BYTES)
+                    .map_err(|e| anyhow::anyhow!("--output-schema: {e}"))?;
+                let schema = data_io::schema::parse(&text)?;
+                Some(data_io::schema::text(&schema).ok_or_else(|| {
+                    anyhow::anyhow!("--output-schema: a type the schema cannot write")
+                })?)
+            }
+        };
+        Ok(OutputEncoding {
+            format,
+            compression: self
+                .output_compression
+                .and_then(source::CompressionArg::compression),
+            schema,
+        })
+    }
+
+    /// Whether any of the output encoding's options was given.
+    fn output_encoding_given(&self) -> bool {
+        self.output_format.is_some()
+            || self.output_compression.is_some()
+            || self.output_schema.is_some()
+    }
+
     fn tolerance(&self) -> batch_core::Tolerance {
         batch_core::Tolerance {
             max_failures: self.max_failures,
@@ -519,6 +579,15 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     input.config.max_leaves_in_flight = args
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(mode, split));
+    let encoding = args.output_encoding()?;
+    // A batch's identity includes how it writes its output; the default leaves ids as they were.
+    let identity = output.as_ref().map(|o| match encoding.is_default() {
+        true => o.clone(),
+        false => format!(
+            "{o}\n{}",
+            serde_json::to_string(&encoding).unwrap_or_default()
+        ),
+    });
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         batch_core::ids::data_workflow_id(
             source.size,
@@ -527,11 +596,12 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
             &args.plugin,
             args.plugin_config.as_ref(),
             &input.config.tolerance,
-            &source.short_digest(output.as_deref()),
+            &source.short_digest(identity.as_deref()),
         )
     });
     input.config.source = Some(source);
     input.config.output = output;
+    input.config.output_encoding = encoding;
     input.validate()?;
     Ok(Batch { input, workflow_id })
 }
@@ -730,12 +800,32 @@ fn render_source_plan(
     }
     match &config.output {
         Some(output) => text.push_str(&format!(
-            "Output: {output} ({splits} parts, then {})\n",
+            "Output: {output} ({splits} parts{}, then {})\n",
+            describe_encoding(&config.output_encoding),
             batch_core::source::MANIFEST_NAME
         )),
         None => text.push_str("Output: none (statistics only)\n"),
     }
     text
+}
+
+/// How the parts are written, for the plan ("" for plain JSON Lines).
+fn describe_encoding(encoding: &OutputEncoding) -> String {
+    use batch_core::output_format::OutputFormat;
+    let compression = encoding.compression.map(|c| format!(", {c}"));
+    let compression = compression.unwrap_or_default();
+    match (encoding.format, &encoding.schema) {
+        (OutputFormat::Jsonl, _) if compression.is_empty() => String::new(),
+        (OutputFormat::Jsonl, _) => format!(" of JSON Lines{compression}"),
+        (OutputFormat::Parquet, Some(schema)) => format!(
+            " of Parquet{compression}, schema {}",
+            batch_core::text::shown(schema, 1024)
+        ),
+        (OutputFormat::Parquet, None) => format!(
+            " of Parquet{compression}, its schema inferred from the first {} outputs",
+            batch_core::output_format::SCHEMA_SAMPLE_OUTPUTS
+        ),
+    }
 }
 
 /// What the progress bar needs to follow a batch.

@@ -120,6 +120,10 @@ pub(crate) async fn retry_batch(
         ),
         (None, None) => None,
     };
+    // The earlier batch's encoding (a Parquet output's schema too), unless given anew.
+    if args.output_encoding_given() {
+        config.output_encoding = args.output_encoding()?;
+    }
     let k = items.len() as u64;
     let input = NodeInput {
         first: 1,

@@ -23,7 +23,7 @@ pub(crate) enum CompressionArg {
 }
 
 impl CompressionArg {
-    fn compression(self) -> Option<Compression> {
+    pub(crate) fn compression(self) -> Option<Compression> {
         match self {
             CompressionArg::Gzip => Some(Compression::Gzip),
             CompressionArg::Zstd => Some(Compression::Zstd),

@@ -247,11 +247,35 @@ impl PluginActivities {
         task: SplitTask,
     ) -> Result<SplitOutcome, ActivityError> {
         let _running = self.count_task();
-        task.validate().map_err(|e| invalid_task(&e))?;
+        task.validate_with_output().map_err(|e| invalid_task(&e))?;
         let source = task.source.clone();
         self.run_split(&ctx, task)
             .await
             .map_err(|e| e.into_activity_error(&self, &ctx, &source))
+    }
+
+    /// A Parquet output's schema, when the batch gives none: inferred from the first outputs of
+    /// the source's first split (`task`, a few MiB of it at most), as the schema's text.
+    /// Writes nothing.
+    #[activity(name = "infer_output_schema")]
+    pub async fn infer_output_schema(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        task: SplitTask,
+    ) -> Result<String, ActivityError> {
+        let _running = self.count_task();
+        task.validate().map_err(|e| invalid_task(&e))?;
+        let rows = self
+            .sample_split(&ctx, &task)
+            .await
+            .map_err(|e| e.into_activity_error(&self, &ctx, &task.source))?;
+        data_io::schema::infer(rows.iter().map(Vec::as_slice))
+            .map_err(|e| e.to_string())
+            .and_then(|schema| {
+                data_io::schema::text(&schema)
+                    .ok_or_else(|| "the outputs have a type the schema cannot name".to_owned())
+            })
+            .map_err(|e| routing::failure(batch_core::FailureKind::InvalidBatchInput, e, false))
     }
 
     /// Writes a data batch's manifest (last, so that its presence means the output is whole).

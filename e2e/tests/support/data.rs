@@ -137,6 +137,25 @@ pub fn check_filter_output_dir(out: &std::path::Path, data: &[u8]) -> Value {
     manifest
 }
 
+/// `data` cut into `n` pieces (about; fewer if it has fewer lines), each ending at a line's
+/// end: the objects of a many-object source whose records, in order, are `data`'s.
+pub fn at_line_ends(data: &[u8], n: usize) -> Vec<Vec<u8>> {
+    let step = data.len().div_ceil(n.max(1)).max(1);
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let cut = rest
+            .iter()
+            .skip(step)
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |p| p + step + 1);
+        let (piece, after) = rest.split_at(cut);
+        pieces.push(piece.to_vec());
+        rest = after;
+    }
+    pieces
+}
+
 /// `data` gzip-compressed in `members` members, one after the other (as `cat a.gz b.gz`,
 /// pigz and bgzip write them).
 pub fn gzip_members(data: &[u8], members: usize) -> Vec<u8> {

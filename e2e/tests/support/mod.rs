@@ -907,6 +907,78 @@ pub struct S3Server {
     _process: Guarded,
 }
 
+/// moto's S3 server (PyPI `moto[server]`, installed by `scripts/setup.sh`): a second,
+/// independent S3 implementation (it honours `If-Match`, as AWS does), in memory, on a free
+/// local port, with `buckets` created.
+pub struct MotoServer {
+    pub endpoint: String,
+    _log: tempfile::TempDir,
+    _process: Guarded,
+}
+
+impl MotoServer {
+    pub fn start(buckets: &[&str]) -> Self {
+        const PROGRAM: &str = r#"
+import sys, time, boto3
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+endpoint = "http://127.0.0.1:" + sys.argv[1]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+for bucket in sys.argv[2:]:
+    s3.create_bucket(Bucket=bucket)
+print("listening on " + endpoint, flush=True)
+while True:
+    time.sleep(3600)
+"#;
+        let dir = tempfile::tempdir().expect("moto log dir");
+        let log = dir.path().join("moto.log");
+        let port = free_port().to_string();
+        let mut args = vec!["-c", PROGRAM, port.as_str()];
+        args.extend_from_slice(buckets);
+        let process = Guarded::spawn(Path::new("python3"), &args, &log, &[]);
+        let endpoint = wait_for("moto to listen", Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("listening on "))
+                .map(str::to_owned)
+        });
+        Self {
+            endpoint,
+            _log: dir,
+            _process: process,
+        }
+    }
+
+    /// The environment a worker or starter needs to reach it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        s3_env(&self.endpoint)
+    }
+
+    /// The same as `object_store` options, for the test's own uploads and reads.
+    pub fn options(&self) -> Vec<(String, String)> {
+        store_options(self.env())
+    }
+}
+
+/// What AWS's tools read to reach a local S3 server at `endpoint` over HTTP.
+fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_owned()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// An environment as `object_store` options (lowercase keys).
+fn store_options(env: Vec<(&'static str, String)>) -> Vec<(String, String)> {
+    env.into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
 /// The keys requests to [`S3Server`] are signed with.
 pub const S3_ACCESS_KEY: &str = "test-access-key";
 pub const S3_SECRET_KEY: &str = "test-secret-key";
@@ -944,21 +1016,12 @@ impl S3Server {
 
     /// The environment a worker or starter needs to reach it, as AWS's tools read it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
-            ("AWS_REGION", "us-east-1".into()),
-        ]
+        s3_env(&self.endpoint)
     }
 
     /// The same as `object_store` options (lowercase keys), for the test's own uploads.
     pub fn options(&self) -> Vec<(String, String)> {
-        self.env()
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect()
+        store_options(self.env())
     }
 
     /// Where the object `bucket/key` lives on disk (what the server stored).

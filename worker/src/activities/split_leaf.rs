@@ -12,6 +12,7 @@ use std::sync::Arc;
 use batch_core::DataSource;
 use batch_core::FailureKind;
 use batch_core::objects::Listing;
+use batch_core::output_format::SCHEMA_SAMPLE_RECORDS;
 use batch_core::record_items::RecordItems;
 use batch_core::source::part_name;
 use batch_core::split::RecordTooLong;
@@ -113,17 +114,28 @@ struct SplitRun<'a> {
     listing: Option<Arc<Listing>>,
     /// How the source's records become items for this plugin.
     items: RecordItems,
+    /// Only the first outputs are wanted ([`PluginActivities::sample_split`]): reading stops
+    /// at [`SCHEMA_SAMPLE_RECORDS`].
+    sample: bool,
+}
+
+impl SplitRun<'_> {
+    /// A sample has read enough records.
+    fn sampled(&self, pending: &pending::Pending) -> bool {
+        self.sample && pending.records.len() >= SCHEMA_SAMPLE_RECORDS
+    }
 }
 
 impl PluginActivities {
-    pub(super) async fn run_split(
-        &self,
-        ctx: &ActivityContext,
-        task: SplitTask,
-    ) -> Result<SplitOutcome, SplitError> {
-        // The operator's grants first: a place outside them is refused before anything is
-        // read or created. A many-object source's objects are each checked as they are
-        // opened, under its base.
+    /// The split `task` ready to be read: the source opened under the grants (a
+    /// many-object source's objects are each checked as they are opened, under its base), its
+    /// listing, the plugin, checked against the source's records.
+    async fn open_split<'a>(
+        &'a self,
+        ctx: &'a ActivityContext,
+        task: &'a SplitTask,
+        sample: bool,
+    ) -> Result<SplitRun<'a>, SplitError> {
         let opened = match &task.source.objects {
             None => &task.source.location,
             Some(objects) => &objects.base,
@@ -133,11 +145,6 @@ impl PluginActivities {
             None => None,
             Some(objects) => Some(self.listing(ctx, &task.source, objects).await?),
         };
-        let output = task
-            .output
-            .as_deref()
-            .map(|o| Location::open(o, Authority::granted(&self.grants, Access::Write)))
-            .transpose()?;
         let plugin = self
             .plugin(ctx, &(), &task.plugin)
             .await
@@ -145,17 +152,36 @@ impl PluginActivities {
         plugin.check_input(Some(task.source.format))?;
         let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
-        let name = part_name(task.first, task.last);
-        let mut out = output::SplitOutput::create(output.as_ref(), name, listing.clone()).await?;
-        let split = SplitRun {
+        Ok(SplitRun {
             activities: self,
             ctx,
-            task: &task,
+            task,
             plugin,
             source,
             listing,
             items,
-        };
+            sample,
+        })
+    }
+
+    pub(super) async fn run_split(
+        &self,
+        ctx: &ActivityContext,
+        task: SplitTask,
+    ) -> Result<SplitOutcome, SplitError> {
+        // The operator's grants first: a place outside them is refused before anything is
+        // read or created.
+        let output = task
+            .output
+            .as_deref()
+            .map(|o| Location::open(o, Authority::granted(&self.grants, Access::Write)))
+            .transpose()?;
+        let split = self.open_split(ctx, &task, false).await?;
+        let name = part_name(task.first, task.last);
+        let listing = split.listing.clone();
+        let mut out =
+            output::SplitOutput::create(output.as_ref(), &task.output_encoding, name, listing)
+                .await?;
         let run = match &task.items {
             Some(list) => split.read_listed(list, &mut out).await,
             None => split.read_split(&mut out).await,
@@ -171,5 +197,22 @@ impl PluginActivities {
             failures,
             failed_part,
         })
+    }
+
+    /// The first outputs of the split `task` (at most
+    /// [`batch_core::output_format::SCHEMA_SAMPLE_OUTPUTS`], each as the
+    /// row a Parquet output would hold), writing nothing.
+    pub(super) async fn sample_split(
+        &self,
+        ctx: &ActivityContext,
+        task: &SplitTask,
+    ) -> Result<Vec<Vec<u8>>, SplitError> {
+        let split = self.open_split(ctx, task, true).await?;
+        let mut out = output::SplitOutput::sampling();
+        match &task.items {
+            Some(list) => split.read_listed(list, &mut out).await?,
+            None => split.read_split(&mut out).await?,
+        }
+        Ok(out.sampled())
     }
 }

@@ -4,6 +4,7 @@
 //! on the plugin's own queue ([`crate::routing::here_or_there`]).
 
 use batch_core::ids::plugin_task_queue;
+use batch_core::output_format::{SCHEMA_SAMPLE_BYTES, SCHEMA_SAMPLE_RECORDS};
 use batch_core::plan::ItemRange;
 use batch_core::{FailedItem, FailureKind, Failures, LeafMode, NodeInput, NodeResult, Outputs};
 use temporalio_common::ActivityDefinition;
@@ -71,22 +72,74 @@ async fn run_split(
     };
     unpaused(ctx).await?;
     let (first, last) = task_span(node, range);
-    let task = SplitTask {
-        plugin: node.config.plugin.clone(),
-        config: node.config.plugin_config.clone(),
-        source,
-        first,
-        last,
-        output: node.config.output.clone(),
-        tolerance: node.config.tolerance,
-        items: node.items.clone(),
-    };
+    let task = split_task(node, source, first, last, node.items.clone());
     let outcome = run_whole(ctx, node, range, || PluginActivities::process_split, task).await?;
     let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);
     result.parts.extend(outcome.part);
     result.failures = outcome.failures;
     result.failed_parts.extend(outcome.failed_part);
     Ok(result)
+}
+
+/// A Parquet output without a given schema: the root infers it from the outputs of the
+/// source's first records (a split of at most [`SCHEMA_SAMPLE_BYTES`], or the first
+/// [`SCHEMA_SAMPLE_RECORDS`] of a retry's list), run as a leaf is, writing nothing. Every part
+/// is then written with that one schema.
+pub(super) async fn infer_output_schema(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+) -> WorkflowResult<String> {
+    let Some(source) = node.config.source.clone() else {
+        return Err(invalid_input("an output needs a data source".into()));
+    };
+    let (items, first, last) = match node.items.as_deref() {
+        Some(list) => {
+            let sample = &list[..list.len().min(SCHEMA_SAMPLE_RECORDS)];
+            let (first, last) = (sample[0], sample[sample.len() - 1]);
+            (Some(sample.to_vec()), first, last)
+        }
+        None => {
+            let last = node
+                .last
+                .min(node.first.saturating_add(SCHEMA_SAMPLE_BYTES - 1));
+            (None, node.first, last)
+        }
+    };
+    // Writes nothing.
+    let task = SplitTask {
+        output: None,
+        ..split_task(node, source, first, last, items)
+    };
+    let range = ItemRange::new(first, last);
+    run_whole(
+        ctx,
+        node,
+        range,
+        || PluginActivities::infer_output_schema,
+        task,
+    )
+    .await
+}
+
+/// The task of the split `first..=last` of `node`'s `source` (`items`, a retry's).
+fn split_task(
+    node: &NodeInput,
+    source: batch_core::DataSource,
+    first: u64,
+    last: u64,
+    items: Option<Vec<u64>>,
+) -> SplitTask {
+    SplitTask {
+        plugin: node.config.plugin.clone(),
+        config: node.config.plugin_config.clone(),
+        source,
+        first,
+        last,
+        output: node.config.output.clone(),
+        output_encoding: node.config.output_encoding.clone(),
+        tolerance: node.config.tolerance,
+        items,
+    }
 }
 
 /// `batch` mode: one activity runs the plugin over the whole range and returns the statistics.

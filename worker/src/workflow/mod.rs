@@ -48,6 +48,10 @@ impl BatchProcessingWorkflow {
         if node.config.plugin.digest.is_none() {
             root::pin_plugin(ctx, &mut node).await?;
         }
+        // Only a Parquet output infers its schema, so histories of every other batch replay.
+        if node.depth == 0 && node.config.output_encoding.needs_schema() {
+            node.config.output_encoding.schema = Some(leaf::infer_output_schema(ctx, &node).await?);
+        }
         let result = match plan_node(
             node.range(),
             node.config.batch_size,

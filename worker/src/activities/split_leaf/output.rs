@@ -1,15 +1,16 @@
-//! What a split has counted and written: its outputs' statistics and failures, its part (one
-//! line per output, in source order; skips write nothing) and, from its first failed item on
+//! What a split has counted and written: its outputs' statistics and failures, its part (its
+//! outputs in source order, encoded as the batch's output says; skips write nothing) and, from its first failed item on
 //! when the batch has an output, its `failed/` part.
 
-use std::io::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
 use batch_core::objects::{ItemId, Listing};
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
+use batch_core::output_format::{NUMBER_COLUMN, OutputEncoding, SCHEMA_SAMPLE_OUTPUTS};
 use batch_core::{FailedItem, FailureKind, Failures, Output, Outputs};
 use bytes::Bytes;
+use data_io::part_encoder::{Encoded, Out, PartEncoder};
 use data_io::write::PartWriter;
 use data_io::{DataError, Location};
 
@@ -27,26 +28,48 @@ pub(super) enum RecordResult {
 pub(super) struct SplitOutput {
     pub(super) outputs: Outputs,
     pub(super) failures: Failures,
-    part: Option<PartWriter>,
+    part: Option<Part>,
     /// Opened at the split's first failed item, when the batch has an output.
     failed_part: Option<PartWriter>,
     failed_location: Option<Location>,
-    /// The part's name (`part-<first>-<last>`).
+    /// The split's name (`part-<first>-<last>`): its `failed/` part's.
     name: String,
     /// A many-object source's listing: failed lines name their object.
     listing: Option<Arc<Listing>>,
+    /// Sampling the outputs to infer a Parquet output's schema: the first rows.
+    sample: Option<Vec<Vec<u8>>>,
+}
+
+/// The split's part: its name, its encoder and its writer.
+struct Part {
+    name: String,
+    /// `None` only while it encodes on the blocking pool.
+    encoder: Option<PartEncoder>,
+    light: bool,
+    writer: PartWriter,
 }
 
 impl SplitOutput {
     /// Starts the split's part under `output`, if the batch has one (removing what earlier
-    /// attempts of it staged).
+    /// attempts of it staged), encoded as `encoding` says.
     pub(super) async fn create(
         output: Option<&Location>,
+        encoding: &OutputEncoding,
         name: String,
         listing: Option<Arc<Listing>>,
     ) -> Result<Self, DataError> {
         let part = match output {
-            Some(o) => Some(PartWriter::create(o.child(&name)).await?),
+            Some(o) => {
+                let part_name = encoding.part_name(&name);
+                let location = o.child(&part_name);
+                let encoder = PartEncoder::new(encoding, location.text())?;
+                Some(Part {
+                    name: part_name,
+                    light: encoder.is_light(),
+                    encoder: Some(encoder),
+                    writer: PartWriter::create(location).await?,
+                })
+            }
             None => None,
         };
         Ok(Self {
@@ -57,11 +80,33 @@ impl SplitOutput {
             failed_location: output.map(|o| o.child(FAILED_DIR).child(&name)),
             name,
             listing,
+            sample: None,
         })
     }
 
+    /// A split run only to see its first outputs (the rows a Parquet output's schema is
+    /// inferred from): it writes nothing.
+    pub(super) fn sampling() -> Self {
+        Self {
+            outputs: Outputs::default(),
+            failures: Failures::default(),
+            part: None,
+            failed_part: None,
+            failed_location: None,
+            name: String::new(),
+            listing: None,
+            sample: Some(Vec::new()),
+        }
+    }
+
+    /// The rows sampled ([`Self::sampling`]).
+    pub(super) fn sampled(self) -> Vec<Vec<u8>> {
+        self.sample.unwrap_or_default()
+    }
+
     /// Adds the `results` of the records `range` of `records` (in order) and the `bad` records
-    /// among them, in source order, and writes their lines.
+    /// among them, in source order, and writes them. An output the part's encoding refuses
+    /// (a row outside a Parquet output's schema) is a failed item.
     pub(super) async fn write(
         &mut self,
         records: &RecordBuffer,
@@ -69,9 +114,11 @@ impl SplitOutput {
         results: Vec<RecordResult>,
         bad: Vec<BadRecord>,
     ) -> Result<(), DataError> {
-        let mut lines = Vec::new();
+        let (results, encoded) = self.encode(results).await?;
+        let mut refused = encoded.refused.into_iter().peekable();
         let mut failed_lines = Vec::new();
         let mut bad = bad.into_iter().peekable();
+        let mut nth_output = 0;
         for (n, result) in range.zip(results) {
             let index = records.index(n);
             while let Some(record) = bad.next_if(|b| b.index < index) {
@@ -79,17 +126,15 @@ impl SplitOutput {
             }
             match result {
                 RecordResult::Output(output) => {
-                    self.outputs.add(&output);
-                    match output {
-                        Output::Record(bytes) => {
-                            lines.extend_from_slice(&bytes);
-                            lines.push(b'\n');
+                    if !matches!(output, Output::Skip) {
+                        nth_output += 1;
+                    }
+                    match refused.next_if(|(at, _)| *at + 1 == nth_output) {
+                        Some((_, reason)) => {
+                            let kind = FailureKind::OutputOutsideSchema;
+                            self.failed(&mut failed_lines, index, kind, &reason, records.data(n));
                         }
-                        Output::Number(n) => {
-                            // Into the lines as they are, without a string per number.
-                            let _ = writeln!(lines, "{n}");
-                        }
-                        Output::Skip => {}
+                        None => self.outputs.add(&output),
                     }
                 }
                 RecordResult::Failed(kind, reason) => {
@@ -101,7 +146,7 @@ impl SplitOutput {
             self.fail(&mut failed_lines, &record);
         }
         if let Some(part) = self.part.as_mut() {
-            part.write(Bytes::from(lines)).await?;
+            part.writer.write(Bytes::from(encoded.bytes)).await?;
         }
         if !failed_lines.is_empty()
             && let Some(location) = &self.failed_location
@@ -114,6 +159,50 @@ impl SplitOutput {
             }
         }
         Ok(())
+    }
+
+    /// The part's bytes for the outputs among `results` (on the blocking pool unless they
+    /// are plain lines), and which it refused; while sampling, the rows kept.
+    async fn encode(
+        &mut self,
+        results: Vec<RecordResult>,
+    ) -> Result<(Vec<RecordResult>, Encoded), DataError> {
+        if let Some(sample) = &mut self.sample {
+            for result in &results {
+                if sample.len() >= SCHEMA_SAMPLE_OUTPUTS {
+                    break;
+                }
+                match result {
+                    RecordResult::Output(Output::Record(bytes)) => sample.push(bytes.clone()),
+                    RecordResult::Output(Output::Number(n)) => {
+                        sample.push(format!("{{\"{NUMBER_COLUMN}\": {n}}}").into_bytes());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some(part) = self.part.as_mut() else {
+            return Ok((results, Encoded::default()));
+        };
+        if part.light
+            && let Some(encoder) = part.encoder.as_mut()
+        {
+            let encoded = encoder.encode(&outs(&results))?;
+            return Ok((results, encoded));
+        }
+        let mut encoder = part
+            .encoder
+            .take()
+            .ok_or_else(|| DataError::invalid(part.writer.location(), "the part failed earlier"))?;
+        let location = part.writer.location().to_owned();
+        let (encoder, results, encoded) = tokio::task::spawn_blocking(move || {
+            let encoded = encoder.encode(&outs(&results));
+            (encoder, results, encoded)
+        })
+        .await
+        .map_err(|e| DataError::invalid(&location, format!("encoding stopped: {e}")))?;
+        part.encoder = Some(encoder);
+        Ok((results, encoded?))
     }
 
     fn fail(&mut self, failed_lines: &mut Vec<u8>, record: &BadRecord) {
@@ -178,7 +267,12 @@ impl SplitOutput {
             None => None,
         };
         let part = match part {
-            Some(writer) => Some(PartInfo {
+            Some(Part {
+                name,
+                encoder,
+                mut writer,
+                ..
+            }) => Some(PartInfo {
                 name,
                 first,
                 last,
@@ -187,7 +281,11 @@ impl SplitOutput {
                 numbers: outputs.numbers(),
                 skipped: outputs.skipped,
                 failed: failures.count,
-                bytes: writer.finish().await?,
+                bytes: {
+                    let last = finish_encoder(encoder, writer.location()).await?;
+                    writer.write(Bytes::from(last)).await?;
+                    writer.finish().await?
+                },
             }),
             None => None,
         };
@@ -196,8 +294,33 @@ impl SplitOutput {
 
     /// Gives up: nothing becomes visible.
     pub(super) async fn abort(self) {
-        for part in [self.part, self.failed_part].into_iter().flatten() {
+        let part = self.part.map(|p| p.writer);
+        for part in [part, self.failed_part].into_iter().flatten() {
             part.abort().await;
         }
     }
+}
+
+/// The outputs among `results` that go into a part, in order.
+fn outs(results: &[RecordResult]) -> Vec<Out<'_>> {
+    results
+        .iter()
+        .filter_map(|result| match result {
+            RecordResult::Output(Output::Record(bytes)) => Some(Out::Record(bytes)),
+            RecordResult::Output(Output::Number(n)) => Some(Out::Number(*n)),
+            RecordResult::Output(Output::Skip) | RecordResult::Failed(..) => None,
+        })
+        .collect()
+}
+
+/// The part's last bytes (a Parquet footer, a compressed stream's end), on the blocking pool.
+async fn finish_encoder(
+    encoder: Option<PartEncoder>,
+    location: &str,
+) -> Result<Vec<u8>, DataError> {
+    let encoder = encoder.ok_or_else(|| DataError::invalid(location, "the part failed earlier"))?;
+    let location = location.to_owned();
+    tokio::task::spawn_blocking(move || encoder.finish())
+        .await
+        .map_err(|e| DataError::invalid(&location, format!("encoding stopped: {e}")))?
 }

@@ -33,7 +33,7 @@ impl SplitRun<'_> {
         )
         .await?;
         for (group, first_row) in file.owned(first, last) {
-            if select.is_done() {
+            if select.is_done() || self.sampled(pending) {
                 break;
             }
             let mut rows = heartbeating(
@@ -64,7 +64,7 @@ impl SplitRun<'_> {
                 if let Some(e) = select.error(object, false) {
                     return Err(e);
                 }
-                if select.is_done() {
+                if select.is_done() || self.sampled(pending) {
                     break;
                 }
                 if pending.bytes() >= PENDING_BYTES {

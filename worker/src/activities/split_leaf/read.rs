@@ -337,6 +337,9 @@ impl SplitRun<'_> {
     pub(super) async fn read_split(&self, out: &mut SplitOutput) -> Result<(), SplitError> {
         let mut pending = Pending::default();
         for (object, first, last) in self.pieces().await? {
+            if self.sampled(&pending) {
+                break;
+            }
             self.check(&object).await?;
             let select = Select::All;
             self.read_object(&object, first, last, select, &mut pending, out)
@@ -447,7 +450,7 @@ impl SplitRun<'_> {
             if let Some(e) = select.error(object, split.is_done()) {
                 return Err(e);
             }
-            if split.is_done() || select.is_done() {
+            if split.is_done() || select.is_done() || self.sampled(pending) {
                 return Ok(());
             }
             let position = feed.position();

@@ -169,14 +169,14 @@ impl PluginActivities {
         ctx: &ActivityContext,
         task: SplitTask,
     ) -> Result<SplitOutcome, SplitError> {
-        // The operator's grants first: a place outside them is refused before anything is
-        // read or created.
+        // The operator's grants first (the source's, then the output's): a place outside
+        // them is refused before anything is read or created.
+        let split = self.open_split(ctx, &task, false).await?;
         let output = task
             .output
             .as_deref()
             .map(|o| Location::open(o, Authority::granted(&self.grants, Access::Write)))
             .transpose()?;
-        let split = self.open_split(ctx, &task, false).await?;
         let name = part_name(task.first, task.last);
         let listing = split.listing.clone();
         let mut out =

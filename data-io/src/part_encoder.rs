@@ -42,6 +42,11 @@ pub struct Encoded {
     pub refused: Vec<(usize, String)>,
 }
 
+/// The row a number output is in a Parquet part: `{"value": n}`.
+pub fn number_row(n: u64) -> Vec<u8> {
+    format!("{{\"{NUMBER_COLUMN}\": {n}}}").into_bytes()
+}
+
 /// A part's encoder.
 pub struct PartEncoder {
     location: String,
@@ -254,7 +259,7 @@ impl ParquetPart {
             .iter()
             .map(|output| match output {
                 Out::Record(bytes) => bytes.to_vec(),
-                Out::Number(n) => format!("{{\"{NUMBER_COLUMN}\": {n}}}").into_bytes(),
+                Out::Number(n) => number_row(*n),
             })
             .collect();
         let mut refused = Vec::new();

@@ -251,11 +251,11 @@ fn write_type(out: &mut String, data_type: &DataType) -> Option<()> {
     Some(())
 }
 
-/// The schema of the outputs `rows` (JSON texts; those that are not a JSON object are left out,
+/// The schema's text of the outputs `rows` (JSON texts; those that are not a JSON object are left out,
 /// they will fail as items): every field seen, with the type that holds every value seen
 /// (`arrow-json`'s inference: integers int64, other numbers float64, a field only ever null is
 /// `null`).
-pub fn infer<'a>(rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Schema, SchemaError> {
+pub fn infer<'a>(rows: impl IntoIterator<Item = &'a [u8]>) -> Result<String, SchemaError> {
     let mut seen = 0;
     let values: Vec<serde_json::Value> = rows
         .into_iter()
@@ -270,10 +270,11 @@ pub fn infer<'a>(rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Schema, Sch
         values.iter().map(Ok::<_, arrow_schema::ArrowError>),
     )
     .map_err(|e| SchemaError::NothingToInfer(e.to_string()))?;
-    // Checked as a given schema is: bounded, and writable as text.
+    // Checked as a given schema is: writable as text, and bounded.
     let written = text(&schema)
         .ok_or_else(|| SchemaError::NothingToInfer("a type the schema cannot name".into()))?;
-    parse(&written)
+    parse(&written)?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -344,8 +345,7 @@ mod tests {
             b"not json",
             b"17",
         ];
-        let schema = infer(rows).expect("inferred");
-        let shown = text(&schema).expect("writable");
+        let shown = infer(rows).expect("inferred");
         for column in [
             r#""id": "int64""#,
             r#""name": "string""#,

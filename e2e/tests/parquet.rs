@@ -48,17 +48,12 @@ fn make_dataset(args: &[&str]) {
     assert!(status.success(), "make-dataset.py {args:?}");
 }
 
-/// What pyarrow reads from `file`: the rows whose `kind` is `order`, projected on `columns`,
-/// through the documented mapping (decimals as numbers, timestamps as RFC 3339 text in UTC,
-/// lists as arrays, structs as objects, nulls kept), one JSON object a line.
-fn reference_rows(file: &Path, columns: &[&str]) -> Vec<Value> {
-    let program = r#"
-import json, sys
-import pyarrow.parquet as pq
-table = pq.read_table(sys.argv[1])
-columns = sys.argv[2].split(",")
+/// The documented mapping of a value pyarrow gives to JSON, in Python: decimals as numbers,
+/// timestamps as RFC 3339 text in UTC (what the plugin saw, read back from an output as the
+/// string it is), lists as arrays, structs as objects, nulls kept.
+const PY_VALUE: &str = r#"
+import decimal, datetime
 def value(v):
-    import decimal, datetime
     if isinstance(v, decimal.Decimal):
         return float(v)
     if isinstance(v, datetime.datetime):
@@ -68,12 +63,26 @@ def value(v):
     if isinstance(v, dict):
         return {k: value(x) for k, x in v.items()}
     return v
+"#;
+
+/// What pyarrow reads from `file`: the rows whose `kind` is `order`, projected on `columns`,
+/// through the documented mapping (decimals as numbers, timestamps as RFC 3339 text in UTC,
+/// lists as arrays, structs as objects, nulls kept), one JSON object a line.
+fn reference_rows(file: &Path, columns: &[&str]) -> Vec<Value> {
+    let program = format!(
+        "{PY_VALUE}{}",
+        r#"
+import json, sys
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+columns = sys.argv[2].split(",")
 for row in table.to_pylist():
     if row["kind"] == "order":
         print(json.dumps({c: value(row[c]) for c in columns}))
-"#;
+"#
+    );
     let out = Command::new("python3")
-        .args(["-c", program, path_str(file), &columns.join(",")])
+        .args(["-c", &program, path_str(file), &columns.join(",")])
         .output()
         .expect("python3 runs");
     assert!(
@@ -95,18 +104,26 @@ fn lines_of(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// 20,000 typed, nested rows in row groups of 1,000 (`make-dataset.py parquet`), under `dir`;
+/// the rows whose `kind` is `order`, projected on seven columns, as pyarrow reads them; and the
+/// json_filter configuration that keeps exactly those.
+fn orders(dir: &Path) -> (std::path::PathBuf, Vec<Value>, String) {
+    let file = dir.join("events.parquet");
+    make_dataset(&["parquet", "20000", path_str(&file), "--row-group", "1000"]);
+    let columns = ["id", "amount", "ts", "note", "tags", "geo", "country"];
+    let expected = reference_rows(&file, &columns);
+    let filter =
+        serde_json::json!({"field": "kind", "equals": "order", "select": columns}).to_string();
+    (file, expected, filter)
+}
+
 /// Row groups are the splits, at every split size each row group is read once, and the rows
 /// reach the plugin as JSON objects equal to pyarrow's through the documented mapping, nested
 /// columns and nulls included; `--columns` reads only those.
 #[test]
 fn parquet_rows_reach_json_plugins_as_pyarrow_reads_them() {
     let scratch = support::data_dir();
-    let file = scratch.path().join("events.parquet");
-    make_dataset(&["parquet", "20000", path_str(&file), "--row-group", "1000"]);
-    let columns = ["id", "amount", "ts", "note", "tags", "geo", "country"];
-    let expected = reference_rows(&file, &columns);
-    let filter =
-        serde_json::json!({"field": "kind", "equals": "order", "select": columns}).to_string();
+    let (file, expected, filter) = orders(scratch.path());
     let size = std::fs::metadata(&file).expect("file").len();
     for split in [size.to_string(), "16384".to_owned()] {
         let out = scratch.path().join(format!("out-{split}"));
@@ -209,27 +226,22 @@ fn a_prefix_of_parquet_objects_and_a_broken_one() {
 /// JSON (through the same mapping as [`reference_rows`]), and each part's schema as pyarrow
 /// prints it.
 fn parquet_output(out: &Path) -> (Vec<Value>, Vec<String>) {
-    let program = r#"
-import json, sys, decimal, datetime
+    let program = format!(
+        "{PY_VALUE}{}",
+        r#"
+import json, sys
 import pyarrow.parquet as pq
 out = sys.argv[1]
 manifest = json.load(open(out + "/_manifest.json"))
-def value(v):
-    if isinstance(v, decimal.Decimal):
-        return float(v)
-    if isinstance(v, list):
-        return [value(x) for x in v]
-    if isinstance(v, dict):
-        return {k: value(x) for k, x in v.items()}
-    return v
 for part in manifest["parts"]:
     table = pq.read_table(out + "/" + part["name"])
     print(json.dumps({"schema": str(table.schema).replace("\n", "; ")}))
     for row in table.to_pylist():
         print(json.dumps({"row": {k: value(v) for k, v in row.items()}}))
-"#;
+"#
+    );
     let run = Command::new("python3")
-        .args(["-c", program, path_str(out)])
+        .args(["-c", &program, path_str(out)])
         .output()
         .expect("python3 runs");
     assert!(
@@ -260,12 +272,7 @@ fn manifest_of(out: &Path) -> Value {
 #[test]
 fn a_parquet_output_has_one_inferred_schema_and_the_plugin_s_rows() {
     let scratch = support::data_dir();
-    let file = scratch.path().join("events.parquet");
-    make_dataset(&["parquet", "20000", path_str(&file), "--row-group", "1000"]);
-    let columns = ["id", "amount", "ts", "note", "tags", "geo", "country"];
-    let expected = reference_rows(&file, &columns);
-    let filter =
-        serde_json::json!({"field": "kind", "equals": "order", "select": columns}).to_string();
+    let (file, expected, filter) = orders(scratch.path());
     let out = scratch.path().join("out-parquet");
     for compression in ["zstd", "none"] {
         let _ = std::fs::remove_dir_all(&out);

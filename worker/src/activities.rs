@@ -269,13 +269,13 @@ impl PluginActivities {
             .sample_split(&ctx, &task)
             .await
             .map_err(|e| e.into_activity_error(&self, &ctx, &task.source))?;
-        data_io::schema::infer(rows.iter().map(Vec::as_slice))
-            .map_err(|e| e.to_string())
-            .and_then(|schema| {
-                data_io::schema::text(&schema)
-                    .ok_or_else(|| "the outputs have a type the schema cannot name".to_owned())
-            })
-            .map_err(|e| routing::failure(batch_core::FailureKind::InvalidBatchInput, e, false))
+        data_io::schema::infer(rows.iter().map(Vec::as_slice)).map_err(|e| {
+            routing::failure(
+                batch_core::FailureKind::InvalidBatchInput,
+                e.to_string(),
+                false,
+            )
+        })
     }
 
     /// Writes a data batch's manifest (last, so that its presence means the output is whole).

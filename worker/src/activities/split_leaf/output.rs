@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use batch_core::objects::{ItemId, Listing};
 use batch_core::output::{FAILED_DIR, FailedLine, FailedPartInfo, PartInfo};
-use batch_core::output_format::{NUMBER_COLUMN, OutputEncoding, SCHEMA_SAMPLE_OUTPUTS};
+use batch_core::output_format::{OutputEncoding, SCHEMA_SAMPLE_OUTPUTS};
 use batch_core::{FailedItem, FailureKind, Failures, Output, Outputs};
 use bytes::Bytes;
-use data_io::part_encoder::{Encoded, Out, PartEncoder};
+use data_io::part_encoder::{Encoded, Out, PartEncoder, number_row};
 use data_io::write::PartWriter;
 use data_io::{DataError, Location};
 
@@ -45,7 +45,6 @@ struct Part {
     name: String,
     /// `None` only while it encodes on the blocking pool.
     encoder: Option<PartEncoder>,
-    light: bool,
     writer: PartWriter,
 }
 
@@ -65,7 +64,6 @@ impl SplitOutput {
                 let encoder = PartEncoder::new(encoding, location.text())?;
                 Some(Part {
                     name: part_name,
-                    light: encoder.is_light(),
                     encoder: Some(encoder),
                     writer: PartWriter::create(location).await?,
                 })
@@ -175,7 +173,7 @@ impl SplitOutput {
                 match result {
                     RecordResult::Output(Output::Record(bytes)) => sample.push(bytes.clone()),
                     RecordResult::Output(Output::Number(n)) => {
-                        sample.push(format!("{{\"{NUMBER_COLUMN}\": {n}}}").into_bytes());
+                        sample.push(number_row(*n));
                     }
                     _ => {}
                 }
@@ -184,9 +182,7 @@ impl SplitOutput {
         let Some(part) = self.part.as_mut() else {
             return Ok((results, Encoded::default()));
         };
-        if part.light
-            && let Some(encoder) = part.encoder.as_mut()
-        {
+        if let Some(encoder) = part.encoder.as_mut().filter(|e| e.is_light()) {
             let encoded = encoder.encode(&outs(&results))?;
             return Ok((results, encoded));
         }
@@ -271,7 +267,6 @@ impl SplitOutput {
                 name,
                 encoder,
                 mut writer,
-                ..
             }) => Some(PartInfo {
                 name,
                 first,

@@ -6,6 +6,10 @@
     scripts/make-dataset.py jsonl 10000000 big.jsonl      # ~1 GB, for bench/data.sh
     scripts/make-dataset.py jsonl 1000 dirty.jsonl --dirty 100   # every 100th amount is "n/a"
     scripts/make-dataset.py jsonl 1000 events.jsonl.gz    # compressed by its name: .gz, .zst
+    scripts/make-dataset.py jsonl 100000 events.jsonl.zst --frames 65536
+                                      # seekable zstd: frames of 64 KiB and a seek table
+    scripts/make-dataset.py jsonl 100000 events.jsonl.gz --frames 65536
+                                      # gzip members of 64 KiB, indexed by events.jsonl.gz.gzi
     scripts/make-dataset.py parts 100000 lake/ --parts 50 # a prefix of 50 parts, gzip, zstd,
                                                           # plain and empty ones mixed
     scripts/make-dataset.py parquet 100000 events.parquet --row-group 5000
@@ -16,6 +20,12 @@ timestamp and a short note. The values come from a fixed linear congruential gen
 from Python's `random`, so the bytes never depend on the Python version. With `--dirty K`, every
 K-th record's amount is the string "n/a" (dirty data, for trying failure tolerance and
 `--retry-failed`); the other records are unchanged.
+
+With `--frames N` (a .gz or .zst output), the stream is made of independent frames of N
+decompressed bytes, so that a batch can split it: zstd's seekable format (the frames, then a
+seek table listing their sizes), or gzip members with a bgzip index beside the file (`OUT.gzi`:
+the count, then each member's start after the first, stored and decompressed, as 8-byte
+little-endian numbers).
 
 `parts` deals the JSON Lines records, in order, into K objects `part-00000...` under DIR (in
 day-NN/ folders of 10): every third one gzip (`.jsonl.gz`, two members), every third zstd
@@ -70,6 +80,25 @@ def compressed(path, data):
 
         return pa.compress(data, codec="zstd", asbytes=True)
     return data
+
+
+def framed(path, data, frame):
+    """`data` as `path` stores it in independent frames of `frame` bytes: a seekable zstd
+    stream, or gzip members; and the gzip members' index (None for zstd)."""
+    import struct
+
+    pieces = [data[at : at + frame] for at in range(0, len(data), frame)] or [b""]
+    frames = [compressed(path, piece) for piece in pieces]
+    if path.endswith(".zst"):
+        entries = b"".join(struct.pack("<II", len(f), len(p)) for f, p in zip(frames, pieces))
+        table = struct.pack("<II", 0x184D2A5E, len(entries) + 9) + entries
+        table += struct.pack("<IBI", len(frames), 0, 0x8F92EAB1)
+        return b"".join(frames) + table, None
+    starts, stored = [], 0
+    for k, f in enumerate(frames[:-1]):
+        stored += len(f)
+        starts.append(struct.pack("<QQ", stored, (k + 1) * frame))
+    return b"".join(frames), struct.pack("<Q", len(starts)) + b"".join(starts)
 
 
 def write_parts(count, out, parts):
@@ -138,7 +167,7 @@ def write_parquet(count, out, row_group):
 
 def usage():
     sys.exit(
-        "usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K]\n"
+        "usage: make-dataset.py jsonl|csv RECORDS OUT [--dirty K] [--frames BYTES]\n"
         "       make-dataset.py parts RECORDS DIR --parts K\n"
         "       make-dataset.py parquet RECORDS OUT [--row-group N]"
     )
@@ -160,8 +189,11 @@ def main():
     if fmt == "parquet" and set(options) <= {"--row-group"}:
         write_parquet(count, out, int(options.get("--row-group", 10000)))
         return
-    if fmt not in ("jsonl", "csv") or not set(options) <= {"--dirty"}:
+    if fmt not in ("jsonl", "csv") or not set(options) <= {"--dirty", "--frames"}:
         usage()
+    frame = int(options.get("--frames", 0))
+    if frame and not out.endswith((".gz", ".zst")):
+        sys.exit("--frames needs a compressed output: OUT ending with .gz or .zst")
     dirty = int(options.get("--dirty", 0))
     chunks = []
     if fmt == "csv":
@@ -176,8 +208,17 @@ def main():
                 f'{r["id"]},{r["user"]},{r["country"]},{r["kind"]},{r["amount"]},'
                 f'{r["ts"]},{r["note"]}\n'
             )
+    data = "".join(chunks).encode()
+    index = None
+    if frame:
+        data, index = framed(out, data, frame)
+    else:
+        data = compressed(out, data)
     with open(out, "wb") as f:
-        f.write(compressed(out, "".join(chunks).encode()))
+        f.write(data)
+    if index is not None:
+        with open(out + ".gzi", "wb") as f:
+            f.write(index)
 
 
 if __name__ == "__main__":

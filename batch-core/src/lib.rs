@@ -2,7 +2,8 @@
 //! node splits its range ([`plan`]), what a whole batch will do before it starts
 //! ([`batch_plan`]), what a node returns and how results merge ([`result`]),
 //! items that failed and how many a batch tolerates ([`failures`]), data sources and outputs
-//! ([`source`]), which records a split owns ([`split`]), what a plugin's items are
+//! ([`source`]), which records a split owns ([`split`]) and which frames of a compressed object
+//! ([`frames`]), what a plugin's items are
 //! ([`plugin_input`]),
 //! the activities' tasks and their checks ([`tasks`]), the workflow ids ([`ids`]), the human summary ([`summary`]) and bounds on untrusted text
 //! ([`text`]).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod connect;
 pub mod failure_kind;
 pub mod failures;
+pub mod frames;
 pub mod ids;
 pub mod objects;
 pub mod output;

@@ -40,6 +40,9 @@ pub struct ObjectEntry {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// A gzip object's index beside it (`NAME.gzi`, listed with it and not read as an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzi: Option<crate::frames::Sidecar>,
 }
 
 /// Where a source's listing is.
@@ -170,6 +173,12 @@ impl Listing {
             }
             if entry.compression.is_none() && entry.size > MAX_POSITION {
                 return Err(bad(format!("its size is over {MAX_POSITION} bytes")));
+            }
+            if let Some(gzi) = &entry.gzi {
+                match entry.compression {
+                    Some(Compression::Gzip) => gzi.validate().map_err(bad)?,
+                    _ => return Err(bad("a .gzi indexes a gzip object only".into())),
+                }
             }
             starts.push(next);
             next = next
@@ -370,6 +379,7 @@ mod tests {
             size,
             version: None,
             compression: None,
+            gzi: None,
         }
     }
 

@@ -104,7 +104,7 @@ impl std::str::FromStr for Format {
 /// How a source is stored, when it is compressed: its records are those of the decompressed
 /// stream. A compressed object cannot be entered in the middle, so one leaf reads it whole
 /// (the one whose split holds its first byte) and the others of a (forged) finer tree own
-/// nothing of it.
+/// nothing of it, unless it is made of indexed frames ([`crate::frames`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -199,6 +199,14 @@ pub struct DataSource {
     /// A compressed source's decompression bound ([`DEFAULT_MAX_RATIO`] when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ratio: Option<u32>,
+    /// A compressed source made of frames (a seekable zstd stream): how many the starter found.
+    /// The tree then splits its stored bytes as an uncompressed source's; each leaf reads and
+    /// checks the index itself ([`crate::frames`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// A gzip source's index beside it (`NAME.gzi`), as the starter read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzi: Option<crate::frames::Sidecar>,
     /// A source of many objects (a prefix, a directory, a glob): `location` is its pattern,
     /// `size` the stored bytes of every object, `version` the listing's sha256, and each
     /// object has its own compression ([`crate::objects`]).
@@ -265,6 +273,8 @@ pub enum SourceError {
          whole: its pages are)"
     )]
     Columns { location: String },
+    #[error("the source {location} is said to be made of frames, but is not compressed")]
+    FramesUncompressed { location: String },
     #[error("the location {0:?} is too long: at most {MAX_LOCATION_BYTES} bytes")]
     LocationTooLong(String),
     #[error("the location is empty: give a path or a URL")]
@@ -369,7 +379,7 @@ impl DataSource {
             }
             crate::objects::ListingRef::Stored { .. } => o.compressed,
         });
-        if self.format == Format::Parquet || compressed_objects {
+        if self.format == Format::Parquet || compressed_objects || self.compression.is_some() {
             DEFAULT_EXPANDING_SPLIT_BYTES
         } else {
             DEFAULT_SPLIT_BYTES
@@ -391,7 +401,13 @@ impl DataSource {
                 self.size
             ),
             (None, None) => format!("{}, {} bytes", self.format, self.size),
-            (None, Some(c)) => format!("{}, {c}, {} bytes stored", self.format, self.size),
+            (None, Some(c)) => match self.frames {
+                Some(frames) => format!(
+                    "{}, {c}, {frames} frames, {} bytes stored",
+                    self.format, self.size
+                ),
+                None => format!("{}, {c}, {} bytes stored", self.format, self.size),
+            },
         }
     }
 
@@ -418,6 +434,23 @@ impl DataSource {
             return Err(SourceError::Columns {
                 location: self.location.clone(),
             });
+        }
+        if self.frames.is_some() && self.compression.is_none() {
+            return Err(SourceError::FramesUncompressed {
+                location: self.location.clone(),
+            });
+        }
+        if let Some(gzi) = &self.gzi {
+            let reason = match self.compression {
+                Some(Compression::Gzip) => gzi.validate().err(),
+                _ => Some("a .gzi indexes a gzip source only".into()),
+            };
+            if let Some(reason) = reason {
+                return Err(SourceError::Objects {
+                    location: self.location.clone(),
+                    reason,
+                });
+            }
         }
         if let Some(ratio) = self.max_ratio
             && !(1..=MAX_RATIO_LIMIT).contains(&ratio)
@@ -671,6 +704,8 @@ mod tests {
             compression: None,
             max_ratio: None,
             objects: None,
+            frames: None,
+            gzi: None,
             columns: None,
         }
     }

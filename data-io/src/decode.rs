@@ -5,6 +5,9 @@
 //!
 //! Decoding is synchronous CPU work: a leaf runs [`Decoder::decode_into`] on the blocking pool.
 
+use std::sync::Arc;
+
+use batch_core::frames::{FrameError, FrameIndex};
 use batch_core::source::{Compression, decompressed_bound};
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, Operation as _};
@@ -55,6 +58,12 @@ pub enum DecodeError {
         consumed: u64,
         produced: u64,
     },
+    #[error("the {compression} stream {error}")]
+    Frames {
+        compression: Compression,
+        #[source]
+        error: FrameError,
+    },
 }
 
 /// A stream being decompressed.
@@ -66,6 +75,17 @@ pub struct Decoder {
     consumed: u64,
     /// Decompressed bytes produced so far.
     produced: u64,
+    /// A stream entered at a frame of its index: every frame end is checked against it.
+    framed: Option<Framed>,
+}
+
+/// Where a decoder entered at a frame is in its index.
+struct Framed {
+    index: Arc<FrameIndex>,
+    /// The frame where decoding started.
+    from: usize,
+    /// The frame being decoded.
+    frame: usize,
 }
 
 enum State {
@@ -88,10 +108,13 @@ enum Gzip {
     Trailer(Crc, Vec<u8>),
 }
 
-/// One step's progress: bytes of input consumed, of output produced.
+/// One step's progress: bytes of input consumed, of output produced, and whether a member or a
+/// frame ended with it.
+#[derive(Default)]
 struct Step {
     consumed: usize,
     produced: usize,
+    ended: bool,
 }
 
 impl Decoder {
@@ -125,7 +148,25 @@ impl Decoder {
             max_ratio,
             consumed: 0,
             produced: 0,
+            framed: None,
         })
+    }
+
+    /// A decoder of a framed stream entered at the start of frame `from` of `index`: it checks
+    /// that every frame it decodes ends where the index says, and never goes past its end.
+    pub fn framed(
+        compression: Compression,
+        max_ratio: u32,
+        index: Arc<FrameIndex>,
+        from: usize,
+    ) -> Result<Self, DecodeError> {
+        let mut decoder = Self::new(compression, max_ratio)?;
+        decoder.framed = Some(Framed {
+            index,
+            from,
+            frame: from,
+        });
+        Ok(decoder)
     }
 
     /// Compressed bytes consumed so far.
@@ -165,6 +206,25 @@ impl Decoder {
             at += step.consumed;
             self.consumed += step.consumed as u64;
             self.produced += step.produced as u64;
+            let progress = step.consumed > 0 || step.produced > 0;
+            if let Some(framed) = self.framed.as_mut().filter(|_| progress) {
+                let (stored, decompressed) = (self.consumed, self.produced);
+                let checked = match step.ended {
+                    true => framed
+                        .index
+                        .check_end(framed.from, framed.frame, stored, decompressed)
+                        .map(|next| framed.frame = next),
+                    false => {
+                        framed
+                            .index
+                            .check_within(framed.from, framed.frame, stored, decompressed)
+                    }
+                };
+                checked.map_err(|error| DecodeError::Frames {
+                    compression: self.compression,
+                    error,
+                })?;
+            }
             if self.produced > decompressed_bound(self.max_ratio, self.consumed) {
                 return Err(DecodeError::Bomb {
                     compression: self.compression,
@@ -226,12 +286,14 @@ impl Decoder {
                     .run_on_buffers(input, out)
                     .map_err(|e| e.to_string())?;
                 // 0: a frame ended and is flushed; the next bytes, if any, start another.
-                if status.bytes_read > 0 || status.bytes_written > 0 {
+                let progress = status.bytes_read > 0 || status.bytes_written > 0;
+                if progress {
                     *in_frame = status.remaining != 0;
                 }
                 Ok(Step {
                     consumed: status.bytes_read,
                     produced: status.bytes_written,
+                    ended: progress && status.remaining == 0,
                 })
             }
         }
@@ -243,10 +305,7 @@ impl Gzip {
         match self {
             Gzip::Header(bytes) => {
                 if input.is_empty() {
-                    return Ok(Step {
-                        consumed: 0,
-                        produced: 0,
-                    });
+                    return Ok(Step::default());
                 }
                 let before = bytes.len();
                 let take = input.len().min(MAX_GZIP_HEADER + 1 - before);
@@ -256,7 +315,7 @@ impl Gzip {
                         *self = Gzip::Body(Box::new(Decompress::new(false)), Crc::new());
                         Ok(Step {
                             consumed: len - before,
-                            produced: 0,
+                            ..Step::default()
                         })
                     }
                     None if bytes.len() > MAX_GZIP_HEADER => Err(format!(
@@ -264,7 +323,7 @@ impl Gzip {
                     )),
                     None => Ok(Step {
                         consumed: take,
-                        produced: 0,
+                        ..Step::default()
                     }),
                 }
             }
@@ -280,7 +339,11 @@ impl Gzip {
                     let crc = std::mem::replace(crc, Crc::new());
                     *self = Gzip::Trailer(crc, Vec::with_capacity(8));
                 }
-                Ok(Step { consumed, produced })
+                Ok(Step {
+                    consumed,
+                    produced,
+                    ended: false,
+                })
             }
             Gzip::Trailer(crc, bytes) => {
                 let take = input.len().min(8 - bytes.len());
@@ -309,6 +372,7 @@ impl Gzip {
                 Ok(Step {
                     consumed: take,
                     produced: 0,
+                    ended: matches!(self, Gzip::Header(_)),
                 })
             }
         }
@@ -400,7 +464,16 @@ mod tests {
         chunk: usize,
         max_out: usize,
     ) -> Result<Vec<u8>, DecodeError> {
-        let mut decoder = Decoder::new(compression, 250)?;
+        run(Decoder::new(compression, 250)?, compressed, chunk, max_out)
+    }
+
+    /// [`decode`] with a given decoder.
+    fn run(
+        mut decoder: Decoder,
+        compressed: &[u8],
+        chunk: usize,
+        max_out: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
         let mut out = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let mut chunks = compressed.chunks(chunk);
@@ -623,5 +696,95 @@ mod tests {
         // Bytes after a whole member that are not another: refused, not ignored.
         let trailing = [gzip(b"a\n"), vec![0; 10]].concat();
         assert!(decode(Compression::Gzip, &trailing, 100, 100).is_err());
+    }
+
+    #[test]
+    fn a_framed_stream_is_entered_at_any_frame_and_checked_against_its_index() {
+        let data = text(2000);
+        let stream = crate::frames::tests::seekable(&data, 7000, true);
+        let index = Arc::new(
+            crate::frames::tests::index_of(&stream)
+                .expect("parsed")
+                .expect("seekable"),
+        );
+        assert!(index.frames() > 5);
+        for from in 0..index.frames() {
+            let (start, end) = (index.start(from), index.stored_end());
+            let compressed = &stream[start.stored as usize..end as usize];
+            for chunk in [100, 1 << 20] {
+                let decoder =
+                    Decoder::framed(Compression::Zstd, 250, index.clone(), from).expect("decoder");
+                let out = run(decoder, compressed, chunk, 5000).expect("decoded");
+                assert!(
+                    out == data[start.decompressed as usize..],
+                    "from frame {from}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_index_that_lies_about_the_frames_fails_the_stream() {
+        let data = text(2000);
+        let stream = crate::frames::tests::seekable(&data, 7000, false);
+        let index = crate::frames::tests::index_of(&stream)
+            .expect("parsed")
+            .expect("seekable");
+        let sizes: Vec<(u64, u64)> = (0..index.frames())
+            .map(|k| {
+                let (a, b) = (index.start(k), index.frame_end(k));
+                (b.stored - a.stored, b.decompressed - a.decompressed)
+            })
+            .collect();
+        let end = index.stored_end();
+        let mut shifted = sizes.clone();
+        shifted[1].1 -= 1;
+        shifted[2].1 += 1;
+        let mut merged = sizes.clone();
+        merged[1] = (sizes[1].0 + sizes[2].0, sizes[1].1 + sizes[2].1);
+        merged.remove(2);
+        let mut cut = sizes.clone();
+        cut[1] = (sizes[1].0 - 5, sizes[1].1 / 2);
+        cut.insert(2, (5, sizes[1].1 - sizes[1].1 / 2));
+        for (what, forged) in [("shifted", shifted), ("merged", merged), ("cut", cut)] {
+            let forged = FrameIndex::from_sizes(forged, end, u64::MAX).expect("index");
+            let decoder =
+                Decoder::framed(Compression::Zstd, 250, Arc::new(forged), 0).expect("decoder");
+            let err = run(decoder, &stream[..end as usize], 4096, 1 << 20).expect_err(what);
+            assert!(matches!(err, DecodeError::Frames { .. }), "{what}: {err}");
+            assert!(
+                err.to_string().contains("does not match the index"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gzip_stream_is_entered_at_any_member_of_its_index() {
+        let data = text(2000);
+        let (gz, gzi) = crate::frames::tests::gzip_indexed(&data, 7000);
+        let index = crate::frames::tests::gzi_index(&gzi, gz.len() as u64);
+        for from in 0..index.frames() {
+            let start = index.start(from);
+            let decoder = Decoder::framed(Compression::Gzip, 250, Arc::new(index.clone()), from)
+                .expect("decoder");
+            let out = run(decoder, &gz[start.stored as usize..], 333, 5000).expect("decoded");
+            assert!(
+                out == data[start.decompressed as usize..],
+                "from member {from}"
+            );
+        }
+        // A start moved into a member: the decoder finds no member end there.
+        let mut forged = gzi.clone();
+        let at = 8 + 16 * 2;
+        let moved = u64::from_le_bytes(forged[at..at + 8].try_into().expect("8 bytes")) + 3;
+        forged[at..at + 8].copy_from_slice(&moved.to_le_bytes());
+        let index = crate::frames::tests::gzi_index(&forged, gz.len() as u64);
+        let decoder = Decoder::framed(Compression::Gzip, 250, Arc::new(index), 0).expect("decoder");
+        let err = run(decoder, &gz, 4096, 1 << 20).expect_err("refused");
+        assert!(
+            err.to_string().contains("does not match the index"),
+            "{err}"
+        );
     }
 }

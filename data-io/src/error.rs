@@ -148,6 +148,17 @@ impl DataError {
         matches!(self, DataError::BadSource { .. })
     }
 
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            DataError::Store { source, .. } => {
+                matches!(**source, object_store::Error::NotFound { .. })
+            }
+            DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// Whether the location is outside the worker's grants.
     pub fn is_not_granted(&self) -> bool {
         matches!(self, DataError::NotGranted { .. })

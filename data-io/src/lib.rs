@@ -11,6 +11,7 @@
 //! - [`location`]: a location opened on an authority (the user's, or a worker's grants).
 //! - [`read`]: what a source is (size, version, CSV header) and ranged reads of a split.
 //! - [`decode`]: a compressed source's stream decompressed, bounded.
+//! - [`frames`]: a seekable zstd object's frames, from its seek table.
 //! - [`list`]: a many-object source's listing, taken, stored and read back.
 //! - [`mod@parquet`]: a Parquet object's row groups, read as JSON rows.
 //! - [`schema`]: a Parquet output's schema as text, given or inferred.
@@ -26,6 +27,7 @@
 pub mod authority;
 pub mod decode;
 pub mod error;
+pub mod frames;
 pub mod grants;
 pub mod list;
 mod local;

@@ -106,11 +106,37 @@ pub async fn list(
             },
         ));
     }
-    let entries = found
+    let compression_of = |name: &str| compression.unwrap_or_else(|| Compression::from_name(name));
+    // A gzip object's index beside it is the object's, not an object of its own.
+    let names: std::collections::HashSet<String> = found
+        .objects
+        .iter()
+        .map(|(name, ..)| name.clone())
+        .collect();
+    let index_of = |name: &str| {
+        name.strip_suffix(crate::frames::GZI_SUFFIX)
+            .filter(|stem| names.contains(*stem) && compression_of(stem) == Some(Compression::Gzip))
+            .map(str::to_owned)
+    };
+    let (indexes, objects): (Vec<_>, Vec<_>) = found
         .objects
         .into_iter()
+        .partition(|(name, ..)| index_of(name).is_some());
+    let mut gzis = std::collections::HashMap::new();
+    for (name, size, _) in indexes {
+        let stem = index_of(&name).expect("an index");
+        let object_size = objects
+            .iter()
+            .find(|(n, ..)| *n == stem)
+            .map_or(0, |(_, size, _)| *size);
+        let gzi = crate::frames::read_sidecar(&opened.object(&name)?, size, object_size).await?;
+        gzis.insert(stem, gzi);
+    }
+    let entries = objects
+        .into_iter()
         .map(|(name, size, version)| ObjectEntry {
-            compression: compression.unwrap_or_else(|| Compression::from_name(&name)),
+            compression: compression_of(&name),
+            gzi: gzis.remove(&name),
             name,
             size,
             version,

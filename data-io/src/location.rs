@@ -141,6 +141,12 @@ impl Location {
         })
     }
 
+    /// The object named as this one with `suffix` after it (`x.gz.gzi` beside `x.gz`), on the
+    /// same authority, checked against it as any location.
+    pub fn sibling(&self, suffix: &str) -> Result<Self, DataError> {
+        Self::open(&format!("{}{suffix}", self.text), self.authority.clone())
+    }
+
     /// The location as the batch named it.
     pub fn text(&self) -> &str {
         &self.text

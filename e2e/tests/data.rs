@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::data::{
-    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, gzip_members,
-    parts_of, zstd_frames,
+    FILTER, check_filter_output_dir, check_manifest, events, expected_filter_output, gzip_indexed,
+    gzip_members, parts_of, zstd_frames, zstd_seekable, zstd_seekable_frames,
 };
 use support::{DevServer, Node, Report, S3Server, Starter};
 
@@ -68,6 +68,20 @@ fn ok(starter: Starter) -> Report {
     let run = starter.args(&["--json"]).run();
     assert!(run.success, "{}", node().explain(&run));
     run.report()
+}
+
+/// Puts `bytes` at `location` in the S3 test server, through the S3 protocol, as any client
+/// would.
+fn upload(location: &str, bytes: Vec<u8>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let at = data_io::Location::open_with(location, data_io::Authority::User, s3().options())
+        .expect("s3 location");
+    runtime
+        .block_on(data_io::write::put(&at, bytes))
+        .expect("upload");
 }
 
 fn path_str(path: &Path) -> &str {
@@ -179,16 +193,7 @@ fn csv_rows_reach_json_plugins_as_objects_and_a_bad_row_is_named() {
 fn an_s3_compatible_store_is_source_and_sink() {
     let data = events(8_000);
     let source_url = "s3://data/in/events.jsonl";
-    // Uploaded through the S3 protocol, as any client would.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let upload = data_io::Location::open_with(source_url, data_io::Authority::User, s3().options())
-        .expect("s3 location");
-    runtime
-        .block_on(data_io::write::put(&upload, data.clone()))
-        .expect("upload");
+    upload(source_url, data.clone());
     assert_eq!(
         std::fs::read(s3().file("data", "in/events.jsonl")).expect("stored"),
         data
@@ -213,7 +218,10 @@ fn an_s3_compatible_store_is_source_and_sink() {
         s3().options(),
     )
     .expect("location");
-    let manifest = runtime
+    let manifest = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
         .block_on(data_io::write::get(&manifest_location))
         .expect("the manifest, read back through S3");
     let manifest: Value = serde_json::from_slice(&manifest).expect("json");
@@ -326,25 +334,198 @@ fn compressed_sources_give_the_outputs_of_their_decompressed_bytes() {
     assert_eq!(String::from_utf8_lossy(&parts_of(&out)), expected_csv);
 
     // Through the S3 protocol.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let upload = data_io::Location::open_with(
-        "s3://data/in/events.jsonl.zst",
-        data_io::Authority::User,
-        s3().options(),
-    )
-    .expect("s3 location");
-    runtime
-        .block_on(data_io::write::put(&upload, zstd_frames(&data, 5)))
-        .expect("upload");
+    upload("s3://data/in/events.jsonl.zst", zstd_frames(&data, 5));
     let run = filter("s3://data/in/events.jsonl.zst", "s3://data/out-zst/", &[]);
     assert_eq!(run.outputs().count, items);
     let out_dir: PathBuf = s3().file("data", "out-zst");
     assert!(
         parts_of(&out_dir) == expected,
         "S3: the decompressed bytes' outputs"
+    );
+}
+
+/// A seekable zstd source (independent frames listed by a seek table) is split by its frames,
+/// locally, in S3 and as one object of many: records crossing frames, frames shorter than a
+/// record and empty frames give exactly the outputs of the decompressed bytes; a seek table
+/// that does not describe the object, or whose frames are not the stream's, fails the batch.
+#[test]
+fn seekable_zstd_sources_are_split_by_their_frames() {
+    let scratch = support::data_dir();
+    let data = events(20_000);
+    let (expected, items, kept) = expected_filter_output(&data);
+    let sizes = [7_000, 133, 0, 25_000, 1, 60_000];
+    let stored = zstd_seekable(&data, &sizes);
+    let frames = zstd_seekable_frames(&data, &sizes).len();
+    let run_filter = |source: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["--source", source, "--plugin", "json_filter"];
+        args.extend(["--plugin-config", FILTER, "--output", out]);
+        args.extend_from_slice(extra);
+        starter(&args)
+    };
+    let source = scratch.path().join("events.jsonl.zst");
+    std::fs::write(&source, &stored).expect("write source");
+    let split = ["--split-size", "10000"];
+    let plan = run_filter(
+        path_str(&source),
+        "/unused",
+        &[&split[..], &["--plan"]].concat(),
+    )
+    .run();
+    assert!(plan.success, "{}", plan.stderr);
+    let said = format!("a zstd stream of {frames} independent frames");
+    assert!(plan.stdout.contains(&said), "{}", plan.stdout);
+
+    let out = scratch.path().join("out");
+    let run = ok(run_filter(path_str(&source), path_str(&out), &split));
+    assert_eq!(run.outputs().count, items);
+    assert!(
+        run.result.parts.len() > 8,
+        "split by frames: {:?}",
+        run.result
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["source"]["frames"], frames as u64);
+    let parts = check_manifest(&manifest, stored.len() as u64, items, kept, &|part| {
+        std::fs::read(out.join(part)).expect("part")
+    });
+    assert!(parts == expected, "the outputs of the decompressed bytes");
+
+    // Through the S3 protocol, and as the second object of a prefix.
+    let halves = dealt(&data, 2);
+    let uploads = [
+        ("s3://data/seekable/events.jsonl.zst", stored.clone()),
+        ("s3://data/seekable-prefix/a.jsonl", halves[0].clone()),
+        (
+            "s3://data/seekable-prefix/b.jsonl.zst",
+            zstd_seekable(&halves[1], &sizes),
+        ),
+    ];
+    for (location, bytes) in uploads {
+        upload(location, bytes);
+    }
+    for (source, out) in [
+        ("s3://data/seekable/events.jsonl.zst", "out-seekable"),
+        ("s3://data/seekable-prefix/", "out-seekable-prefix"),
+    ] {
+        let url = format!("s3://data/{out}/");
+        let run = ok(run_filter(source, &url, &split));
+        assert_eq!(run.outputs().count, items, "{source}");
+        assert!(run.result.parts.len() > 8, "{source}: {:?}", run.result);
+        assert!(
+            parts_of(&s3().file("data", out)) == expected,
+            "{source}: the outputs of the decompressed bytes"
+        );
+    }
+
+    // Two frames' sizes traded: the index still adds up, but its frames are not the stream's.
+    let table = stored.len() - (8 + 8 * frames + 9);
+    let entry = |k: usize| table + 8 + 8 * k + 4;
+    let mut traded = stored.clone();
+    let size = |bytes: &[u8], at: usize| {
+        u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    };
+    for (k, change) in [(3, -1i64), (4, 1)] {
+        let new = (i64::from(size(&stored, entry(k))) + change) as u32;
+        traded[entry(k)..entry(k) + 4].copy_from_slice(&new.to_le_bytes());
+    }
+    // A frame's stored size one more: the index does not describe the object.
+    let mut longer = stored.clone();
+    let at = entry(0) - 4;
+    longer[at..at + 4].copy_from_slice(&(size(&stored, at) + 1).to_le_bytes());
+    for (name, bytes, said) in [
+        ("traded.jsonl.zst", traded, "does not match the index"),
+        (
+            "longer.jsonl.zst",
+            longer,
+            "its frame index does not describe the object",
+        ),
+    ] {
+        let source = scratch.path().join(name);
+        std::fs::write(&source, &bytes).expect("write source");
+        let out = scratch.path().join(format!("out-{name}"));
+        let run = run_filter(path_str(&source), path_str(&out), &split).run();
+        assert!(!run.success, "{name}: {}", run.stdout);
+        assert!(
+            run.stderr.contains(path_str(&source)) && run.stderr.contains(said),
+            "{name}: {}",
+            node().explain(&run)
+        );
+    }
+}
+
+/// A gzip source with a bgzip index beside it (`NAME.gzi`) is split by its members, locally and
+/// in an S3 prefix (where the index is the object's, not an object of its own); an index whose
+/// member starts are not the stream's fails the batch.
+#[test]
+fn indexed_gzip_sources_are_split_by_their_members() {
+    let scratch = support::data_dir();
+    let data = events(20_000);
+    let (expected, items, _) = expected_filter_output(&data);
+    let sizes = [9_000, 50, 30_000, 1];
+    let (gz, gzi) = gzip_indexed(&data, &sizes);
+    let run_filter = |source: &str, out: &str| {
+        let mut args = vec!["--source", source, "--plugin", "json_filter"];
+        args.extend(["--plugin-config", FILTER, "--output", out]);
+        starter(&[&args[..], &["--split-size", "20000"]].concat())
+    };
+    let source = scratch.path().join("events.jsonl.gz");
+    std::fs::write(&source, &gz).expect("write source");
+    std::fs::write(scratch.path().join("events.jsonl.gz.gzi"), &gzi).expect("write index");
+    let out = scratch.path().join("out");
+    let run = ok(run_filter(path_str(&source), path_str(&out)));
+    assert_eq!(run.outputs().count, items);
+    assert!(
+        run.result.parts.len() > 8,
+        "split by members: {:?}",
+        run.result
+    );
+    let source_said = run.result.config.source.as_ref().expect("a source");
+    assert!(
+        source_said.frames.is_some_and(|f| f > 100),
+        "{source_said:?}"
+    );
+    assert!(
+        parts_of(&out) == expected,
+        "the outputs of the decompressed bytes"
+    );
+
+    let halves = dealt(&data, 2);
+    let (b, b_gzi) = gzip_indexed(&halves[1], &sizes);
+    for (location, bytes) in [
+        ("s3://data/indexed/a.jsonl", halves[0].clone()),
+        ("s3://data/indexed/b.jsonl.gz", b),
+        ("s3://data/indexed/b.jsonl.gz.gzi", b_gzi),
+    ] {
+        upload(location, bytes);
+    }
+    let run = ok(run_filter("s3://data/indexed/", "s3://data/out-indexed/"));
+    assert_eq!(run.outputs().count, items);
+    assert!(run.result.parts.len() > 8, "{:?}", run.result);
+    assert!(
+        parts_of(&s3().file("data", "out-indexed")) == expected,
+        "the prefix's outputs"
+    );
+
+    // The third member's start moved 3 bytes into it.
+    let mut moved = gzi.clone();
+    let at = 8 + 16 * 2;
+    let start = u64::from_le_bytes(moved[at..at + 8].try_into().expect("8 bytes")) + 3;
+    moved[at..at + 8].copy_from_slice(&start.to_le_bytes());
+    let source = scratch.path().join("moved.jsonl.gz");
+    std::fs::write(&source, &gz).expect("write source");
+    std::fs::write(scratch.path().join("moved.jsonl.gz.gzi"), &moved).expect("write index");
+    let run = run_filter(
+        path_str(&source),
+        path_str(&scratch.path().join("out-moved")),
+    )
+    .run();
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(path_str(&source)) && run.stderr.contains("does not match the index"),
+        "{}",
+        node().explain(&run)
     );
 }
 
@@ -476,20 +657,9 @@ fn a_prefix_of_mixed_objects_is_one_source() {
     assert_eq!(run.outputs().count, gz_items);
 
     // The same objects under an S3 prefix (listed through the S3 protocol).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     for name in &names {
-        let url = format!("s3://data/lake/{name}");
-        let at = data_io::Location::open_with(&url, data_io::Authority::User, s3().options())
-            .expect("s3 location");
-        runtime
-            .block_on(data_io::write::put(
-                &at,
-                std::fs::read(dir.join(name)).expect("object"),
-            ))
-            .expect("upload");
+        let object = std::fs::read(dir.join(name)).expect("object");
+        upload(&format!("s3://data/lake/{name}"), object);
     }
     let run = ok(starter(&[
         "--source",
@@ -627,7 +797,7 @@ fn a_corrupt_truncated_or_bomb_stream_fails_the_batch_naming_where() {
     assert!(
         split
             .stderr
-            .contains("--split-size does not apply to a gzip source"),
+            .contains("--split-size does not apply to this gzip source"),
         "{}",
         split.stderr
     );

@@ -547,8 +547,9 @@ fn a_data_batch_keeps_its_output_exact_when_its_worker_is_killed() {
     assert_eq!(report.result.activities, parts as u64);
 }
 
-/// A prefix of mixed objects (JSON Lines, gzip, zstd, empty ones) whose worker is killed
-/// mid-batch: the splits it held, compressed objects read whole included, run again on another
+/// A prefix of mixed objects (JSON Lines, gzip, zstd, empty ones; half the compressed ones made
+/// of frames: indexed gzip, seekable zstd) whose worker is killed mid-batch: the splits it held,
+/// compressed objects read whole or by frames included, run again on another
 /// worker, and the parts concatenated are exactly the outputs of the objects in name order,
 /// each item counted once.
 #[test]
@@ -559,11 +560,23 @@ fn a_prefix_batch_keeps_its_output_exact_when_its_worker_is_killed() {
         std::fs::create_dir(&dir).expect("dir");
         for (n, piece) in support::data::at_line_ends(&data, 40).iter().enumerate() {
             let n = n + 1;
+            // Every other compressed object has frames, so splits share it.
+            let framed = n % 2 == 0;
             let (name, bytes) = match n % 3 {
                 0 => (format!("part-{n:03}.jsonl"), piece.to_vec()),
+                1 if framed => {
+                    let (gz, gzi) = support::data::gzip_indexed(piece, &[10_000]);
+                    let index = dir.join(format!("part-{n:03}.jsonl.gz.gzi"));
+                    std::fs::write(index, gzi).expect("write");
+                    (format!("part-{n:03}.jsonl.gz"), gz)
+                }
                 1 => (
                     format!("part-{n:03}.jsonl.gz"),
                     support::data::gzip_members(piece, 1),
+                ),
+                _ if framed => (
+                    format!("part-{n:03}.jsonl.zst"),
+                    support::data::zstd_seekable(piece, &[10_000]),
                 ),
                 _ => (
                     format!("part-{n:03}.jsonl.zst"),

@@ -103,10 +103,12 @@ struct Args {
     /// the source's name (.jsonl/.ndjson, .csv, .parquet/.parq, else lines).
     #[arg(long, requires = "source")]
     format: Option<Format>,
-    /// How the source is stored: `gzip` or `zstd` (decompressed as it is read, by one leaf:
-    /// a compressed stream cannot be entered in the middle; an item's index is then the
-    /// position of its first byte in the decompressed stream), or `none` (read as stored).
-    /// Default: from the source's name (.gz/.gzip, .zst/.zstd), else from its first bytes.
+    /// How the source is stored: `gzip` or `zstd` (decompressed as it is read; an item's index
+    /// is then the position of its first byte in the decompressed stream; read whole by one
+    /// leaf, since a compressed stream cannot be entered in the middle, unless it is made of
+    /// frames: a seekable zstd stream, or gzip members indexed by NAME.gzi beside it, as
+    /// `bgzip -i` writes), or `none` (read as stored). Default: from the source's name
+    /// (.gz/.gzip, .zst/.zstd), else from its first bytes.
     #[arg(long, requires = "source", value_name = "gzip|zstd|none")]
     compression: Option<source::CompressionArg>,
     /// A Parquet source's columns to read (by name, comma-separated; nested ones whole); each
@@ -145,8 +147,9 @@ struct Args {
     /// records, before the tree starts.
     #[arg(long, requires = "output", value_name = "JSON|@FILE")]
     output_schema: Option<String>,
-    /// Bytes per split (one leaf each) of a --source. Default: 64 MiB, raised to keep a batch
-    /// at 2000 parts at most.
+    /// Bytes per split (one leaf each) of a --source, stored. Default: 64 MiB, or 8 MiB for
+    /// sources that expand when read (compressed objects, Parquet), raised to keep a batch at
+    /// 2000 parts at most.
     #[arg(long, value_name = "BYTES", requires = "source", value_parser = parse_count)]
     split_size: Option<u64>,
     /// Tolerate up to N items that fail for good (the plugin refuses them, traps or runs past
@@ -558,7 +561,9 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         source::single(args, location).await?
     };
     source.validate()?;
-    let split = match (source.compression, args.split_size) {
+    // A compressed stream without frames cannot be entered in the middle.
+    let whole = source.compression.filter(|_| source.frames.is_none());
+    let split = match (whole, args.split_size) {
         (None, wanted) => batch_core::source::choose_split(
             source.size,
             wanted,
@@ -566,8 +571,9 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
             args.max_children,
         )?,
         (Some(compression), Some(_)) => anyhow::bail!(
-            "--split-size does not apply to a {compression} source: a compressed stream cannot \
-             be entered in the middle, so one leaf reads it whole"
+            "--split-size does not apply to this {compression} source: a compressed stream \
+             cannot be entered in the middle unless it is made of indexed frames (a seekable \
+             zstd stream, gzip members with a .gzi index beside it), so one leaf reads it whole"
         ),
         (Some(_), None) => source.size,
     };
@@ -772,12 +778,27 @@ fn render_source_plan(
              belongs to the split holding its first byte)\n",
             config.batch_size
         ),
-        Some(compression) => format!(
-            "Splits: 1 (a {compression} stream is read whole by one leaf, decompressed as it \
-             is read; an item's index is its position in the decompressed stream; more than \
-             {} times the stored size is refused as a decompression bomb)\n",
-            source.max_ratio()
-        ),
+        Some(compression) => match source.frames {
+            None => format!(
+                "Splits: 1 (a {compression} stream is read whole by one leaf, decompressed as \
+                 it is read; an item's index is its position in the decompressed stream; more \
+                 than {} times the stored size is refused as a decompression bomb)\n",
+                source.max_ratio()
+            ),
+            Some(frames) => format!(
+                "Splits: {splits} of at most {} stored bytes (a {compression} stream of \
+                 {frames} independent frames, listed by {}: a frame belongs to the split \
+                 holding its first byte, a record to the split whose frames hold its first \
+                 byte; an item's index is its position in the decompressed stream; more than {} \
+                 times the stored size is refused as a decompression bomb)\n",
+                config.batch_size,
+                match source.gzi {
+                    Some(_) => format!("its index {}.gzi", source.location),
+                    None => "its seek table".to_owned(),
+                },
+                source.max_ratio()
+            ),
+        },
     });
     if let Some(objects) = &source.objects {
         text.push_str(&match &objects.listing {
@@ -785,7 +806,7 @@ fn render_source_plan(
                 "Objects: {} under {} in name order, listed now and pinned; the listing travels \
                  in the inputs (at most {MAX_INLINE_OBJECTS} objects); a record never crosses \
                  objects, a compressed object is read whole by the split holding its first \
-                 byte; an item's index is object:position\n",
+                 byte unless it is made of indexed frames; an item's index is object:position\n",
                 objects.count, objects.base
             ),
             ListingRef::Stored { location, .. } => format!(
@@ -793,7 +814,8 @@ fn render_source_plan(
                  stored at {location} (written when the batch starts) and the inputs carry \
                  only its location and sha256, so every payload stays a few KB at any count; a \
                  record never crosses objects, a compressed object is read whole by the split \
-                 holding its first byte; an item's index is object:position\n",
+                 holding its first byte unless it is made of indexed frames; an item's index \
+                 is object:position\n",
                 objects.count, objects.base
             ),
         });

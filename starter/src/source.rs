@@ -62,6 +62,32 @@ pub(crate) async fn single(args: &Args, location: String) -> anyhow::Result<Data
         _ => None,
     };
     let columns = columns(args, format)?;
+    let max_ratio = args
+        .max_decompression_ratio
+        .filter(|_| compression.is_some());
+    // A stream made of frames (with an index) is split by them; one frame is read whole.
+    let gzi_location = || opened.sibling(data_io::frames::GZI_SUFFIX);
+    let gzi = match compression {
+        Some(Compression::Gzip) => data_io::frames::find_gzi(&gzi_location()?, info.size).await?,
+        _ => None,
+    };
+    let frames = match compression {
+        Some(compression) => {
+            let framed = data_io::frames::Framed {
+                location: &opened,
+                version: info.version.as_deref(),
+                size: info.size,
+                compression,
+                max_ratio: max_ratio.unwrap_or(batch_core::source::DEFAULT_MAX_RATIO),
+                gzi: gzi.as_ref(),
+            };
+            data_io::frames::read_index(&framed, gzi_location)
+                .await?
+                .map(|index| index.frames() as u64)
+                .filter(|&frames| frames > 1)
+        }
+        None => None,
+    };
     if format == Format::Parquet {
         // Its footer now: not Parquet, or without a column asked for, is said before it starts.
         let version = info.version.as_deref();
@@ -74,10 +100,10 @@ pub(crate) async fn single(args: &Args, location: String) -> anyhow::Result<Data
         version: info.version,
         header,
         compression,
-        max_ratio: args
-            .max_decompression_ratio
-            .filter(|_| compression.is_some()),
+        max_ratio,
         objects: None,
+        frames,
+        gzi,
         columns,
     })
 }
@@ -185,6 +211,8 @@ pub(crate) async fn many(
             compressed,
             listing: listing_ref,
         }),
+        frames: None,
+        gzi: None,
         columns,
     })
 }

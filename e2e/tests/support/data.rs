@@ -175,3 +175,62 @@ pub fn zstd_frames(data: &[u8], frames: usize) -> Vec<u8> {
         .flat_map(|piece| zstd::stream::encode_all(piece, 3).expect("compressed"))
         .collect()
 }
+
+/// `data` as a seekable zstd stream (zstd's seekable format): independent frames of the
+/// decompressed sizes in `sizes`, taken in turn (0 makes an empty frame), then the seek table
+/// listing them. Its frames' bytes are [`zstd_seekable_frames`].
+pub fn zstd_seekable(data: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let frames = zstd_seekable_frames(data, sizes);
+    let mut out: Vec<u8> = frames.iter().flat_map(|(f, _)| f.clone()).collect();
+    let entries: Vec<u8> = frames
+        .iter()
+        .flat_map(|(f, d)| [(f.len() as u32).to_le_bytes(), (*d as u32).to_le_bytes()])
+        .flatten()
+        .collect();
+    out.extend(0x184D_2A5Eu32.to_le_bytes());
+    out.extend((entries.len() as u32 + 9).to_le_bytes());
+    out.extend(entries);
+    out.extend((frames.len() as u32).to_le_bytes());
+    out.push(0);
+    out.extend(0x8F92_EAB1u32.to_le_bytes());
+    out
+}
+
+/// The frames of [`zstd_seekable`]: each one's bytes and its decompressed size.
+pub fn zstd_seekable_frames(data: &[u8], sizes: &[usize]) -> Vec<(Vec<u8>, usize)> {
+    let mut frames = Vec::new();
+    let mut rest = data;
+    for &size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        let frame = zstd::stream::encode_all(piece, 3).expect("compressed");
+        frames.push((frame, piece.len()));
+        rest = after;
+    }
+    frames
+}
+
+/// `data` as gzip members of the decompressed sizes in `sizes`, taken in turn, and its bgzip
+/// index (`.gzi`: the count, then each member's start after the first, stored and
+/// decompressed, all 8-byte little-endian).
+pub fn gzip_indexed(data: &[u8], sizes: &[usize]) -> (Vec<u8>, Vec<u8>) {
+    let (mut gz, mut starts) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    for &size in sizes.iter().cycle() {
+        if at == data.len() {
+            break;
+        }
+        let piece = &data[at..(at + size).min(data.len())];
+        if !gz.is_empty() {
+            starts.extend((gz.len() as u64).to_le_bytes());
+            starts.extend((at as u64).to_le_bytes());
+        }
+        gz.extend(gzip_members(piece, 1));
+        at += piece.len();
+    }
+    let mut gzi = ((starts.len() / 16) as u64).to_le_bytes().to_vec();
+    gzi.extend(starts);
+    (gz, gzi)
+}

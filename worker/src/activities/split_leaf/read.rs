@@ -1,19 +1,23 @@
 //! Reading a split: the objects it overlaps (one, or the pieces of a many-object source's
 //! objects: [`batch_core::objects`]), each object's bytes from a [`Feed`] (ranged reads pinned
-//! to its version, or a compressed object's decompressed stream), records found by Hadoop's
-//! rule ([`SplitRecords`]) within the object, made items by the source's format; or, for a
-//! retry batch's leaf, each listed record. The records go to the plugin ([`super::run`]) 4 MiB at a time, and the leaf
+//! to its version, or a compressed object's decompressed stream, from its start or from a
+//! frame's), records found by Hadoop's rule ([`SplitRecords`]) within the object, made items by
+//! the source's format; or, for a retry batch's leaf, each listed record. The records go to the
+//! plugin ([`super::run`]) 4 MiB at a time, and the leaf
 //! checkpoints between; the split's next read runs while the plugin runs, so that reading (and
 //! decompressing) and computing overlap.
 
 use std::sync::Arc;
 
 use batch_core::Format;
+use batch_core::frames::FrameIndex;
+use batch_core::frames::Sidecar;
 use batch_core::objects::{ItemId, Listing};
 use batch_core::source::Compression;
 use batch_core::split::SplitRecords;
 use bytes::{Buf as _, Bytes};
 use data_io::decode::Decoder;
+use data_io::frames::{Framed, GZI_SUFFIX, read_index};
 use data_io::{DataError, Location};
 use temporalio_sdk::activities::ActivityError;
 
@@ -47,6 +51,8 @@ pub(super) struct Object {
     pub(super) version: Option<String>,
     pub(super) size: u64,
     pub(super) compression: Option<Compression>,
+    /// A gzip object's index beside it, as the starter read it.
+    pub(super) gzi: Option<Sidecar>,
     /// Its ordinal in a many-object source: its items' indexes pack it ([`ItemId`]).
     pub(super) ordinal: Option<u32>,
 }
@@ -72,31 +78,67 @@ impl Object {
         Ranges {
             object: self,
             next,
+            end: self.size,
             step: READ_BYTES,
         }
     }
 
+    /// The whole decompressed stream.
     fn decompressing(
         &self,
         compression: Compression,
         max_ratio: u32,
     ) -> Result<Decompressing<'_>, SplitError> {
-        let location = self.location.text();
-        let decoder = Decoder::new(compression, max_ratio)
-            .map_err(|e| DataError::bad_source(location, format!("{location}: {e}")))?;
+        let decoder = Decoder::new(compression, max_ratio).map_err(|e| self.bad(e))?;
         Ok(Decompressing {
             stored: self.ranges(1),
             decoder: Some(decoder),
             input: Bytes::new(),
             ended: false,
+            base: 0,
+            skip: 0,
         })
+    }
+
+    /// The decompressed stream of a framed object from position `from` (1-based), decoded from
+    /// the start of frame `frame` of `index`, to the end of its frames.
+    fn decompressing_from(
+        &self,
+        compression: Compression,
+        max_ratio: u32,
+        index: Arc<FrameIndex>,
+        frame: usize,
+        from: u64,
+    ) -> Result<Decompressing<'_>, SplitError> {
+        let start = index.start(frame);
+        let end = index.stored_end();
+        let decoder =
+            Decoder::framed(compression, max_ratio, index, frame).map_err(|e| self.bad(e))?;
+        Ok(Decompressing {
+            stored: Ranges {
+                end,
+                ..self.ranges(start.stored + 1)
+            },
+            decoder: Some(decoder),
+            input: Bytes::new(),
+            ended: false,
+            base: start.decompressed,
+            skip: from - 1 - start.decompressed,
+        })
+    }
+
+    fn bad(&self, e: impl std::fmt::Display) -> DataError {
+        let location = self.location.text();
+        DataError::bad_source(location, format!("{location}: {e}"))
     }
 }
 
-/// The stored object's bytes from `next` to its end, by ranged reads pinned to its version.
+/// The stored object's bytes from `next` to `end` (its end, or its frames' end), by ranged reads
+/// pinned to its version.
 struct Ranges<'a> {
     object: &'a Object,
     next: u64,
+    end: u64,
     /// Bytes per read.
     step: u64,
 }
@@ -104,10 +146,10 @@ struct Ranges<'a> {
 impl Feed for Ranges<'_> {
     async fn next(&mut self) -> Result<Option<Bytes>, SplitError> {
         let object = self.object;
-        if self.next > object.size {
+        if self.next > self.end {
             return Ok(None);
         }
-        let last = (self.next + self.step - 1).min(object.size);
+        let last = (self.next + self.step - 1).min(self.end);
         let version = object.version.as_deref();
         let bytes = data_io::read::read_range(&object.location, version, self.next, last).await?;
         self.next = last + 1;
@@ -120,7 +162,7 @@ impl Feed for Ranges<'_> {
 }
 
 /// A compressed object's decompressed stream: its stored bytes read by [`Ranges`], decoded on
-/// the blocking pool, [`DECODED_BYTES`] at a time.
+/// the blocking pool, [`DECODED_BYTES`] at a time; from its start, or from a frame's.
 struct Decompressing<'a> {
     stored: Ranges<'a>,
     /// Taken while it decodes on the blocking pool.
@@ -129,6 +171,10 @@ struct Decompressing<'a> {
     input: Bytes,
     /// Every stored byte has been read.
     ended: bool,
+    /// The decompressed offset where the decoder started (a frame's start).
+    base: u64,
+    /// Decompressed bytes still to drop before the first one handed out.
+    skip: u64,
 }
 
 impl Feed for Decompressing<'_> {
@@ -159,8 +205,14 @@ impl Feed for Decompressing<'_> {
                 decoder.finish().map_err(bad)?;
             }
             self.decoder = Some(decoder);
+            let mut out = Bytes::from(out);
+            let skipped = out
+                .len()
+                .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+            out.advance(skipped);
+            self.skip -= skipped as u64;
             if !out.is_empty() {
-                return Ok(Some(out.into()));
+                return Ok(Some(out));
             }
             if at_end {
                 return Ok(None);
@@ -169,7 +221,7 @@ impl Feed for Decompressing<'_> {
     }
 
     fn position(&self) -> u64 {
-        self.decoder.as_ref().map_or(0, Decoder::produced) + 1
+        self.base + self.decoder.as_ref().map_or(0, Decoder::produced) + 1
     }
 }
 
@@ -306,8 +358,20 @@ impl SplitRun<'_> {
             version: source.version.clone(),
             size: source.size,
             compression: source.compression,
+            gzi: source.gzi.clone(),
             ordinal: None,
         })
+    }
+
+    /// Where `object`'s `.gzi` is: beside it, under the grants as any location.
+    fn gzi_location(&self, object: &Object) -> Result<Location, DataError> {
+        match (&self.listing, object.ordinal) {
+            (Some(listing), Some(ordinal)) => {
+                let name = &listing.entries[ordinal as usize].name;
+                self.source.object(&format!("{name}{GZI_SUFFIX}"))
+            }
+            _ => self.source.sibling(GZI_SUFFIX),
+        }
     }
 
     /// The object `ordinal` of a many-object source, opened under the grants as any source.
@@ -318,6 +382,7 @@ impl SplitRun<'_> {
             version: entry.version.clone(),
             size: entry.size,
             compression: entry.compression,
+            gzi: entry.gzi.clone(),
             ordinal: Some(ordinal),
         })
     }
@@ -332,8 +397,8 @@ impl SplitRun<'_> {
     }
 
     /// Reads the split and runs the plugin over its records, writing the outputs. A
-    /// compressed object is read whole by the split that holds its first byte; the others
-    /// own none of it.
+    /// compressed object is read whole by the split that holds its first byte, the others
+    /// owning none of it, unless it is made of frames ([`batch_core::frames`]).
     pub(super) async fn read_split(&self, out: &mut SplitOutput) -> Result<(), SplitError> {
         let mut pending = Pending::default();
         for (object, first, last) in self.pieces().await? {
@@ -348,8 +413,9 @@ impl SplitRun<'_> {
         self.flush(&mut pending, out).await
     }
 
-    /// The records of `object` whose first byte is in `first..=last` (all of them, read from
-    /// its start, if it is compressed and `first` is 1; none if it is compressed and not).
+    /// The records of `object` whose first byte is in `first..=last`; if it is compressed, the
+    /// records of the frames whose first stored byte is, or without frames all of them, read
+    /// from its start, if `first` is 1, and none if not.
     async fn read_object(
         &self,
         object: &Object,
@@ -371,14 +437,50 @@ impl SplitRun<'_> {
                 self.read_feed(object, &mut split, &mut feed, select, pending, out)
                     .await
             }
-            Some(compression) if first == 1 => {
-                let mut split = whole_stream();
+            Some(compression) => {
                 let max_ratio = self.task.source.max_ratio();
-                let mut feed = object.decompressing(compression, max_ratio)?;
+                // A split holding all of the object reads it whole; splits sharing it read its
+                // index, if it has one, to share its frames.
+                let index = match first == 1 && last >= object.size {
+                    true => None,
+                    false => {
+                        let framed = Framed {
+                            location: &object.location,
+                            version: object.version.as_deref(),
+                            size: object.size,
+                            compression,
+                            max_ratio,
+                            gzi: object.gzi.as_ref(),
+                        };
+                        let read = read_index(&framed, || self.gzi_location(object));
+                        heartbeating(self.ctx, &first, read).await?
+                    }
+                };
+                let (mut split, mut feed) = match index {
+                    None if first == 1 => (
+                        whole_stream(),
+                        object.decompressing(compression, max_ratio)?,
+                    ),
+                    None => return Ok(()),
+                    Some(index) => {
+                        let Some(owned) = index.owned(first, last) else {
+                            return Ok(());
+                        };
+                        let split = SplitRecords::new(owned.first, owned.last);
+                        let from = split.read_from();
+                        let feed = object.decompressing_from(
+                            compression,
+                            max_ratio,
+                            index,
+                            owned.from,
+                            from,
+                        )?;
+                        (split, feed)
+                    }
+                };
                 self.read_feed(object, &mut split, &mut feed, select, pending, out)
                     .await
             }
-            Some(_) => Ok(()),
         }
     }
 
@@ -522,9 +624,8 @@ impl SplitRun<'_> {
     async fn read_record_at(&self, object: &Object, position: u64) -> Result<Vec<u8>, SplitError> {
         let mut split = SplitRecords::new(position, position);
         let mut feed = Ranges {
-            object,
-            next: split.read_from(),
             step: RECORD_READ_BYTES,
+            ..object.ranges(split.read_from())
         };
         let mut found = None;
         while found.is_none() && !split.is_done() {

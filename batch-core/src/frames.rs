@@ -215,6 +215,12 @@ impl FrameIndex {
 
     /// What the split of stored positions `first..=last` (1-based) owns: the frames whose
     /// first stored byte it holds; `None` if it holds none, or only frames with no bytes.
+    ///
+    /// The split whose frames reach the index's decompressed end owns on to the stream's end
+    /// (`last` is `u64::MAX`), so it decodes every frame after its own, and a stream longer
+    /// than its index says (frames said to be empty or short at the end) fails there instead
+    /// of losing its last records; if the index says the stream is empty, the split holding
+    /// the first frame owns all of it.
     pub fn owned(&self, first: u64, last: u64) -> Option<Owned> {
         let starting_in = |p: u64| self.starts.partition_point(|s| s.stored + 1 < p);
         let (a, b) = (starting_in(first), starting_in(last.saturating_add(1)));
@@ -222,7 +228,15 @@ impl FrameIndex {
             return None;
         }
         let first = self.starts[a].decompressed + 1;
-        let last = self.frame_end(b - 1).decompressed;
+        let mut last = self.frame_end(b - 1).decompressed;
+        let holds_the_end = match self.end {
+            Some(0) => a == 0,
+            Some(end) => last == end && first <= last,
+            None => false,
+        };
+        if holds_the_end {
+            last = u64::MAX;
+        }
         if first > last {
             return None;
         }
@@ -328,7 +342,7 @@ mod tests {
             owned(12, 40),
             Some(Owned {
                 first: 201,
-                last: 400,
+                last: u64::MAX,
                 from: 1
             })
         );
@@ -339,10 +353,14 @@ mod tests {
                 let last = (first + size as u64 - 1).min(40);
                 if let Some(o) = owned(first, last) {
                     assert_eq!(o.first, next, "split {first}..={last}");
-                    next = o.last + 1;
+                    next = o.last.saturating_add(1);
                 }
             }
-            assert_eq!(next, 401, "split size {size}");
+            assert_eq!(
+                next,
+                u64::MAX,
+                "split size {size}: the last owns on to the end"
+            );
         }
     }
 
@@ -354,10 +372,31 @@ mod tests {
             index.owned(31, 40),
             Some(Owned {
                 first: 101,
-                last: 150,
+                last: u64::MAX,
                 from: 0
             })
         );
+    }
+
+    #[test]
+    fn the_split_holding_the_end_reads_on_to_the_stream_end() {
+        // Frames said to be empty at the end: whoever holds the last bytes reads past them.
+        let ending = index(&[100, 50, 0, 0]);
+        assert_eq!(ending.owned(1, 10).map(|o| o.last), Some(100));
+        assert_eq!(ending.owned(11, 20).map(|o| o.last), Some(u64::MAX));
+        assert_eq!(ending.owned(21, 40), None);
+        assert_eq!(ending.owned(1, 40).map(|o| o.last), Some(u64::MAX));
+        // A stream said to be empty: the split holding the first frame owns it all.
+        let empty = index(&[0, 0, 0]);
+        assert_eq!(
+            empty.owned(1, 10),
+            Some(Owned {
+                first: 1,
+                last: u64::MAX,
+                from: 0
+            })
+        );
+        assert_eq!(empty.owned(11, 30), None);
     }
 
     #[test]

@@ -148,13 +148,18 @@ impl DataError {
         matches!(self, DataError::BadSource { .. })
     }
 
-    /// Whether the object does not exist.
-    pub fn is_not_found(&self) -> bool {
+    /// Whether the object does not exist, or the store will not say (S3 answers a missing key
+    /// with 403 to a client that may not list the bucket).
+    pub fn is_not_found_or_denied(&self) -> bool {
+        use std::io::ErrorKind as K;
         match self {
-            DataError::Store { source, .. } => {
-                matches!(**source, object_store::Error::NotFound { .. })
+            DataError::Store { source, .. } => matches!(
+                **source,
+                object_store::Error::NotFound { .. } | object_store::Error::PermissionDenied { .. }
+            ),
+            DataError::Io { source, .. } => {
+                matches!(source.kind(), K::NotFound | K::PermissionDenied)
             }
-            DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
         }
     }

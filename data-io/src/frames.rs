@@ -86,13 +86,14 @@ pub async fn read_index(
 }
 
 /// A gzip object's `.gzi` at `location`, as the starter finds it, if it exists: its size and
-/// sha256, checked to index an object of `object_size` bytes.
+/// sha256, checked to index an object of `object_size` bytes. One the store will not show is
+/// none: the object is then read whole, which is always right.
 pub async fn find_gzi(location: &Location, object_size: u64) -> Result<Option<Sidecar>, DataError> {
     match crate::read::stat(location).await {
         Ok(info) => read_sidecar(location, info.size, object_size)
             .await
             .map(Some),
-        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) if e.is_not_found_or_denied() => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -86,6 +86,24 @@ pub async fn list(
         .objects
         .retain(|(name, ..)| !is_hidden(name) && glob.as_ref().is_none_or(|g| g.matches(name)));
     found.objects.sort_by(|a, b| a.0.cmp(&b.0));
+    let compression_of = |name: &str| compression.unwrap_or_else(|| Compression::from_name(name));
+    // A gzip object's index beside it (`x.gz.gzi`) is the object's, not an object of its own
+    // (an empty object's index is left out with it).
+    let names: std::collections::HashMap<String, u64> = found
+        .objects
+        .iter()
+        .map(|(name, size, _)| (name.clone(), *size))
+        .collect();
+    let indexed = |name: &str| {
+        name.strip_suffix(crate::frames::GZI_SUFFIX)
+            .filter(|stem| names.contains_key(*stem))
+            .filter(|stem| compression_of(stem) == Some(Compression::Gzip))
+            .map(str::to_owned)
+    };
+    let (indexes, objects): (Vec<_>, Vec<_>) = std::mem::take(&mut found.objects)
+        .into_iter()
+        .partition(|(name, ..)| indexed(name).is_some());
+    found.objects = objects;
     let before = found.objects.len();
     found.objects.retain(|(_, size, _)| *size > 0);
     let empty = (before - found.objects.len()) as u64;
@@ -106,33 +124,18 @@ pub async fn list(
             },
         ));
     }
-    let compression_of = |name: &str| compression.unwrap_or_else(|| Compression::from_name(name));
-    // A gzip object's index beside it is the object's, not an object of its own.
-    let names: std::collections::HashSet<String> = found
-        .objects
-        .iter()
-        .map(|(name, ..)| name.clone())
-        .collect();
-    let index_of = |name: &str| {
-        name.strip_suffix(crate::frames::GZI_SUFFIX)
-            .filter(|stem| names.contains(*stem) && compression_of(stem) == Some(Compression::Gzip))
-            .map(str::to_owned)
-    };
-    let (indexes, objects): (Vec<_>, Vec<_>) = found
-        .objects
-        .into_iter()
-        .partition(|(name, ..)| index_of(name).is_some());
     let mut gzis = std::collections::HashMap::new();
     for (name, size, _) in indexes {
-        let stem = index_of(&name).expect("an index");
-        let object_size = objects
-            .iter()
-            .find(|(n, ..)| *n == stem)
-            .map_or(0, |(_, size, _)| *size);
-        let gzi = crate::frames::read_sidecar(&opened.object(&name)?, size, object_size).await?;
-        gzis.insert(stem, gzi);
+        let stem = indexed(&name).expect("an index");
+        let object_size = names[&stem];
+        if object_size > 0 {
+            let at = opened.object(&name)?;
+            let gzi = crate::frames::read_sidecar(&at, size, object_size).await?;
+            gzis.insert(stem, gzi);
+        }
     }
-    let entries = objects
+    let entries = found
+        .objects
         .into_iter()
         .map(|(name, size, version)| ObjectEntry {
             compression: compression_of(&name),
@@ -252,6 +255,35 @@ pub async fn load(at: &Location, sha256: &str) -> Result<Listing, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_gzip_objects_index_is_its_own_not_an_object() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (gz, gzi) = crate::frames::tests::gzip_indexed(&[b'x'; 5000], 1000);
+        for (name, bytes) in [
+            ("a.jsonl.gz", gz.as_slice()),
+            ("a.jsonl.gz.gzi", &gzi),
+            ("b.jsonl.gz", b""),
+            ("b.jsonl.gz.gzi", &gzi),
+            ("c.jsonl.gzi", b"{}\n"),
+        ] {
+            std::fs::write(dir.path().join(name), bytes).expect("write");
+        }
+        let listed = list(dir.path().to_str().expect("utf-8"), None)
+            .await
+            .expect("listed");
+        let entries = &listed.listing.entries;
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a.jsonl.gz", "c.jsonl.gzi"]);
+        let sidecar = entries[0].gzi.as_ref().expect("a's index");
+        assert_eq!(sidecar.size, gzi.len() as u64);
+        assert_eq!(listed.empty, 1, "b and its index are left out");
+        // Read as stored, a .gz is not gzip, and its .gzi is an object like any other.
+        let stored = list(dir.path().to_str().expect("utf-8"), Some(None))
+            .await
+            .expect("listed");
+        assert_eq!(stored.listing.entries.len(), 4);
+    }
 
     #[tokio::test]
     async fn a_directory_lists_in_name_order_without_hidden_empty_or_linked_entries() {

@@ -430,12 +430,16 @@ fn seekable_zstd_sources_are_split_by_their_frames() {
         let new = (i64::from(size(&stored, entry(k))) + change) as u32;
         traded[entry(k)..entry(k) + 4].copy_from_slice(&new.to_le_bytes());
     }
+    // The last frame said to be empty: whoever holds the end reads on, and finds it is not.
+    let mut short_end = stored.clone();
+    short_end[entry(frames - 1)..entry(frames - 1) + 4].copy_from_slice(&0u32.to_le_bytes());
     // A frame's stored size one more: the index does not describe the object.
     let mut longer = stored.clone();
     let at = entry(0) - 4;
     longer[at..at + 4].copy_from_slice(&(size(&stored, at) + 1).to_le_bytes());
     for (name, bytes, said) in [
         ("traded.jsonl.zst", traded, "does not match the index"),
+        ("short-end.jsonl.zst", short_end, "does not match the index"),
         (
             "longer.jsonl.zst",
             longer,

@@ -3,15 +3,13 @@
 //! to its version, or a compressed object's decompressed stream, from its start or from a
 //! frame's), records found by Hadoop's rule ([`SplitRecords`]) within the object, made items by
 //! the source's format; or, for a retry batch's leaf, each listed record. The records go to the
-//! plugin ([`super::run`]) 4 MiB at a time, and the leaf
-//! checkpoints between; the split's next read runs while the plugin runs, so that reading (and
-//! decompressing) and computing overlap.
+//! plugin ([`super::run`]) 4 MiB at a time, and the leaf checkpoints between; the split's next
+//! read runs while the plugin runs, so that reading (and decompressing) and computing overlap.
 
 use std::sync::Arc;
 
 use batch_core::Format;
-use batch_core::frames::FrameIndex;
-use batch_core::frames::Sidecar;
+use batch_core::frames::{FrameIndex, Sidecar};
 use batch_core::objects::{ItemId, Listing};
 use batch_core::source::Compression;
 use batch_core::split::SplitRecords;

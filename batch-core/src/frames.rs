@@ -40,11 +40,7 @@ pub struct Sidecar {
 impl Sidecar {
     /// Checks its shape: a size within [`MAX_INDEX_BYTES`] and a sha256 in hex.
     pub fn validate(&self) -> Result<(), String> {
-        let hex = self.sha256.len() == 64
-            && self
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = crate::objects::is_sha256_hex(&self.sha256);
         match (hex, self.size <= MAX_INDEX_BYTES) {
             (true, true) => Ok(()),
             (false, _) => Err("its index's sha256 is not 64 hex digits".into()),

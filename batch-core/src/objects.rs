@@ -103,11 +103,7 @@ impl Objects {
             }
             ListingRef::Stored { location, sha256 } => {
                 crate::source::validate_location(location)?;
-                let hex = sha256.len() == 64
-                    && sha256
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                if !hex {
+                if !is_sha256_hex(sha256) {
                     return Err(refuse("the listing's sha256 is not 64 hex digits".into()));
                 }
             }
@@ -262,6 +258,14 @@ impl Listing {
         }
         Ok(())
     }
+}
+
+/// Whether `text` is a sha256 as this project writes it: 64 lowercase hex digits.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// An object's name: relative, `/`-separated, each segment a plain name.

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use batch_core::frames::{Boundary, FrameIndex, MAX_INDEX_BYTES, Sidecar};
 use batch_core::source::{Compression, decompressed_bound};
-use sha2::{Digest as _, Sha256};
 
 use crate::{DataError, Location};
 
@@ -66,7 +65,7 @@ pub async fn read_index(
         (Compression::Gzip, Some(gzi)) => {
             let location = gzi_location()?;
             let bytes = read_gzi(&location, gzi.size).await?;
-            if hex(&bytes) != gzi.sha256 {
+            if crate::list::sha256_hex(&bytes) != gzi.sha256 {
                 return Err(DataError::bad_source(
                     location.text(),
                     format!(
@@ -108,7 +107,7 @@ pub(crate) async fn read_sidecar(
     checked_gzi(location, &bytes, object_size)?;
     Ok(Sidecar {
         size,
-        sha256: hex(&bytes),
+        sha256: crate::list::sha256_hex(&bytes),
     })
 }
 
@@ -140,13 +139,6 @@ async fn read_gzi(location: &Location, size: u64) -> Result<Vec<u8>, DataError> 
     Ok(crate::read::read_range(location, None, 1, size)
         .await?
         .to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The index a `.gzi` gives an object of `size` stored bytes.

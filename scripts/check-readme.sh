@@ -123,6 +123,13 @@ for document in "${documents[@]}"; do
         track $!
         wait_until 60 "the metrics worker" grep -q "worker started" "$run_dir/metrics-worker.log" ||
           fail "$where: $(cat "$run_dir/metrics-worker.log")" ;;
+      "./target/release/worker --plugin-store "*)
+        # The fleet's worker, on its own task queue, with nothing but the store.
+        echo "check-readme: $where: $command (in the background)"
+        NO_COLOR=1 bash -c "$command" >"$run_dir/fleet-worker.log" 2>&1 &
+        track $!
+        wait_until 60 "the fleet worker" grep -q "worker started" "$run_dir/fleet-worker.log" ||
+          fail "$where: $(cat "$run_dir/fleet-worker.log")" ;;
       "TEMPORAL_PROFILE=prod ./target/release/worker --plugins-dir /srv/batch-plugins")
         # The profile points at this script's server; the plugins are this checkout's.
         echo "check-readme: $where: $command (in the background, with target/plugins)"
@@ -162,7 +169,8 @@ for document in "${documents[@]}"; do
       "./target/release/batch-plugin "* | \
       "temporal workflow "* | "temporal task-queue describe "* | "bench/run.sh "* | \
       "curl -s http://127.0.0.1:9464/metrics"* | \
-      "scripts/make-dataset.py "* | "ls target/"* | "head -n "* | "bench/data.sh "*)
+      "scripts/make-dataset.py "* | "ls target/"* | "head -n "* | "bench/data.sh "* | \
+      "rm -rf target/fleet")
         run "$where" "$command" "$expected" ;;
       *)
         fail "$where: no rule runs this command; add one to $0: $command" ;;

@@ -34,6 +34,12 @@ pub enum FailureKind {
     PluginVersionUnavailable,
     /// This worker lacks the plugin, others serve it: the workflow asks on the plugin's queue.
     PluginHeldElsewhere,
+    /// The plugin store cannot be read now (retried).
+    PluginStoreUnavailable,
+    /// A plugin store object's bytes are not the version its digest names: never compiled.
+    PluginTampered,
+    /// The version is not signed by a key this worker trusts (`worker --trust-key`).
+    PluginUnsigned,
     /// The plugins directory cannot be read.
     PluginDirectoryUnreadable,
     /// A plugin file cannot be read.
@@ -79,7 +85,7 @@ impl FailureKind {
     ];
 
     /// Every kind.
-    pub const ALL: [FailureKind; 26] = [
+    pub const ALL: [FailureKind; 29] = [
         FailureKind::PluginRefusedItem,
         FailureKind::PluginTrapped,
         FailureKind::PluginDeadlineExceeded,
@@ -91,6 +97,9 @@ impl FailureKind {
         FailureKind::PluginNotFound,
         FailureKind::PluginVersionUnavailable,
         FailureKind::PluginHeldElsewhere,
+        FailureKind::PluginStoreUnavailable,
+        FailureKind::PluginTampered,
+        FailureKind::PluginUnsigned,
         FailureKind::PluginDirectoryUnreadable,
         FailureKind::PluginUnreadable,
         FailureKind::PluginInvalid,
@@ -122,6 +131,9 @@ impl FailureKind {
             FailureKind::PluginNotFound => "PluginNotFound",
             FailureKind::PluginVersionUnavailable => "PluginVersionUnavailable",
             FailureKind::PluginHeldElsewhere => "PluginHeldElsewhere",
+            FailureKind::PluginStoreUnavailable => "PluginStoreUnavailable",
+            FailureKind::PluginTampered => "PluginTampered",
+            FailureKind::PluginUnsigned => "PluginUnsigned",
             FailureKind::PluginDirectoryUnreadable => "PluginDirectoryUnreadable",
             FailureKind::PluginUnreadable => "PluginUnreadable",
             FailureKind::PluginInvalid => "PluginInvalid",

@@ -154,6 +154,43 @@ pub async fn list(
     })
 }
 
+/// The names (relative, `/`-separated, sorted) of every object under the prefix or directory
+/// `at`, hidden ones left out: nothing there is an empty list, not an error. For small
+/// listings that are not data sources (a plugin store's records).
+pub async fn names_under(at: &Location) -> Result<Vec<String>, DataError> {
+    let found = match at.target() {
+        Target::Local(path) if !path.exists() => return Ok(Vec::new()),
+        Target::Local(path) => walk(at, path.clone()).await?,
+        Target::Remote { store, path, .. } => {
+            let strip = format!("{}/", path.as_ref());
+            let metas: Vec<_> = store
+                .list(Some(path))
+                .try_collect()
+                .await
+                .map_err(|e| DataError::store(at.text(), "cannot list the objects", e))?;
+            let objects = metas
+                .into_iter()
+                .filter_map(|meta| {
+                    let name = meta.location.as_ref().strip_prefix(&strip)?.to_owned();
+                    Some((name, meta.size, None))
+                })
+                .collect();
+            Found {
+                objects,
+                skipped: 0,
+            }
+        }
+    };
+    let mut names: Vec<String> = found
+        .objects
+        .into_iter()
+        .map(|(name, ..)| name)
+        .filter(|name| !is_hidden(name))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn invalid(location: &str, e: ObjectsError) -> DataError {
     DataError::invalid(location, e.to_string())
 }

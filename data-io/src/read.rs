@@ -27,6 +27,22 @@ pub async fn stat(source: &Location) -> Result<SourceInfo, DataError> {
     })
 }
 
+/// The whole object, if it has at most `max` bytes: refused from its size before it is read,
+/// then read pinned to the version whose size was checked, so it cannot grow in between.
+pub async fn bounded(at: &Location, max: u64) -> Result<Bytes, DataError> {
+    let info = stat(at).await?;
+    if info.size > max {
+        return Err(DataError::invalid(
+            at.text(),
+            format!("it is {} bytes, over the limit of {max}", info.size),
+        ));
+    }
+    if info.size == 0 {
+        return Ok(Bytes::new());
+    }
+    read_range(at, info.version.as_deref(), 1, info.size).await
+}
+
 /// The object's first bytes (at most [`batch_core::source::MAGIC_BYTES`]), read pinned to
 /// `version`, for [`batch_core::source::check_stored`] and the compression a name does not
 /// say.

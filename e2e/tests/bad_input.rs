@@ -45,6 +45,18 @@ fn the_starter_refuses_bad_arguments_before_contacting_anything() {
             "plugin name \"/etc/passwd\" is invalid",
         ),
         (&["10", "--plugin", ""][..], "plugin name \"\" is invalid"),
+        (
+            &["10", "--plugin", "cube@sha256:abc"][..],
+            "plugin digest \"abc\" is invalid: expected 64 lowercase hex digits",
+        ),
+        (
+            &[
+                "10",
+                "--plugin",
+                "../cube@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ][..],
+            "plugin name \"../cube\" is invalid",
+        ),
         // One action per run, and only the options that apply to it: none silently ignored.
         (
             &["--no-wait", "--attach", "some-id"][..],
@@ -136,6 +148,26 @@ fn the_worker_refuses_a_bad_setup_with_the_reason() {
         (
             vec!["--plugin-deadline-ms", "20001"],
             "invalid value '20001' for '--plugin-deadline-ms <PLUGIN_DEADLINE_MS>': 20001 is not in 1..=20000".to_owned(),
+        ),
+        (
+            vec!["--trust-key", a_file.to_str().expect("utf-8")],
+            "the following required arguments were not provided:\n  --plugin-store <URL>".to_owned(),
+        ),
+        (
+            vec![
+                "--plugin-store",
+                scratch.path().to_str().expect("utf-8"),
+                "--trust-key",
+                a_file.to_str().expect("utf-8"),
+            ],
+            format!(
+                "--trust-key: key file {} is not an ed25519 public key in PEM",
+                a_file.display()
+            ),
+        ),
+        (
+            vec!["--plugin-store", "s3://"],
+            "--plugin-store: plugin store s3://".to_owned(),
         ),
         (
             vec!["--cache-dir", open_cache.to_str().expect("utf-8")],

@@ -2,39 +2,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{DevServer, Starter, Worker, install_plugin, starter, sum_of_squares, wait_for};
-
-/// `GET path` over plain HTTP/1.0 on a local port: the status line and the body.
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
-/// The value of the first sample of `metric` whose labels include every one of `labels`.
-fn sample(metrics: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (name_and_labels, value) = line.rsplit_once(' ')?;
-        let rest = name_and_labels.strip_prefix(metric)?;
-        (rest.starts_with('{') || rest.is_empty())
-            .then_some(())
-            .filter(|()| labels.iter().all(|l| rest.contains(l)))?;
-        value.parse().ok()
-    })
-}
+use support::{
+    DevServer, Starter, Worker, http_get, install_plugin, metric as sample, starter,
+    sum_of_squares, wait_for,
+};
 
 #[test]
 fn the_worker_serves_sdk_and_plugin_metrics_for_prometheus() {

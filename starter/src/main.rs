@@ -19,7 +19,7 @@ use batch_core::summary::{render_plugin_list, render_summary};
 use batch_core::workflow_ref::{BatchWorkflowRef, ListPluginsRef};
 use batch_core::{
     BatchPlan, DEFAULT_PLUGIN, DEFAULT_TASK_QUEUE, Format, LeafMode, NodeInput, PluginConfig,
-    TreeShape,
+    PluginRef, TreeShape,
 };
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -64,9 +64,12 @@ struct Args {
     /// Children per inner workflow.
     #[arg(default_value = "5", value_parser = parse_count, allow_negative_numbers = true)]
     max_children: u64,
-    /// Plugin to run on each item (a `<name>.wasm` in the worker's plugins directory).
-    #[arg(long, default_value = DEFAULT_PLUGIN)]
-    plugin: String,
+    /// Plugin to run on each item: NAME (its current version, in the workers' plugin store or
+    /// plugins directory, pinned when the batch starts) or NAME@sha256:HEX (that exact
+    /// version, e.g. to roll back to one listed by `batch-plugin versions NAME`).
+    #[arg(long, default_value = DEFAULT_PLUGIN, value_name = "NAME[@sha256:HEX]",
+          value_parser = PluginRef::from_arg)]
+    plugin: PluginRef,
     /// The plugin's configuration: JSON text, or @FILE to read it from a file (at most 16 KiB
     /// normalized). Checked before the batch starts, passed to every instance's `configure`
     /// (interface v2 plugins), shown in the summary by digest; part of the batch's identity.
@@ -509,7 +512,8 @@ struct Batch {
 
 fn range_batch(args: &Args) -> anyhow::Result<Batch> {
     batch_core::config::validate_n(args.n)?;
-    let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, &args.plugin);
+    let mut input = NodeInput::root(args.n, args.batch_size, args.max_children, "");
+    input.config.plugin = args.plugin.clone();
     input.config.mode = args.mode;
     input.config.plugin_config = args.plugin_config.clone();
     input.config.max_in_flight = args.max_in_flight;
@@ -523,7 +527,7 @@ fn range_batch(args: &Args) -> anyhow::Result<Batch> {
             args.n,
             args.batch_size,
             args.max_children,
-            &args.plugin,
+            &args.plugin.id_part(),
             args.mode,
             args.plugin_config.as_ref(),
             &input.config.tolerance,
@@ -577,7 +581,8 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
         ),
         (Some(_), None) => source.size,
     };
-    let mut input = NodeInput::root(source.size, split, args.max_children, &args.plugin);
+    let mut input = NodeInput::root(source.size, split, args.max_children, "");
+    input.config.plugin = args.plugin.clone();
     input.config.mode = mode;
     input.config.plugin_config = args.plugin_config.clone();
     input.config.max_in_flight = args.max_in_flight;
@@ -599,7 +604,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
             source.size,
             split,
             args.max_children,
-            &args.plugin,
+            &args.plugin.id_part(),
             args.plugin_config.as_ref(),
             &input.config.tolerance,
             &source.short_digest(identity.as_deref()),

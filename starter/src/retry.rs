@@ -71,12 +71,13 @@ pub(crate) async fn retry_batch(
         plugin: earlier_config.plugin.clone(),
         failed: count,
     });
-    // The plugin's current version (or another plugin) runs them: the root pins it again.
-    config.plugin = batch_core::PluginRef::named(if given.plugin {
-        &args.plugin
+    // The plugin's current version (or another plugin, or the version given) runs them: the
+    // root pins it again.
+    config.plugin = if given.plugin {
+        args.plugin.clone()
     } else {
-        &earlier_config.plugin.name
-    });
+        batch_core::PluginRef::named(&earlier_config.plugin.name)
+    };
     if args.plugin_config.is_some() {
         config.plugin_config = args.plugin_config.clone();
     }
@@ -140,7 +141,7 @@ pub(crate) async fn retry_batch(
         retry_workflow_id(
             earlier,
             &[
-                &c.plugin.name,
+                &c.plugin.id_part(),
                 c.plugin_config.as_ref().map_or("", |p| p.digest.as_str()),
                 &tolerance,
                 c.output.as_deref().unwrap_or(""),

@@ -21,6 +21,8 @@ use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::sandbox::{
     DEFAULT_COMPILE_TIMEOUT, MAX_CPU_DEADLINE, default_calls_at_once,
 };
+use batch_worker::plugins::signing::TrustedKeys;
+use batch_worker::plugins::store::PluginStore;
 use batch_worker::plugins::{PluginRegistry, SandboxLimits, SandboxedEngine};
 use batch_worker::renewal::{DEFAULT_RENEW_AFTER, Generation, StopSignal, run_renewing};
 use batch_worker::workflow::{BatchProcessingWorkflow, ListPluginsWorkflow};
@@ -44,9 +46,28 @@ struct Args {
     /// Task queue to poll.
     #[arg(long, env = "BATCH_TASK_QUEUE", default_value = batch_core::DEFAULT_TASK_QUEUE)]
     task_queue: String,
-    /// Directory holding the plugins, one `<name>.wasm` file each.
+    /// Directory holding the plugins, one `<name>.wasm` file each. With --plugin-store it may
+    /// be missing, and it serves only the names the store does not have.
     #[arg(long, env = "BATCH_PLUGINS_DIR", default_value = "target/plugins")]
     plugins_dir: PathBuf,
+    /// A fleet's plugin store (a directory, file:// or s3://... URL, as `batch-plugin publish
+    /// --store` wrote it): a name published there resolves to its newest version, and a
+    /// pinned version this worker lacks is fetched from it on first use, checked against its
+    /// sha256 before it is compiled, and kept in the cache.
+    #[arg(long, env = "BATCH_PLUGIN_STORE", value_name = "URL")]
+    plugin_store: Option<String>,
+    /// An ed25519 public key (PEM) whose signatures this worker trusts: with any, it runs only
+    /// plugin versions signed by one of them (`batch-plugin publish --sign-key`), and refuses
+    /// every other version before it runs, naming its digest. Repeat it, or separate several
+    /// files by commas in BATCH_TRUST_KEYS. Needs --plugin-store, where signatures are kept.
+    #[arg(
+        long,
+        env = "BATCH_TRUST_KEYS",
+        value_delimiter = ',',
+        value_name = "FILE",
+        requires = "plugin_store"
+    )]
+    trust_key: Vec<PathBuf>,
     /// Where plugin versions (bytes and compiled code) are kept by digest, so pinned batches
     /// survive file replacements and restarts, and restarts skip compilation. It must be
     /// private to this user (created 0700; refused if group/world-writable or another user's).
@@ -77,8 +98,8 @@ struct Args {
         value_name = "PREFIX"
     )]
     allow_write: Vec<String>,
-    /// Print the plugins in the plugins directory (name, digest, size, input, interface) and
-    /// exit.
+    /// Print the plugins in the plugins directory and the store (name, digest, size, input,
+    /// interface) and exit.
     #[arg(long)]
     list_plugins: bool,
     /// Temporal server address (host:port). Default: Temporal's environment configuration
@@ -268,10 +289,19 @@ fn init_logging() {
 fn open_registry(args: &Args, limits: SandboxLimits) -> anyhow::Result<Arc<PluginRegistry>> {
     let engine = SandboxedEngine::new(limits)?;
     let cache = open_cache(args, engine.engine())?;
-    Ok(Arc::new(PluginRegistry::open(
+    let store = args
+        .plugin_store
+        .as_deref()
+        .map(PluginStore::open)
+        .transpose()
+        .context("--plugin-store")?;
+    let trusted = TrustedKeys::read(&args.trust_key).context("--trust-key")?;
+    Ok(Arc::new(PluginRegistry::open_with_store(
         &args.plugins_dir,
         engine,
         cache,
+        store,
+        trusted,
     )?))
 }
 
@@ -316,6 +346,8 @@ fn log_started(
         identity = args.identity.as_deref().unwrap_or("(pid@hostname)"),
         task_queue = %args.task_queue,
         plugins_dir = %registry.dir().display(),
+        plugin_store = registry.store().map_or("(none)", |s| s.text()),
+        trusted_keys = %registry.trusted_key_ids(),
         plugin_deadline_ms = args.plugin_deadline_ms,
         plugin_memory_mib = args.plugin_memory_mib,
         plugin_calls = limits.calls_at_once,
@@ -454,7 +486,7 @@ fn log_plugins(registry: &PluginRegistry) {
         Ok(names) => names,
         Err(e) => return tracing::error!("{}", e.message()),
     };
-    if names.is_empty() {
+    if names.is_empty() && registry.store().is_none() {
         tracing::warn!(
             dir = %registry.dir().display(),
             "no plugins yet: build them with scripts/build-plugins.sh"
@@ -468,10 +500,22 @@ fn log_plugins(registry: &PluginRegistry) {
             Err(e) => tracing::error!(plugin = %name, "{}", e.message()),
         }
     }
-    tracing::info!(
-        plugins = %good.join(", "),
-        "plugins available (each loaded on its first use)"
-    );
+    if !good.is_empty() || registry.store().is_none() {
+        tracing::info!(
+            plugins = %good.join(", "),
+            "plugins available (each loaded on its first use)"
+        );
+    }
+    if let Some(store) = registry.store() {
+        match registry.store_names() {
+            Ok(names) => tracing::info!(
+                store = store.text(),
+                plugins = %names.join(", "),
+                "plugins published in the store (each fetched on its first use)"
+            ),
+            Err(e) => tracing::error!("{}", e.message()),
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal() {

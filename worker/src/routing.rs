@@ -15,6 +15,7 @@ use temporalio_sdk::activities::ActivityError;
 use batch_core::FailureKind;
 
 use crate::plugins::PluginError;
+use crate::plugins::store::StoreError;
 
 /// The kind of a plugin failure, as Temporal shows it (the Web UI, `temporal workflow show`,
 /// metrics labels) and reports count it. [`FailureKind::PluginVersionUnavailable`] and
@@ -27,6 +28,14 @@ pub fn kind(e: &PluginError) -> FailureKind {
         PluginError::NotFound { .. } => K::PluginNotFound,
         PluginError::DigestUnavailable { .. } => K::PluginVersionUnavailable,
         PluginError::HeldElsewhere { .. } => K::PluginHeldElsewhere,
+        PluginError::Store { source, .. } => match source {
+            StoreError::Tampered { .. } => K::PluginTampered,
+            StoreError::InvalidName(_) => K::PluginInvalidName,
+            StoreError::Data { .. } | StoreError::BadRecord { .. } | StoreError::Missing { .. } => {
+                K::PluginStoreUnavailable
+            }
+        },
+        PluginError::Unsigned { .. } => K::PluginUnsigned,
         PluginError::Directory { .. } => K::PluginDirectoryUnreadable,
         PluginError::Read { .. } => K::PluginUnreadable,
         PluginError::Invalid { .. } => K::PluginInvalid,
@@ -64,6 +73,9 @@ pub fn failure(kind: FailureKind, message: String, retryable: bool) -> ActivityE
 /// version, or a condition of the host. Everything else is a property of the plugin or its
 /// input, and retrying would only repeat it.
 pub fn is_retryable(e: &PluginError) -> bool {
+    if let PluginError::Store { source, .. } = e {
+        return source.is_transient();
+    }
     matches!(
         e,
         PluginError::DigestUnavailable { .. }

@@ -230,6 +230,52 @@ pub fn run_offline(program: &str, args: &[&str]) -> (Output, String, Duration) {
     (out, text, started.elapsed())
 }
 
+/// [`run_offline`] with more environment variables (an object store's endpoint and keys).
+pub fn run_offline_with<K: AsRef<str>, V: AsRef<str>>(
+    program: &str,
+    args: &[&str],
+    env: &[(K, V)],
+) -> (Output, String) {
+    let out = Command::new(binary(program))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, text)
+}
+
+/// `GET path` over plain HTTP/1.0 on a local port: the status line and the body.
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the first sample of `metric` whose labels include every one of `labels`.
+pub fn metric(metrics: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (name_and_labels, value) = line.rsplit_once(' ')?;
+        let rest = name_and_labels.strip_prefix(metric)?;
+        (rest.starts_with('{') || rest.is_empty())
+            .then_some(())
+            .filter(|()| labels.iter().all(|l| rest.contains(l)))?;
+        value.parse().ok()
+    })
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

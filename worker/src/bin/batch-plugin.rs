@@ -8,6 +8,11 @@
 //!   per item (`index<TAB>kind<TAB>value`, refusals included), the time and memory of each
 //!   block on stderr, and the counts (`Numbers: 3`, `Skipped: 3`, `Failed: 0`). It exits
 //!   non-zero only when a call fails as a whole (a trap, the deadline).
+//! - `batch-plugin publish FILE --store URL [--name NAME] [--sign-key FILE]`: checks FILE as
+//!   `check` does, then publishes it to a fleet's plugin store as NAME's current version.
+//! - `batch-plugin versions NAME --store URL [--json]`: NAME's published versions, newest first.
+//! - `batch-plugin keygen --out PREFIX`: an ed25519 key pair for signing (`PREFIX.key`,
+//!   `PREFIX.pub`).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +25,8 @@ use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
 use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::{self, ArtifactCache};
 use batch_worker::plugins::registry::read_plugin_file;
+use batch_worker::plugins::signing::Signer;
+use batch_worker::plugins::store::{PluginStore, Published};
 use batch_worker::plugins::{
     Item, LoadedPlugin, PluginBytes, RecordBuffer, SandboxLimits, SandboxedEngine,
 };
@@ -60,6 +67,39 @@ enum Command {
         block: Option<usize>,
         #[command(flatten)]
         limits: Limits,
+    },
+    /// Check FILE as the worker would, then publish it to a plugin store as NAME's current
+    /// version (its bytes by digest, then a record naming it: the name moves in one write).
+    Publish {
+        file: PathBuf,
+        /// The plugin store: a directory, file:// or s3://... URL (workers' --plugin-store).
+        #[arg(long, env = "BATCH_PLUGIN_STORE", value_name = "URL")]
+        store: String,
+        /// The plugin's name (default: FILE's name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// Sign the version with this ed25519 private key (PEM), for workers that trust it.
+        #[arg(long, value_name = "FILE")]
+        sign_key: Option<PathBuf>,
+        /// Who publishes, as the record says (default: user@host).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// List plugin NAME's versions in a plugin store, newest (current) first.
+    Versions {
+        name: String,
+        #[arg(long, env = "BATCH_PLUGIN_STORE", value_name = "URL")]
+        store: String,
+        /// One JSON array of records instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an ed25519 key pair: PREFIX.key (private, mode 0600) and PREFIX.pub (public).
+    Keygen {
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
     },
 }
 
@@ -138,7 +178,124 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             run_items(&plugin, config.as_ref(), items, block)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Publish {
+            file,
+            store,
+            name,
+            sign_key,
+            by,
+            limits,
+        } => {
+            publish(&file, &store, name, sign_key.as_deref(), by, &limits)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Versions { name, store, json } => {
+            versions(&name, &store, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out } => {
+            let (private, public) = (out.with_extension("key"), out.with_extension("pub"));
+            let id = Signer::generate(&private, &public)?;
+            println!("Private key: {} (keep it secret)", private.display());
+            println!(
+                "Public key: {} (give it to workers: --trust-key)",
+                public.display()
+            );
+            println!("Key id: {id}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn publish(
+    file: &Path,
+    store: &str,
+    name: Option<String>,
+    sign_key: Option<&Path>,
+    by: Option<String>,
+    limits: &Limits,
+) -> anyhow::Result<()> {
+    let name = match name {
+        Some(name) => name,
+        None => file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_owned)
+            .context("give the plugin's name: --name NAME")?,
+    };
+    batch_core::config::validate_plugin_name(&name)?;
+    let signer = sign_key.map(Signer::read).transpose()?;
+    // Checked as `check` does: it loads, and one instance fits the limits.
+    let plugin = load(file, limits)?;
+    let mut slot = plugin.engine().call_slot_blocking();
+    plugin
+        .instantiated_memory(&mut slot)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    drop(slot);
+    let bytes = PluginBytes::new(
+        read_plugin_file(file).with_context(|| format!("cannot read {}", file.display()))?,
+    );
+    anyhow::ensure!(
+        bytes.digest() == plugin.digest(),
+        "{} changed while it was checked; publish it again",
+        file.display()
+    );
+    let by = by.unwrap_or_else(publisher);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = PluginStore::open(store)?;
+    let published = runtime.block_on(store.publish(&name, &bytes, &by, signer.as_ref()))?;
+    println!(
+        "Published {name}@sha256:{} ({} bytes) to {}",
+        published.digest,
+        published.size,
+        store.text()
+    );
+    for key in &published.signed_by {
+        println!("Signed by: key {key}");
+    }
+    println!("Current version of {name}: sha256:{}", published.digest);
+    Ok(())
+}
+
+/// `user@host`, from the environment and the kernel.
+fn publisher() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{host}")
+}
+
+fn versions(name: &str, store: &str, json: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = PluginStore::open(store)?;
+    let versions: Vec<Published> = runtime.block_on(store.versions(name))?;
+    if json {
+        println!("{}", serde_json::to_string(&versions)?);
+        return Ok(());
+    }
+    if versions.is_empty() {
+        bail!("plugin {name:?} has no versions in {}", store.text());
+    }
+    println!("{name} in {} (newest first):", store.text());
+    for (i, v) in versions.iter().enumerate() {
+        let signed = match v.signed_by.as_slice() {
+            [] => "unsigned".to_owned(),
+            keys => format!("signed by {}", keys.join(", ")),
+        };
+        let current = if i == 0 { "  (current)" } else { "" };
+        println!(
+            "sha256:{}  {} bytes  {}  by {}  {signed}{current}",
+            v.digest, v.size, v.published_at, v.published_by
+        );
+    }
+    Ok(())
 }
 
 fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {

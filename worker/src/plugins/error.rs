@@ -40,6 +40,21 @@ pub enum PluginError {
         queue: String,
         workers: String,
     },
+    #[error("plugin {name:?}: cannot use the plugin store")]
+    Store {
+        name: String,
+        #[source]
+        source: super::store::StoreError,
+    },
+    #[error(
+        "plugin {name:?} version sha256:{digest} is not signed by a key this worker trusts \
+         ({reason}); this worker runs only signed versions (--trust-key)"
+    )]
+    Unsigned {
+        name: String,
+        digest: String,
+        reason: String,
+    },
     #[error("cannot read plugins directory {dir}")]
     Directory {
         dir: PathBuf,

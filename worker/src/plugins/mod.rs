@@ -15,6 +15,8 @@
 //! - [`columns`]: the `ranges` and `records` exports' outputs in columns, checked.
 //! - [`registry`]: name -> digest -> compiled plugin, re-checked on every lookup.
 //! - [`cache`]: every version's bytes and machine code on disk, by digest.
+//! - [`store`]: versions published once for a fleet, fetched by digest on first use.
+//! - [`signing`]: ed25519 signatures of versions; the keys a worker trusts.
 //! - [`error`]: what can go wrong, and whether Temporal should retry it.
 
 pub mod cache;
@@ -29,6 +31,8 @@ pub mod record_buffer;
 pub mod registry;
 pub mod sandbox;
 pub mod session;
+pub mod signing;
+pub mod store;
 pub mod wasi;
 
 pub use batch_core::PluginInfo;

@@ -15,8 +15,15 @@
 //! size or modification time changed, so a plugin dropped into the directory is picked up by the next
 //! batch without a restart, and nothing polls. A file that fails to load is reported (name and
 //! reason) and never replaces a good version of the same name.
+//!
+//! With a plugin store ([`super::store`]), a name published there resolves to the store's
+//! current version (the directory serves the names the store does not have), and a pinned
+//! version this worker lacks is fetched from the store on first use, checked against its
+//! digest before it is compiled. With trusted keys ([`super::signing`]), every version is
+//! admitted only with a valid signature by one of them, wherever its bytes came from: the
+//! directory, the cache or the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{ErrorKind, Read as _};
 use std::path::{Path, PathBuf};
@@ -30,6 +37,8 @@ use super::cache::ArtifactCache;
 use super::digest::PluginBytes;
 use super::module::LoadedPlugin;
 use super::sandbox::MAX_PLUGIN_FILE_BYTES;
+use super::signing::TrustedKeys;
+use super::store::{PluginStore, StoreError};
 use super::{PLUGIN_EXTENSIONS, PluginError, SandboxedEngine};
 
 /// How long a loaded version may go unused before [`PluginRegistry::unload_idle`] drops it.
@@ -42,6 +51,9 @@ pub struct PluginRegistry {
     dir: PathBuf,
     engine: SandboxedEngine,
     cache: Option<ArtifactCache>,
+    store: Option<PluginStore>,
+    /// Empty: signatures are not required.
+    trusted: TrustedKeys,
     state: Mutex<State>,
 }
 
@@ -52,8 +64,11 @@ struct State {
     by_name: HashMap<String, NameEntry>,
     /// Files that failed to load, by name: not retried until they change.
     rejected: HashMap<String, (FileStamp, String)>,
-    /// Held while a name's file is read and compiled (see [`PluginRegistry::resolve`]).
+    /// Held while a name's file, or a pinned version (`sha256:<digest>`), is read and
+    /// compiled (see [`PluginRegistry::resolve`]).
     loading: HashMap<String, Arc<Mutex<()>>>,
+    /// Versions whose signature was verified (with trusted keys only).
+    admitted: HashSet<String>,
 }
 
 struct NameEntry {
@@ -85,25 +100,59 @@ impl PluginRegistry {
         engine: SandboxedEngine,
         cache: Option<ArtifactCache>,
     ) -> Result<Self, PluginError> {
+        Self::open_with_store(dir, engine, cache, None, TrustedKeys::default())
+    }
+
+    /// [`Self::open`] with a plugin store (then the directory may be missing: a worker can
+    /// serve a fleet's plugins with none of its own) and the keys whose signatures admit a
+    /// version (none: every version is admitted).
+    pub fn open_with_store(
+        dir: impl Into<PathBuf>,
+        engine: SandboxedEngine,
+        cache: Option<ArtifactCache>,
+        store: Option<PluginStore>,
+        trusted: TrustedKeys,
+    ) -> Result<Self, PluginError> {
         let dir = dir.into();
+        let registry = Self {
+            dir,
+            engine,
+            cache,
+            store,
+            trusted,
+            state: Mutex::new(State::default()),
+        };
+        if registry.store.is_some() && !registry.dir.exists() {
+            return Ok(registry);
+        }
+        let dir = &registry.dir;
         let directory_error = |source: std::io::Error| PluginError::Directory {
             dir: dir.clone(),
             source,
         };
-        let meta = fs::metadata(&dir).map_err(directory_error)?;
+        let meta = fs::metadata(dir).map_err(directory_error)?;
         if !meta.is_dir() {
             return Err(directory_error(std::io::Error::new(
                 ErrorKind::NotADirectory,
                 "not a directory",
             )));
         }
-        fs::read_dir(&dir).map_err(directory_error)?;
-        Ok(Self {
-            dir,
-            engine,
-            cache,
-            state: Mutex::new(State::default()),
-        })
+        fs::read_dir(dir).map_err(directory_error)?;
+        Ok(registry)
+    }
+
+    /// The ids of the keys whose signatures admit a version, comma-separated, or `(any
+    /// version)` when signatures are not required.
+    pub fn trusted_key_ids(&self) -> String {
+        if self.trusted.is_empty() {
+            return "(any version)".into();
+        }
+        self.trusted.ids().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The plugin store, if this worker has one.
+    pub fn store(&self) -> Option<&PluginStore> {
+        self.store.as_ref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -123,6 +172,23 @@ impl PluginRegistry {
     /// into something that does not load, the last good version (the error is logged).
     pub fn resolve(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
         validate_plugin_name(name)?;
+        if let Some(store) = &self.store {
+            match block_on(store.current(name)) {
+                Ok(Some(published)) => {
+                    return self.get(&PluginRef {
+                        name: name.to_owned(),
+                        digest: Some(published.digest),
+                    });
+                }
+                Ok(None) => {}
+                Err(source) => return Err(store_error(name, source)),
+            }
+        }
+        self.resolve_file(name)
+    }
+
+    /// The current version of plugin `name`'s file in the directory (see [`Self::resolve`]).
+    fn resolve_file(&self, name: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
         let Some(path) = self.path_of(name) else {
             return Err(self.not_found(name));
         };
@@ -223,9 +289,13 @@ impl PluginRegistry {
                 Ok(plugin)
             }
             Err(e) => {
-                state
-                    .rejected
-                    .insert(name.to_owned(), (stamp, reason_of(&e)));
+                // A missing signature may be published, and a store come back, without the
+                // file changing: those are asked again next time.
+                if !matches!(e, PluginError::Unsigned { .. } | PluginError::Store { .. }) {
+                    state
+                        .rejected
+                        .insert(name.to_owned(), (stamp, reason_of(&e)));
+                }
                 match self.last_good(&state, name) {
                     Some(good) => {
                         tracing::error!(
@@ -263,7 +333,8 @@ impl PluginRegistry {
         }
     }
 
-    /// Compiles the bytes of plugin `name`, unless this version is known.
+    /// Compiles the bytes of plugin `name`, unless this version is known; a new version only
+    /// once admitted ([`Self::admit`]).
     fn load_bytes(
         &self,
         name: &str,
@@ -273,8 +344,50 @@ impl PluginRegistry {
         if let Some(known) = self.lock().by_digest.get(bytes.digest()) {
             return Ok(known.clone());
         }
+        self.admit(name, bytes.digest())?;
         // Compiled outside the lock: it takes milliseconds and other lookups must not wait.
         LoadedPlugin::load(&self.engine, self.cache.as_ref(), name, path, &bytes).map(Arc::new)
+    }
+
+    /// Whether version `digest` may run here: always without trusted keys; with them, only
+    /// with a valid signature by one of them, found in the store.
+    fn admit(&self, name: &str, digest: &str) -> Result<(), PluginError> {
+        if self.trusted.is_empty() || self.lock().admitted.contains(digest) {
+            return Ok(());
+        }
+        let unsigned = |reason: String| PluginError::Unsigned {
+            name: name.to_owned(),
+            digest: digest.to_owned(),
+            reason,
+        };
+        let Some(store) = &self.store else {
+            return Err(unsigned("no plugin store holds its signatures".into()));
+        };
+        let mut refused = Vec::new();
+        for id in self.trusted.ids() {
+            let Some(signature) =
+                block_on(store.signature(digest, id)).map_err(|e| store_error(name, e))?
+            else {
+                continue;
+            };
+            match self.trusted.verify(id, digest, &signature) {
+                Ok(()) => {
+                    self.lock().admitted.insert(digest.to_owned());
+                    tracing::info!(plugin = name, %digest, key = id, "plugin version admitted: signed by a trusted key");
+                    return Ok(());
+                }
+                Err(reason) => refused.push(reason),
+            }
+        }
+        Err(unsigned(if refused.is_empty() {
+            format!(
+                "no signature by a trusted key ({}) in plugin store {}",
+                self.trusted.ids().collect::<Vec<_>>().join(", "),
+                store.text()
+            )
+        } else {
+            refused.join("; ")
+        }))
     }
 
     /// The version `plugin` is pinned to if this process has it in memory: no I/O, so it
@@ -301,44 +414,69 @@ impl PluginRegistry {
         if let Some(loaded) = self.lock().by_digest.get(digest) {
             return Ok(used(loaded));
         }
-        // A version this worker process has not loaded yet: from the on-disk cache (it ran it
-        // before a restart), or from the current file if that is the pinned version.
-        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.source(digest)) {
-            let path = self.dir.join(format!("{}@{digest}", plugin.name));
-            let loaded = Arc::new(LoadedPlugin::load(
-                &self.engine,
-                self.cache.as_ref(),
-                &plugin.name,
-                &path,
-                &bytes,
-            )?);
-            let mut state = self.lock();
-            return Ok(state
-                .by_digest
-                .entry(digest.clone())
-                .or_insert(loaded)
-                .clone());
+        validate_plugin_name(&plugin.name)?;
+        batch_core::config::validate_digest(digest)?;
+        // One load per version at a time: a new version's first leaves wait for one fetch and
+        // compile instead of each doing their own.
+        let loading = self.loading_lock(&format!("sha256:{digest}"));
+        let _loading = loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(loaded) = self.lock().by_digest.get(digest) {
+            return Ok(used(loaded));
         }
+        let loaded = self.load_pinned(&plugin.name, digest)?;
+        let mut state = self.lock();
+        Ok(state
+            .by_digest
+            .entry(digest.clone())
+            .or_insert(loaded)
+            .clone())
+    }
+
+    /// A version this worker process has not loaded yet: from the on-disk cache (it ran it
+    /// before a restart), the current file if that is the pinned version, or the store.
+    fn load_pinned(&self, name: &str, digest: &str) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let path = self.dir.join(format!("{name}@{digest}"));
+        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.source(digest)) {
+            return self.load_bytes(name, &path, bytes);
+        }
+        let found = match self.resolve_file(name) {
+            Ok(current) if current.digest() == digest => return Ok(current),
+            Ok(current) => format!("sha256:{}", current.digest()),
+            Err(e) => format!("no usable version ({})", e.message()),
+        };
         let unavailable = |found: String| PluginError::DigestUnavailable {
-            name: plugin.name.clone(),
-            digest: digest.clone(),
+            name: name.to_owned(),
+            digest: digest.to_owned(),
             dir: self.dir.clone(),
             found,
         };
-        match self.resolve(&plugin.name) {
-            Ok(current) if current.digest() == digest => Ok(current),
-            Ok(current) => Err(unavailable(format!("sha256:{}", current.digest()))),
-            Err(e) => Err(unavailable(format!("no usable version ({})", e.message()))),
+        let Some(store) = &self.store else {
+            return Err(unavailable(found));
+        };
+        match block_on(store.fetch(digest)) {
+            Ok(bytes) => {
+                let at = format!("{}/blobs/sha256-{digest}.wasm", store.text());
+                self.load_bytes(name, Path::new(&at), bytes)
+            }
+            Err(StoreError::Missing { store, .. }) => Err(unavailable(format!(
+                "{found}, and plugin store {store} does not have it either"
+            ))),
+            Err(e) => Err(store_error(name, e)),
         }
     }
 
     /// Every plugin name in the directory (files `<name>.wasm` or `<name>.wat` with a valid
     /// name), sorted, without duplicates.
     pub fn names(&self) -> Result<Vec<String>, PluginError> {
-        let entries = fs::read_dir(&self.dir).map_err(|source| PluginError::Directory {
-            dir: self.dir.clone(),
-            source,
-        })?;
+        let entries = match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound && self.store.is_some() => {
+                return Ok(Vec::new());
+            }
+            entries => entries.map_err(|source| PluginError::Directory {
+                dir: self.dir.clone(),
+                source,
+            })?,
+        };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
@@ -393,10 +531,21 @@ impl PluginRegistry {
         super::compile::check_start(&head, stamp.len).map_err(invalid)
     }
 
-    /// Loads and describes every plugin in the directory, usable or not.
+    /// Every plugin name in the store (none without a store), sorted.
+    pub fn store_names(&self) -> Result<Vec<String>, PluginError> {
+        match &self.store {
+            Some(store) => block_on(store.names()).map_err(|e| store_error("*", e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Loads and describes every plugin in the directory and the store, usable or not.
     pub fn list(&self) -> Result<Vec<PluginInfo>, PluginError> {
-        Ok(self
-            .names()?
+        let mut names = self.names()?;
+        names.extend(self.store_names()?);
+        names.sort();
+        names.dedup();
+        Ok(names
             .into_iter()
             .map(|name| match self.resolve(&name) {
                 Ok(p) => PluginInfo {
@@ -456,11 +605,19 @@ impl PluginRegistry {
     }
 
     fn not_found(&self, name: &str) -> PluginError {
-        let available = match self.names() {
+        let mut available = match self.names() {
             Ok(names) if names.is_empty() => "none".to_owned(),
             Ok(names) => names.join(", "),
             Err(e) => e.message(),
         };
+        if let Some(store) = &self.store {
+            let published = match self.store_names() {
+                Ok(names) if names.is_empty() => "none".to_owned(),
+                Ok(names) => names.join(", "),
+                Err(e) => e.message(),
+            };
+            available = format!("{available}; in plugin store {}: {published}", store.text());
+        }
         PluginError::NotFound {
             name: name.to_owned(),
             dir: self.dir.clone(),
@@ -471,6 +628,26 @@ impl PluginRegistry {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a cache of immutable entries: a panic elsewhere cannot leave it torn.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs a store request from synchronous code: the registry's lookups run on the blocking pool
+/// (or a tool's main thread), where waiting is allowed.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(future)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for a store request")
+            .block_on(future),
+    }
+}
+
+fn store_error(name: &str, source: StoreError) -> PluginError {
+    PluginError::Store {
+        name: name.to_owned(),
+        source,
     }
 }
 

@@ -28,13 +28,14 @@ pub enum FailureKind {
     // Failures of a batch, never tolerated.
     /// The plugin's name is not a valid name.
     PluginInvalidName,
-    /// No plugin by that name.
+    /// No plugin by that name, or a plugin store without the pinned version.
     PluginNotFound,
     /// This worker lacks the pinned version: the workflow sends the work to the plugin's queue.
     PluginVersionUnavailable,
     /// This worker lacks the plugin, others serve it: the workflow asks on the plugin's queue.
     PluginHeldElsewhere,
-    /// The plugin store cannot be read now (retried).
+    /// The plugin store cannot be read (retried when the failure is transient), or holds a
+    /// record that is not one.
     PluginStoreUnavailable,
     /// A plugin store object's bytes are not the version its digest names: never compiled.
     PluginTampered,

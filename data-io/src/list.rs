@@ -159,8 +159,11 @@ pub async fn list(
 /// listings that are not data sources (a plugin store's records).
 pub async fn names_under(at: &Location) -> Result<Vec<String>, DataError> {
     let found = match at.target() {
-        Target::Local(path) if !path.exists() => return Ok(Vec::new()),
-        Target::Local(path) => walk(at, path.clone()).await?,
+        Target::Local(path) => match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DataError::io(at.text(), "cannot list it", e)),
+            Ok(_) => walk(at, path.clone()).await?,
+        },
         Target::Remote { store, path, .. } => {
             let strip = format!("{}/", path.as_ref());
             let metas: Vec<_> = store

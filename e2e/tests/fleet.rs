@@ -178,6 +178,21 @@ fn a_plugin_published_once_runs_on_every_worker_pinned_and_verified() {
         "{}",
         back.workflow_id
     );
+    // A version nowhere: the batch fails at its root, naming it, instead of waiting for one.
+    let nowhere = "0".repeat(64);
+    let typo = format!("calc@sha256:{nowhere}");
+    let absent = Starter::on(&server, "fleet")
+        .args(&["20", "--plugin", &typo])
+        .within(Duration::from_secs(60))
+        .run();
+    assert!(!absent.success, "{}", absent.stdout);
+    assert!(
+        absent
+            .stderr
+            .contains(&format!("version sha256:{nowhere} is not in plugin store")),
+        "{}",
+        absent.stderr
+    );
     let listed = batch_plugin(&s3, &["versions", "calc", "--store", STORE, "--json"]);
     let versions: Vec<Published> = serde_json::from_str(listed.trim()).expect("--json");
     let digests: Vec<&str> = versions.iter().map(|v| v.digest.as_str()).collect();

@@ -211,6 +211,33 @@ impl PluginActivities {
         })
     }
 
+    /// The version a batch was started pinned to, loaded (fetched from the store, checked,
+    /// admitted, compiled) before its tree starts: a version no worker can run fails the batch
+    /// at its root, naming it, instead of in every leaf.
+    #[activity(name = "check_plugin")]
+    pub async fn check_plugin(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        plugin: PluginRef,
+    ) -> Result<PluginRef, ActivityError> {
+        let _running = self.count_task();
+        if plugin.digest.is_none() {
+            return Err(routing::failure(
+                batch_core::FailureKind::InvalidTaskInput,
+                "invalid task input: check_plugin needs a pinned version".into(),
+                false,
+            ));
+        }
+        let loaded = self
+            .plugin(&ctx, &(), &plugin)
+            .await
+            .map_err(|e| self.failure(&ctx, e))?;
+        Ok(PluginRef {
+            name: plugin.name,
+            digest: Some(loaded.digest().to_owned()),
+        })
+    }
+
     /// Every plugin in this worker's directory, usable or not.
     #[activity(name = "list_plugins")]
     pub async fn list_plugins(

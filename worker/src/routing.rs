@@ -31,9 +31,8 @@ pub fn kind(e: &PluginError) -> FailureKind {
         PluginError::Store { source, .. } => match source {
             StoreError::Tampered { .. } => K::PluginTampered,
             StoreError::InvalidName(_) => K::PluginInvalidName,
-            StoreError::Data { .. } | StoreError::BadRecord { .. } | StoreError::Missing { .. } => {
-                K::PluginStoreUnavailable
-            }
+            StoreError::Missing { .. } => K::PluginNotFound,
+            StoreError::Data { .. } | StoreError::BadRecord { .. } => K::PluginStoreUnavailable,
         },
         PluginError::Unsigned { .. } => K::PluginUnsigned,
         PluginError::Directory { .. } => K::PluginDirectoryUnreadable,

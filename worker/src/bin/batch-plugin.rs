@@ -194,7 +194,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen { out } => {
-            let (private, public) = (out.with_extension("key"), out.with_extension("pub"));
+            let with = |extension: &str| {
+                let mut path = out.clone().into_os_string();
+                path.push(extension);
+                PathBuf::from(path)
+            };
+            let (private, public) = (with(".key"), with(".pub"));
             let id = Signer::generate(&private, &public)?;
             println!("Private key: {} (keep it secret)", private.display());
             println!(
@@ -255,7 +260,14 @@ fn publish(
     for key in &published.signed_by {
         println!("Signed by: key {key}");
     }
-    println!("Current version of {name}: sha256:{}", published.digest);
+    // What workers resolve the name to now: this version, unless a later publish won.
+    match runtime.block_on(store.current(&name))? {
+        Some(current) if current.digest != published.digest => println!(
+            "Current version of {name}: sha256:{} (published at {} by {}, after this one)",
+            current.digest, current.published_at, current.published_by
+        ),
+        _ => println!("Current version of {name}: sha256:{}", published.digest),
+    }
     Ok(())
 }
 
@@ -283,7 +295,10 @@ fn versions(name: &str, store: &str, json: bool) -> anyhow::Result<()> {
     if versions.is_empty() {
         bail!("plugin {name:?} has no versions in {}", store.text());
     }
-    println!("{name} in {} (newest first):", store.text());
+    println!(
+        "{name} in {} (newest first; signers as each record states them, verified by every worker that trusts a key):",
+        store.text()
+    );
     for (i, v) in versions.iter().enumerate() {
         let signed = match v.signed_by.as_slice() {
             [] => "unsigned".to_owned(),

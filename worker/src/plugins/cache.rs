@@ -3,6 +3,8 @@
 //! - `sources/<digest>.wasm`: every plugin version the worker has loaded, so a batch pinned to a
 //!   digest can still run after its file was replaced and the worker restarted. Checked against
 //!   the digest on every read, so nobody can change what a digest is.
+//! - `sources/<digest>.<key>.sig`: a trusted key's signature of a version, kept once verified
+//!   so the version is admitted again without the plugin store (and verified again then).
 //! - `compiled/<digest>-<engine>.cwasm`: the machine code wasmtime produced for it, keyed by the
 //!   engine's compatibility hash (wasmtime version and settings), so a restarted worker loads a
 //!   plugin in about a millisecond instead of compiling it again.
@@ -128,6 +130,30 @@ impl ArtifactCache {
 
     pub fn store_source(&self, digest: &str, bytes: &[u8]) {
         let path = self.source_path(digest);
+        if !path.exists() {
+            report(write_atomically(&path, bytes), &path);
+        }
+    }
+
+    fn signature_path(&self, digest: &str, key: &str) -> PathBuf {
+        self.dir.join("sources").join(format!("{digest}.{key}.sig"))
+    }
+
+    /// Key `key`'s signature of version `digest` as this worker stored it after verifying it
+    /// (verified again by the caller: the cache vouches for nothing).
+    pub fn signature(&self, digest: &str, key: &str) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        fs::File::open(self.signature_path(digest, key))
+            .ok()?
+            .take(super::signing::MAX_SIGNATURE_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        Some(bytes)
+    }
+
+    pub fn store_signature(&self, digest: &str, key: &str, bytes: &[u8]) {
+        let path = self.signature_path(digest, key);
         if !path.exists() {
             report(write_atomically(&path, bytes), &path);
         }

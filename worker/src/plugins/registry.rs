@@ -364,20 +364,40 @@ impl PluginRegistry {
             return Err(unsigned("no plugin store holds its signatures".into()));
         };
         let mut refused = Vec::new();
+        let mut unreachable = None;
         for id in self.trusted.ids() {
-            let Some(signature) =
-                block_on(store.signature(digest, id)).map_err(|e| store_error(name, e))?
-            else {
+            // A signature verified before is in the cache and verifies again offline, so a
+            // restarted worker runs what it ran while the store is out of reach.
+            let cached = self.cache.as_ref().and_then(|c| c.signature(digest, id));
+            let signature = match cached {
+                Some(signature) if self.trusted.verify(id, digest, &signature).is_ok() => {
+                    Some(signature)
+                }
+                _ => match block_on(store.signature(digest, id)) {
+                    Ok(signature) => signature,
+                    Err(e) => {
+                        unreachable = Some(e);
+                        continue;
+                    }
+                },
+            };
+            let Some(signature) = signature else {
                 continue;
             };
             match self.trusted.verify(id, digest, &signature) {
                 Ok(()) => {
+                    if let Some(cache) = &self.cache {
+                        cache.store_signature(digest, id, &signature);
+                    }
                     self.lock().admitted.insert(digest.to_owned());
                     tracing::info!(plugin = name, %digest, key = id, "plugin version admitted: signed by a trusted key");
                     return Ok(());
                 }
                 Err(reason) => refused.push(reason),
             }
+        }
+        if let Some(e) = unreachable {
+            return Err(store_error(name, e));
         }
         Err(unsigned(if refused.is_empty() {
             format!(
@@ -418,13 +438,23 @@ impl PluginRegistry {
         batch_core::config::validate_digest(digest)?;
         // One load per version at a time: a new version's first leaves wait for one fetch and
         // compile instead of each doing their own.
-        let loading = self.loading_lock(&format!("sha256:{digest}"));
-        let _loading = loading.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(loaded) = self.lock().by_digest.get(digest) {
-            return Ok(used(loaded));
-        }
-        let loaded = self.load_pinned(&plugin.name, digest)?;
+        let key = format!("sha256:{digest}");
+        let loading = self.loading_lock(&key);
+        let loaded = {
+            let _loading = loading.lock().unwrap_or_else(PoisonError::into_inner);
+            // The state's lock is released before loading, which takes it again.
+            let known = self.lock().by_digest.get(digest).map(used);
+            match known {
+                Some(loaded) => Ok(loaded),
+                None => self.load_pinned(&plugin.name, digest),
+            }
+        };
         let mut state = self.lock();
+        // Any digest may be asked for: the lock goes once nobody else waits on it.
+        if Arc::strong_count(&loading) == 2 {
+            state.loading.remove(&key);
+        }
+        let loaded = loaded?;
         Ok(state
             .by_digest
             .entry(digest.clone())
@@ -439,10 +469,11 @@ impl PluginRegistry {
         if let Some(bytes) = self.cache.as_ref().and_then(|c| c.source(digest)) {
             return self.load_bytes(name, &path, bytes);
         }
-        let found = match self.resolve_file(name) {
-            Ok(current) if current.digest() == digest => return Ok(current),
-            Ok(current) => format!("sha256:{}", current.digest()),
-            Err(e) => format!("no usable version ({})", e.message()),
+        let found = match self.path_of(name).map(|_| self.resolve_file(name)) {
+            Some(Ok(current)) if current.digest() == digest => return Ok(current),
+            Some(Ok(current)) => format!("sha256:{}", current.digest()),
+            Some(Err(e)) => format!("no usable version ({})", e.message()),
+            None => format!("no file {name}.wasm"),
         };
         let unavailable = |found: String| PluginError::DigestUnavailable {
             name: name.to_owned(),
@@ -453,16 +484,11 @@ impl PluginRegistry {
         let Some(store) = &self.store else {
             return Err(unavailable(found));
         };
-        match block_on(store.fetch(digest)) {
-            Ok(bytes) => {
-                let at = format!("{}/blobs/sha256-{digest}.wasm", store.text());
-                self.load_bytes(name, Path::new(&at), bytes)
-            }
-            Err(StoreError::Missing { store, .. }) => Err(unavailable(format!(
-                "{found}, and plugin store {store} does not have it either"
-            ))),
-            Err(e) => Err(store_error(name, e)),
-        }
+        // With a store, a version it does not have is nowhere a fleet looks: the batch fails
+        // here, naming it, rather than wait on the plugin's queue.
+        let bytes = block_on(store.fetch(digest)).map_err(|e| store_error(name, e))?;
+        let at = format!("{}/blobs/sha256-{digest}.wasm", store.text());
+        self.load_bytes(name, Path::new(&at), bytes)
     }
 
     /// Every plugin name in the directory (files `<name>.wasm` or `<name>.wat` with a valid
@@ -618,6 +644,7 @@ impl PluginRegistry {
             };
             available = format!("{available}; in plugin store {}: {published}", store.text());
         }
+        let available = batch_core::text::bounded(&available, 2000);
         PluginError::NotFound {
             name: name.to_owned(),
             dir: self.dir.clone(),
@@ -631,16 +658,32 @@ impl PluginRegistry {
     }
 }
 
-/// Runs a store request from synchronous code: the registry's lookups run on the blocking pool
-/// (or a tool's main thread), where waiting is allowed.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(future)),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for a store request")
-            .block_on(future),
+/// Runs a store request from synchronous code, wherever the registry is called from: on a
+/// multi-threaded runtime (the worker's blocking pool, or its main task) by blocking in place;
+/// elsewhere (a tool, a single-threaded test runtime) on a thread of its own with its own
+/// runtime, since blocking a single-threaded runtime's only thread would stop it.
+fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for a store request")
+                        .block_on(future)
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
     }
 }
 
@@ -736,5 +779,101 @@ fn reason_of(e: &PluginError) -> String {
     match e {
         PluginError::Invalid { reason, .. } => reason.clone(),
         other => other.message(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::SandboxLimits;
+    use crate::plugins::signing::Signer;
+
+    const TRIPLE: &str = include_str!("../../../plugins/wat/triple_wat.wat");
+
+    /// A version of the `triple_wat` plugin: the same code, other bytes, another digest.
+    fn version(n: u32) -> PluginBytes {
+        PluginBytes::new(format!("{TRIPLE}\n;; version {n}\n").into_bytes())
+    }
+
+    fn open(plugins: &Path, cache: &Path, store: &Path, trusted: &Path) -> PluginRegistry {
+        let engine = SandboxedEngine::new(SandboxLimits::default()).expect("engine");
+        let cache = ArtifactCache::open(cache, engine.engine()).expect("cache");
+        let store = PluginStore::open(store.to_str().expect("utf-8")).expect("store");
+        let trusted = TrustedKeys::read(&[trusted.to_owned()]).expect("key");
+        PluginRegistry::open_with_store(plugins, engine, Some(cache), Some(store), trusted)
+            .expect("registry")
+    }
+
+    #[test]
+    fn with_trusted_keys_only_signed_versions_load_from_the_store_the_directory_or_the_cache() {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let at = |name: &str| scratch.path().join(name);
+        fs::create_dir(at("plugins")).expect("plugins dir");
+        Signer::generate(&at("k.key"), &at("k.pub")).expect("keys");
+        let signer = Signer::read(&at("k.key")).expect("key");
+        let store = PluginStore::open(at("store").to_str().expect("utf-8")).expect("store");
+        block_on(store.publish("triple", &version(1), "test", Some(&signer))).expect("signed");
+        block_on(store.publish("plain", &version(2), "test", None)).expect("unsigned");
+        let registry = open(&at("plugins"), &at("cache"), &at("store"), &at("k.pub"));
+
+        // Signed, published: resolved and loaded from the store.
+        let signed = registry.resolve("triple").expect("a signed version runs");
+        assert_eq!(signed.digest(), version(1).digest());
+        // Unsigned, in the store or in the directory: refused, naming the digest.
+        let Err(unsigned) = registry.resolve("plain") else {
+            panic!("an unsigned version loaded");
+        };
+        assert!(
+            matches!(unsigned, PluginError::Unsigned { .. }),
+            "{}",
+            unsigned.message()
+        );
+        assert!(
+            unsigned.message().contains(version(2).digest()),
+            "{}",
+            unsigned.message()
+        );
+        fs::write(at("plugins").join("local.wat"), version(3).bytes()).expect("write");
+        let Err(local) = registry.resolve("local") else {
+            panic!("an unsigned file loaded");
+        };
+        assert!(
+            matches!(local, PluginError::Unsigned { .. }),
+            "{}",
+            local.message()
+        );
+        // A version the store lacks: not found (not routed to a queue nobody polls).
+        let absent = PluginRef {
+            name: "triple".into(),
+            digest: Some("0".repeat(64)),
+        };
+        let Err(missing) = registry.get(&absent) else {
+            panic!("a missing version loaded");
+        };
+        assert!(
+            matches!(
+                &missing,
+                PluginError::Store {
+                    source: StoreError::Missing { .. },
+                    ..
+                }
+            ),
+            "{}",
+            missing.message()
+        );
+        assert!(!crate::routing::is_routable(&missing));
+
+        // Restarted with the store gone: the cached, once-verified version still runs; one it
+        // never verified does not.
+        drop(registry);
+        fs::rename(at("store"), at("gone")).expect("the store goes away");
+        let restarted = open(&at("plugins"), &at("cache"), &at("store"), &at("k.pub"));
+        let pinned = PluginRef {
+            name: "triple".into(),
+            digest: Some(version(1).digest().to_owned()),
+        };
+        let again = restarted.get(&pinned).expect("from the cache, offline");
+        assert_eq!(again.digest(), version(1).digest());
+        assert!(restarted.resolve("local").is_err());
     }
 }

@@ -120,7 +120,11 @@ impl Signer {
             }
         }
         write_new(private, private_pem.as_bytes(), 0o600)?;
-        write_new(public, public_pem.as_bytes(), 0o644)?;
+        if let Err(e) = write_new(public, public_pem.as_bytes(), 0o644) {
+            // Never half a pair.
+            let _ = std::fs::remove_file(private);
+            return Err(e);
+        }
         Ok(key_id(&key.verifying_key()))
     }
 }

@@ -73,6 +73,19 @@ impl StoreError {
     }
 }
 
+/// Whether `file` is named as a publish names its record, `<stamp>-<12 hex>.json`: anything
+/// else under a name (a stray file, a forged name sorting last) is not one of its versions.
+fn is_record_name(file: &str) -> bool {
+    let Some((stamp, rest)) = file.split_once('-') else {
+        return false;
+    };
+    let hex = rest.strip_suffix(".json").unwrap_or("");
+    chrono::NaiveDateTime::parse_from_str(stamp, STAMP_FORMAT).is_ok()
+        && stamp.len() == "20261203T194002.512339Z".len()
+        && hex.len() == 12
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// One publish of a version under a name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
@@ -171,10 +184,7 @@ impl PluginStore {
         let names = data_io::list::names_under(&dir)
             .await
             .map_err(|e| self.data(e))?;
-        Ok(names
-            .into_iter()
-            .filter(|n| !n.contains('/') && n.ends_with(".json"))
-            .collect())
+        Ok(names.into_iter().filter(|n| is_record_name(n)).collect())
     }
 
     async fn record(&self, name: &str, file: &str) -> Result<Published, StoreError> {
@@ -258,19 +268,29 @@ impl PluginStore {
             Ok(_) => {}
             Err(StoreError::Missing { .. } | StoreError::Tampered { .. }) => {
                 let blob = self.blob(digest)?;
-                data_io::write::put(&blob, bytes.bytes().to_vec())
-                    .await
-                    .map_err(|e| self.data(e))?;
+                let put = data_io::write::put(&blob, bytes.bytes().to_vec()).await;
+                // Another publisher putting the same bytes at once may win the race: fine if
+                // the store now holds them.
+                if let Err(e) = put
+                    && self.fetch(digest).await.is_err()
+                {
+                    return Err(self.data(e));
+                }
             }
             Err(e) => return Err(e),
         }
         let mut signed_by = Vec::new();
         if let Some(signer) = signer {
-            let at = self.signature_at(digest, &signer.key_id())?;
-            data_io::write::put(&at, signer.sign(digest).into_bytes())
-                .await
-                .map_err(|e| self.data(e))?;
-            signed_by.push(signer.key_id());
+            let (key, signature) = (signer.key_id(), signer.sign(digest));
+            let at = self.signature_at(digest, &key)?;
+            let put = data_io::write::put(&at, signature.clone().into_bytes()).await;
+            // An ed25519 signature is deterministic: a concurrent publish writes the same bytes.
+            if let Err(e) = put
+                && self.signature(digest, &key).await.ok().flatten() != Some(signature.into_bytes())
+            {
+                return Err(self.data(e));
+            }
+            signed_by.push(key);
         }
         let now = chrono::Utc::now();
         // After the newest record even if its publisher's clock ran ahead of ours: a publish

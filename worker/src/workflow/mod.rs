@@ -47,6 +47,10 @@ impl BatchProcessingWorkflow {
         }
         if node.config.plugin.digest.is_none() {
             root::pin_plugin(ctx, &mut node).await?;
+        } else if node.depth == 0 {
+            // Only a batch started pinned (`--plugin NAME@sha256:HEX`) runs this, so histories
+            // of batches that resolve their plugin replay unchanged.
+            root::check_pinned(ctx, &node).await?;
         }
         // Only a Parquet output infers its schema, so histories of every other batch replay.
         if node.depth == 0 && node.config.output_encoding.needs_schema() {

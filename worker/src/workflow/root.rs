@@ -52,6 +52,37 @@ pub(super) async fn pin_plugin(
     Ok(())
 }
 
+/// Loads the version a batch was started pinned to, on a worker that can: one that lacks it
+/// (without a store) asks the plugin's queue, as for a name, within a minute.
+pub(super) async fn check_pinned(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &NodeInput,
+) -> WorkflowResult<()> {
+    let plugin = node.config.plugin.clone();
+    let there = || {
+        ctx.execute_activity(
+            PluginActivities::check_plugin,
+            plugin.clone(),
+            options::resolve_elsewhere(plugin_task_queue(ctx.task_queue(), &plugin.name)),
+        )
+    };
+    let here = ctx.execute_activity(
+        PluginActivities::check_plugin,
+        plugin.clone(),
+        options::item(),
+    );
+    here_or_there(here, FailureKind::PluginVersionUnavailable, there)
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "cannot use plugin {}: {}",
+                plugin.display_short(),
+                deepest_message(e.failure(), &e)
+            ))
+        })?;
+    Ok(())
+}
+
 /// The whole batch's result against its tolerance, then, with an output, the manifest.
 pub(super) async fn finish(
     ctx: &WorkflowContext<BatchProcessingWorkflow>,

@@ -230,25 +230,17 @@ fn publish(
     };
     batch_core::config::validate_plugin_name(&name)?;
     let signer = sign_key.map(Signer::read).transpose()?;
-    // Checked as `check` does: it loads, and one instance fits the limits.
-    let plugin = load(file, limits)?;
+    // Checked as `check` does (it loads, and one instance fits the limits), then the bytes
+    // checked are the bytes published.
+    let bytes = read(file)?;
+    let plugin = load_bytes(file, &bytes, limits)?;
     let mut slot = plugin.engine().call_slot_blocking();
     plugin
         .instantiated_memory(&mut slot)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     drop(slot);
-    let bytes = PluginBytes::new(
-        read_plugin_file(file).with_context(|| format!("cannot read {}", file.display()))?,
-    );
-    anyhow::ensure!(
-        bytes.digest() == plugin.digest(),
-        "{} changed while it was checked; publish it again",
-        file.display()
-    );
     let by = by.unwrap_or_else(publisher);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = store_runtime()?;
     let store = PluginStore::open(store)?;
     let published = runtime.block_on(store.publish(&name, &bytes, &by, signer.as_ref()))?;
     println!(
@@ -282,10 +274,15 @@ fn publisher() -> String {
     format!("{user}@{host}")
 }
 
-fn versions(name: &str, store: &str, json: bool) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A runtime for the store's requests (this tool is otherwise synchronous).
+fn store_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+}
+
+fn versions(name: &str, store: &str, json: bool) -> anyhow::Result<()> {
+    let runtime = store_runtime()?;
     let store = PluginStore::open(store)?;
     let versions: Vec<Published> = runtime.block_on(store.versions(name))?;
     if json {
@@ -313,7 +310,18 @@ fn versions(name: &str, store: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn read(file: &Path) -> anyhow::Result<PluginBytes> {
+    let bytes =
+        read_plugin_file(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(PluginBytes::new(bytes))
+}
+
 fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
+    load_bytes(file, &read(file)?, limits)
+}
+
+/// `file`'s `bytes`, loaded as the worker loads a plugin.
+fn load_bytes(file: &Path, bytes: &PluginBytes, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
     let engine = limits.engine()?;
     let cache_dir = match &limits.cache_dir {
         Some(dir) if dir.as_os_str() == "none" => None,
@@ -323,21 +331,13 @@ fn load(file: &Path, limits: &Limits) -> anyhow::Result<LoadedPlugin> {
     let cache = cache_dir
         .map(|dir| ArtifactCache::open(dir, engine.engine()))
         .transpose()?;
-    let bytes =
-        read_plugin_file(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("plugin")
         .to_owned();
-    LoadedPlugin::load(
-        &engine,
-        cache.as_ref(),
-        &name,
-        file,
-        &PluginBytes::new(bytes),
-    )
-    .map_err(|e| anyhow::anyhow!("{}", e.message()))
+    LoadedPlugin::load(&engine, cache.as_ref(), &name, file, bytes)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))
 }
 
 fn check(file: &Path, limits: &Limits) -> anyhow::Result<()> {

@@ -487,8 +487,7 @@ impl PluginRegistry {
         // With a store, a version it does not have is nowhere a fleet looks: the batch fails
         // here, naming it, rather than wait on the plugin's queue.
         let bytes = block_on(store.fetch(digest)).map_err(|e| store_error(name, e))?;
-        let at = format!("{}/blobs/sha256-{digest}.wasm", store.text());
-        self.load_bytes(name, Path::new(&at), bytes)
+        self.load_bytes(name, Path::new(&store.blob_text(digest)), bytes)
     }
 
     /// Every plugin name in the directory (files `<name>.wasm` or `<name>.wat` with a valid
@@ -631,17 +630,14 @@ impl PluginRegistry {
     }
 
     fn not_found(&self, name: &str) -> PluginError {
-        let mut available = match self.names() {
+        let listed = |names: Result<Vec<String>, PluginError>| match names {
             Ok(names) if names.is_empty() => "none".to_owned(),
             Ok(names) => names.join(", "),
             Err(e) => e.message(),
         };
+        let mut available = listed(self.names());
         if let Some(store) = &self.store {
-            let published = match self.store_names() {
-                Ok(names) if names.is_empty() => "none".to_owned(),
-                Ok(names) => names.join(", "),
-                Err(e) => e.message(),
-            };
+            let published = listed(self.store_names());
             available = format!("{available}; in plugin store {}: {published}", store.text());
         }
         let available = batch_core::text::bounded(&available, 2000);

@@ -73,6 +73,11 @@ impl StoreError {
     }
 }
 
+/// A version's bytes, under the store's root.
+fn blob_name(digest: &str) -> String {
+    format!("blobs/sha256-{digest}.wasm")
+}
+
 /// Whether `file` is named as a publish names its record, `<stamp>-<12 hex>.json`: anything
 /// else under a name (a stray file, a forged name sorting last) is not one of its versions.
 fn is_record_name(file: &str) -> bool {
@@ -136,7 +141,12 @@ impl PluginStore {
 
     fn blob(&self, digest: &str) -> Result<Location, StoreError> {
         validate_digest(digest)?;
-        self.object(&format!("blobs/sha256-{digest}.wasm"))
+        self.object(&blob_name(digest))
+    }
+
+    /// Where version `digest`'s bytes are, for messages.
+    pub fn blob_text(&self, digest: &str) -> String {
+        format!("{}/{}", self.text(), blob_name(digest))
     }
 
     fn signature_at(&self, digest: &str, key: &str) -> Result<Location, StoreError> {

@@ -4,7 +4,8 @@
 #   scripts/build-plugins.sh [DEST]             the real plugins: Rust (plugins/*, not the SDKs),
 #                                                Python (plugins/python/*/app.py, componentize-py;
 #                                                with the `records` export when app.py has a
-#                                                `class Records`),
+#                                                `class Records`, with wasi:http's client when
+#                                                it uses `outgoing_handler`),
 #                                                JavaScript (plugins/js/*/plugin.js,
 #                                                componentize-js) and text (plugins/wat/*.wat)
 #   scripts/build-plugins.sh --fixtures [DEST]  the test fixtures (plugins/fixtures/*),
@@ -73,9 +74,15 @@ for app in "${python_plugins[@]}"; do
   dir=$(dirname "$app")
   name=$(basename "$dir")
   if stale "$polyglot/$name.wasm" "$dir"; then
-    # A plugin that defines the `records` export too is built with it.
+    # A plugin that calls services (imports wasi:http's `outgoing_handler`) is built with
+    # `plugin-with-http` (which exports `records` too); one that defines the `records` export
+    # is built with it.
     world=plugin
-    grep -q '^class Records(' "$app" && world=plugin-with-record-blocks
+    if grep -q 'outgoing_handler' "$app"; then
+      world=plugin-with-http
+    elif grep -q '^class Records(' "$app"; then
+      world=plugin-with-record-blocks
+    fi
     componentize-py -d plugins/wit/v2 -w "$world" componentize -p "$dir" app \
       -o "$polyglot/$name.wasm.tmp" >/dev/null
     mv -f "$polyglot/$name.wasm.tmp" "$polyglot/$name.wasm"

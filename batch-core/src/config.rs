@@ -182,6 +182,20 @@ pub struct BatchConfig {
     /// Its items are then a list ([`NodeInput::items`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<crate::retry::RetryOf>,
+    /// Outbound HTTP for the batch's plugin (`--http-allow`, `--rate-limit`, ...); absent from
+    /// the JSON for a batch that calls nothing, as batches have always been.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http::HttpPolicy>,
+}
+
+impl BatchConfig {
+    /// What each leaf's activity gets of the batch's HTTP, if it has any.
+    pub fn http_task(&self) -> Option<crate::http::HttpTask> {
+        self.http.clone().map(|policy| crate::http::HttpTask {
+            leaves_in_flight: policy.leaves_in_flight(self.max_leaves_in_flight),
+            policy,
+        })
+    }
 }
 
 /// The input of one tree node: a range of items, never the items themselves, so it stays a
@@ -225,6 +239,7 @@ impl NodeInput {
                 output_encoding: Default::default(),
                 tolerance: crate::Tolerance::default(),
                 retry_of: None,
+                http: None,
             },
             leaf_budget: None,
             items: None,
@@ -278,6 +293,15 @@ impl NodeInput {
             config.validate()?;
         }
         validate_data(&self.config)?;
+        if let Some(http) = &self.config.http {
+            if self.config.mode != LeafMode::Batch {
+                return Err(crate::http::HttpError::Mode(self.config.mode).into());
+            }
+            http.validate(http.leaves_in_flight(self.config.max_leaves_in_flight))?;
+            if self.config.output_encoding.needs_schema() {
+                return Err(crate::http::HttpError::SchemaInference.into());
+            }
+        }
         let source = self.config.source.as_ref();
         match &self.items {
             Some(items) => {
@@ -335,6 +359,8 @@ pub enum ConfigError {
     BeyondSource { last: u64, size: u64 },
     #[error(transparent)]
     Retry(#[from] crate::retry::RetryError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Encoding(#[from] crate::output_format::EncodingError),
     #[error("an output format, compression or schema needs an output (--output)")]

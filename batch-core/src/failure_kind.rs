@@ -59,6 +59,11 @@ pub enum FailureKind {
     WorkerShuttingDown,
     /// A shared resource of the host was exhausted (retried).
     PluginHostBusy,
+    /// A service the plugin calls failed transiently (no connection, a timeout, 429, 5xx) after
+    /// the host's own retries: the leaf is retried, its requests keeping their keys.
+    ServiceUnavailable,
+    /// The batch asks for an HTTP host this worker's operator did not grant (`--allow-http`).
+    HttpNotGranted,
     /// A source or an output cannot be read or written (or is not granted).
     DataUnavailable,
     /// A source the batch cannot process at all (a CSV row with a quoted line break).
@@ -86,7 +91,7 @@ impl FailureKind {
     ];
 
     /// Every kind.
-    pub const ALL: [FailureKind; 29] = [
+    pub const ALL: [FailureKind; 31] = [
         FailureKind::PluginRefusedItem,
         FailureKind::PluginTrapped,
         FailureKind::PluginDeadlineExceeded,
@@ -110,6 +115,8 @@ impl FailureKind {
         FailureKind::PluginHostPanicked,
         FailureKind::WorkerShuttingDown,
         FailureKind::PluginHostBusy,
+        FailureKind::ServiceUnavailable,
+        FailureKind::HttpNotGranted,
         FailureKind::DataUnavailable,
         FailureKind::BadSource,
         FailureKind::InvalidTaskInput,
@@ -144,6 +151,8 @@ impl FailureKind {
             FailureKind::PluginHostPanicked => "PluginHostPanicked",
             FailureKind::WorkerShuttingDown => "WorkerShuttingDown",
             FailureKind::PluginHostBusy => "PluginHostBusy",
+            FailureKind::ServiceUnavailable => "ServiceUnavailable",
+            FailureKind::HttpNotGranted => "HttpNotGranted",
             FailureKind::DataUnavailable => "DataUnavailable",
             FailureKind::BadSource => "BadSource",
             FailureKind::InvalidTaskInput => "InvalidTaskInput",

@@ -21,6 +21,7 @@ pub mod connect;
 pub mod failure_kind;
 pub mod failures;
 pub mod frames;
+pub mod http;
 pub mod ids;
 pub mod objects;
 pub mod output;

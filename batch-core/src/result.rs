@@ -80,6 +80,10 @@ pub struct Outputs {
     /// Items the plugin skipped.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped: u64,
+    /// The requests the plugin made for these items (a batch with `--http-allow`); absent
+    /// from JSON when none.
+    #[serde(default, skip_serializing_if = "crate::http::HttpCounts::is_empty")]
+    pub http: crate::http::HttpCounts,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -158,6 +162,7 @@ impl Outputs {
         self.records += next.records;
         self.record_bytes += next.record_bytes;
         self.skipped += next.skipped;
+        self.http.add(&next.http);
         self.sum += next.sum;
         self.min = min_opt(self.min, next.min, u64::min);
         self.max = min_opt(self.max, next.max, u64::max);

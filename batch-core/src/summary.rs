@@ -47,6 +47,9 @@ pub fn render_summary(workflow_id: &str, result: &NodeResult) -> String {
     if o.skipped > 0 {
         let _ = writeln!(s, "Skipped: {}", o.skipped);
     }
+    if !o.http.is_empty() {
+        let _ = writeln!(s, "HTTP requests: {}", o.http);
+    }
     if !config.tolerance.is_none() || !result.failures.is_empty() {
         write_failures(&mut s, result);
     }
@@ -175,6 +178,7 @@ mod tests {
             output_encoding: Default::default(),
             tolerance: crate::Tolerance::default(),
             retry_of: None,
+            http: None,
         };
         let result = NodeResult {
             range: ItemRange::new(1, 50),

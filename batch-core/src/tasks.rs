@@ -38,6 +38,9 @@ pub struct RangeTask {
     /// whole range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<u64>>,
+    /// The batch's outbound HTTP, if its plugin calls services; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http::HttpTask>,
 }
 
 /// What a `batch`-mode leaf returns: its outputs' statistics (flattened, so a result without
@@ -73,6 +76,9 @@ pub struct SplitTask {
     /// `first..=last`), each read where it starts, instead of the whole split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<u64>>,
+    /// The batch's outbound HTTP (see [`RangeTask::http`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http::HttpTask>,
 }
 
 /// What a split produced: the statistics of its outputs, its tolerated failures, and its
@@ -217,6 +223,7 @@ mod tests {
             config: None,
             tolerance: Tolerance::default(),
             items,
+            http: None,
         }
     }
 

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use batch_core::connect::{ConnectOverrides, connect};
+use batch_core::http::{HostPort, HttpPolicy};
 use batch_core::ids::root_workflow_id;
 use batch_core::objects::{ListingRef, MAX_INLINE_OBJECTS};
 use batch_core::output_format::OutputEncoding;
@@ -168,6 +169,30 @@ struct Args {
     /// stop early).
     #[arg(long, value_name = "RATIO", value_parser = batch_core::Tolerance::parse_ratio)]
     max_failure_ratio: Option<u64>,
+    /// Let the plugin call this host over HTTP: HOST or HOST:PORT (no port: the scheme's own, 80 or
+    /// 443). Repeat it for several. The workers must grant it (worker --allow-http): another
+    /// host fails the batch, naming it, before any item runs. For `batch` mode and data
+    /// sources: each call takes one item, and every request carries the header
+    /// `Idempotency-Key: <batch id>/<item>/<n>` (the item's n-th request, the same on every
+    /// retry) and the batch's user agent.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_host)]
+    http_allow: Vec<HostPort>,
+    /// The most requests per second the whole batch sends, across every worker and leaf
+    /// (each of the leaves in flight takes an equal share; --max-leaves-in-flight is lowered to
+    /// N when not given). Halved for a while after a 429 or 503. Default: no limit.
+    #[arg(long, value_name = "N/s", requires = "http_allow", value_parser = parse_rate)]
+    rate_limit: Option<u32>,
+    /// The most requests the whole batch has in flight at once, shared like --rate-limit.
+    /// Default: one per leaf in flight.
+    #[arg(long, value_name = "N", requires = "http_allow",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(batch_core::http::MAX_CONCURRENT)))]
+    max_concurrent_requests: Option<u32>,
+    /// How long one request may wait for its response (not plugin CPU), in milliseconds.
+    /// A request that fails transiently (no connection, a timeout, 429, 5xx) is tried up to 4
+    /// times, then its item's leaf is retried. Default: 30000.
+    #[arg(long, value_name = "MS", requires = "http_allow",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(batch_core::http::MAX_TIMEOUT_MS)))]
+    request_timeout_ms: Option<u32>,
     /// Start a batch over exactly the failed items of the completed batch with this root
     /// workflow id (from its failed/ parts, or from its result when it had no output), with
     /// the plugin's current version (or --plugin, --plugin-config, --mode if given), in the
@@ -301,6 +326,10 @@ impl Action {
                 "split_size",
                 "max_failures",
                 "max_failure_ratio",
+                "http_allow",
+                "rate_limit",
+                "max_concurrent_requests",
+                "request_timeout_ms",
                 "json",
                 "plan",
                 "no_wait",
@@ -320,6 +349,10 @@ impl Action {
                 "output_schema",
                 "max_failures",
                 "max_failure_ratio",
+                "http_allow",
+                "rate_limit",
+                "max_concurrent_requests",
+                "request_timeout_ms",
                 "json",
                 "plan",
                 "no_wait",
@@ -431,6 +464,27 @@ impl Args {
             || self.output_schema.is_some()
     }
 
+    /// The batch's outbound HTTP from `--http-allow` and its limits, into `config` (a retry
+    /// keeps the earlier batch's unless they are given), with the leaves in flight lowered to
+    /// what the limits can share when `--max-leaves-in-flight` is not given.
+    fn apply_http(&self, config: &mut batch_core::BatchConfig) {
+        if !self.http_allow.is_empty() {
+            config.http = Some(HttpPolicy {
+                rate_limit: self.rate_limit,
+                max_concurrent: self.max_concurrent_requests,
+                timeout_ms: self
+                    .request_timeout_ms
+                    .unwrap_or(batch_core::http::DEFAULT_TIMEOUT_MS),
+                ..HttpPolicy::allowing(self.http_allow.clone())
+            });
+        }
+        if let Some(max) = config.http.as_ref().and_then(HttpPolicy::max_leaves)
+            && self.max_leaves_in_flight.is_none()
+        {
+            config.max_leaves_in_flight = config.max_leaves_in_flight.min(max);
+        }
+    }
+
     fn tolerance(&self) -> batch_core::Tolerance {
         batch_core::Tolerance {
             max_failures: self.max_failures,
@@ -438,6 +492,14 @@ impl Args {
             items: None,
         }
     }
+}
+
+fn parse_host(text: &str) -> Result<HostPort, String> {
+    HostPort::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_rate(text: &str) -> Result<u32, String> {
+    batch_core::http::parse_rate(text).map_err(|e| e.to_string())
 }
 
 fn parse_ui_url(text: &str) -> Result<String, String> {
@@ -521,6 +583,7 @@ fn range_batch(args: &Args) -> anyhow::Result<Batch> {
     input.config.max_leaves_in_flight = args
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(args.mode, args.batch_size));
+    args.apply_http(&mut input.config);
     input.validate()?;
     let workflow_id = args.workflow_id.clone().unwrap_or_else(|| {
         root_workflow_id(
@@ -613,6 +676,7 @@ async fn data_batch(args: &Args, location: &str, given: &Given) -> anyhow::Resul
     input.config.source = Some(source);
     input.config.output = output;
     input.config.output_encoding = encoding;
+    args.apply_http(&mut input.config);
     input.validate()?;
     Ok(Batch { input, workflow_id })
 }

@@ -100,6 +100,7 @@ pub(crate) async fn retry_batch(
     config.max_leaves_in_flight = args
         .max_leaves_in_flight
         .unwrap_or_else(|| batch_core::config::default_leaf_budget(config.mode, config.batch_size));
+    args.apply_http(&mut config);
     config.output = match (&earlier_config.output, &args.output) {
         (Some(earlier_output), Some(output)) => {
             let output = data_io::location::absolute(output)?;

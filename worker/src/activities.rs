@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use temporalio_client::Client;
 
+use batch_core::http::HttpTask;
 use batch_core::{Failures, ItemOutcome, PluginInfo, PluginRef, Tolerance};
 use serde::Serialize;
 use temporalio_macros::activities;
@@ -22,7 +23,8 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use data_io::{Access, Authority, Grants, Location};
 
 use crate::metrics::PluginMetrics;
-use crate::plugins::sandbox::CallSlot;
+use crate::plugins::http::{HttpGrants, LeafHttp};
+use crate::plugins::sandbox::{CallSlot, SlotKind};
 use crate::plugins::{LoadedPlugin, PluginError, PluginRegistry};
 use crate::renewal::{RunningTask, TaskCounter};
 use crate::routing;
@@ -59,6 +61,9 @@ pub struct PluginActivities {
     tasks_started: TaskCounter,
     /// Many-object sources' stored listings read lately, shared by the leaves.
     listings: split_leaf::ListingCache,
+    /// The hosts plugins may call: every batch's hosts are checked against these at its root
+    /// and again in each leaf, where its requests are made.
+    http_grants: Arc<HttpGrants>,
 }
 
 impl PluginActivities {
@@ -77,7 +82,42 @@ impl PluginActivities {
             client,
             tasks_started: TaskCounter::default(),
             listings: split_leaf::ListingCache::default(),
+            http_grants: Arc::new(HttpGrants::default()),
         }
+    }
+
+    /// These activities with the operator's HTTP grants (`--allow-http`); without, no batch
+    /// that calls services runs here.
+    pub fn with_http_grants(self, http_grants: HttpGrants) -> Self {
+        Self {
+            http_grants: Arc::new(http_grants),
+            ..self
+        }
+    }
+
+    /// The leaf's HTTP for a task of a batch that calls services (`None` for any other):
+    /// checked here, where the requests are made, against the operator's grants and the
+    /// leaf's share of the batch's limits.
+    fn leaf_http(
+        &self,
+        ctx: &ActivityContext,
+        task: Option<&HttpTask>,
+    ) -> Result<Option<Arc<LeafHttp>>, ActivityError> {
+        let Some(task) = task else {
+            return Ok(None);
+        };
+        let leaf_id = ctx.info().workflow_id.clone().unwrap_or_default();
+        self.http_grants
+            .leaf(task, &leaf_id)
+            .map(Some)
+            .map_err(|e| {
+                tracing::warn!("{e}");
+                routing::failure(
+                    batch_core::FailureKind::HttpNotGranted,
+                    e.to_string(),
+                    false,
+                )
+            })
     }
 
     /// These activities for a new SDK worker: same registry, limits and metrics, and a fresh
@@ -116,16 +156,26 @@ impl PluginActivities {
         &self,
         ctx: &ActivityContext,
         progress: &P,
+        kind: SlotKind,
     ) -> Result<CallSlot, ActivityError> {
         let engine = self.registry.engine();
+        if !engine.has_slots(kind) {
+            return Err(routing::failure(
+                batch_core::FailureKind::HttpNotGranted,
+                "this worker runs no plugin calls that call services (it grants no host with \
+                 --allow-http)"
+                    .into(),
+                false,
+            ));
+        }
         // The common case, a free slot, without arming a heartbeat timer per item.
-        if let Some(slot) = engine.try_call_slot() {
+        if let Some(slot) = engine.try_slot_of(kind) {
             return Ok(slot);
         }
         // A cancelled task stops waiting (its heartbeats bring the cancellation), so a
         // cancelled batch does not wait for its queued leaves to take turns.
         tokio::select! {
-            slot = heartbeating(ctx, progress, engine.call_slot()) => Ok(slot),
+            slot = heartbeating(ctx, progress, engine.slot_of(kind)) => Ok(slot),
             () = ctx.cancelled() => {
                 tracing::info!("cancelled while waiting for a call slot");
                 Err(ActivityError::cancelled())
@@ -236,6 +286,19 @@ impl PluginActivities {
             name: plugin.name,
             digest: Some(loaded.digest().to_owned()),
         })
+    }
+
+    /// Whether this worker grants every host a batch asks to call (and its limits give each
+    /// leaf a share): run at the root of a batch that calls services, so a host no worker
+    /// grants fails the batch, naming the host, before any item runs.
+    #[activity(name = "check_http")]
+    pub async fn check_http(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        task: HttpTask,
+    ) -> Result<(), ActivityError> {
+        let _running = self.count_task();
+        self.leaf_http(&ctx, Some(&task)).map(|_| ())
     }
 
     /// Every plugin in this worker's directory, usable or not.
@@ -349,7 +412,7 @@ impl PluginActivities {
         plugin
             .check_input(None)
             .map_err(|e| self.failure(&ctx, e))?;
-        let mut slot = self.call_slot(&ctx, &()).await?;
+        let mut slot = self.call_slot(&ctx, &(), SlotKind::Compute).await?;
         let metrics = self.metrics.clone();
         on_blocking_pool(move || {
             let started = Instant::now();
@@ -491,6 +554,7 @@ mod tests {
             config: None,
             tolerance: Tolerance::default(),
             items: None,
+            http: None,
         };
         let result = env
             .run(PluginActivities::process_range, task)
@@ -515,6 +579,7 @@ mod tests {
             config: None,
             tolerance: Tolerance::default(),
             items: None,
+            http: None,
         };
         let started = Instant::now();
         let (result, ()) = tokio::join!(env.run(PluginActivities::process_range, task), async {
@@ -582,6 +647,7 @@ mod tests {
                 config: None,
                 tolerance: Tolerance::default(),
                 items: None,
+                http: None,
             };
             let err = message(
                 env.run(PluginActivities::process_range, task)

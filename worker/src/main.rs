@@ -18,8 +18,9 @@ use batch_worker::memory;
 use batch_worker::metrics::{CALL_LATENCY, CALL_LATENCY_BUCKETS, PluginMetrics};
 use batch_worker::plugin_queues::{PluginQueueSettings, PluginQueues};
 use batch_worker::plugins::cache::{self, ArtifactCache};
+use batch_worker::plugins::http::HttpGrants;
 use batch_worker::plugins::sandbox::{
-    DEFAULT_COMPILE_TIMEOUT, MAX_CPU_DEADLINE, default_calls_at_once,
+    DEFAULT_COMPILE_TIMEOUT, DEFAULT_HTTP_CALLS, MAX_CPU_DEADLINE, default_calls_at_once,
 };
 use batch_worker::plugins::signing::TrustedKeys;
 use batch_worker::plugins::store::PluginStore;
@@ -98,6 +99,22 @@ struct Args {
         value_name = "PREFIX"
     )]
     allow_write: Vec<String>,
+    /// A host plugins may call over HTTP, HOST or HOST:PORT (no port: the scheme's own, 80 or 443).
+    /// Repeat it, or separate several by commas in BATCH_ALLOW_HTTP. A batch names the hosts
+    /// its plugin calls (starter --http-allow) and only chooses among these: another host
+    /// fails the batch, naming it, before any item runs. Without any, plugins call nothing.
+    #[arg(
+        long,
+        env = "BATCH_ALLOW_HTTP",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    allow_http: Vec<String>,
+    /// Calls of plugins that call services running at once (beside --plugin-calls: they spend
+    /// their time waiting on responses, so they never take a computing call's slot). Default:
+    /// 16 with --allow-http, else none.
+    #[arg(long, env = "BATCH_HTTP_CALLS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    http_calls: Option<u32>,
     /// Print the plugins in the plugins directory and the store (name, digest, size, input,
     /// interface) and exit.
     #[arg(long)]
@@ -203,6 +220,9 @@ async fn run() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .context("--allow-read / --allow-write")?,
     );
+    let http_grants = HttpGrants::new(&args.allow_http)
+        .map_err(anyhow::Error::msg)
+        .context("--allow-http")?;
     let registry = open_registry(&args, limits)?;
     if args.list_plugins {
         print!("{}", render_plugin_list(&registry.list()?));
@@ -233,7 +253,8 @@ async fn run() -> anyhow::Result<()> {
         telemetry.plugin_metrics(),
         &args.task_queue,
         Some(connected.client.clone()),
-    );
+    )
+    .with_http_grants(http_grants.clone());
     let mut plugin_queues = PluginQueues::new(
         &runtime,
         connected.client.clone(),
@@ -246,6 +267,11 @@ async fn run() -> anyhow::Result<()> {
     let stop_worker = StopSignal::default();
     stop_on_signal(stop_worker.clone(), plugin_queues.stop_handle());
     log_started(&args, &connected, &registry, limits, &grants);
+    tracing::info!(
+        allow_http = %describe_hosts(&http_grants),
+        http_calls = limits.http_calls_at_once,
+        "HTTP grants (the hosts plugins may call)"
+    );
     // The first generation uses the connection made above; later ones connect anew.
     let first_client = Cell::new(Some(connected.client.clone()));
     let build = |_generation: u64| {
@@ -359,6 +385,18 @@ fn log_started(
     );
 }
 
+/// The granted hosts, for the log.
+fn describe_hosts(grants: &HttpGrants) -> String {
+    match grants.hosts() {
+        [] => "(none)".into(),
+        hosts => hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// The sandbox's limits, from the flags.
 fn sandbox_limits(args: &Args) -> anyhow::Result<SandboxLimits> {
     Ok(SandboxLimits {
@@ -368,6 +406,10 @@ fn sandbox_limits(args: &Args) -> anyhow::Result<SandboxLimits> {
         calls_at_once: args.plugin_calls.unwrap_or_else(default_calls_at_once),
         compile_timeout: Duration::from_secs(args.plugin_compile_timeout_secs),
         compiles_at_once: args.plugin_compiles,
+        http_calls_at_once: match args.allow_http.iter().any(|h| !h.trim().is_empty()) {
+            true => args.http_calls.unwrap_or(DEFAULT_HTTP_CALLS),
+            false => 0,
+        },
     })
 }
 

@@ -49,6 +49,8 @@ pub fn kind(e: &PluginError) -> FailureKind {
         PluginError::HostPanic { .. } => K::PluginHostPanicked,
         PluginError::ShuttingDown => K::WorkerShuttingDown,
         PluginError::HostBusy { .. } => K::PluginHostBusy,
+        PluginError::ServiceUnavailable { .. } => K::ServiceUnavailable,
+        PluginError::HttpNotGranted { .. } => K::HttpNotGranted,
     }
 }
 
@@ -81,6 +83,7 @@ pub fn is_retryable(e: &PluginError) -> bool {
             | PluginError::HostPanic { .. }
             | PluginError::ShuttingDown
             | PluginError::HostBusy { .. }
+            | PluginError::ServiceUnavailable { .. }
     )
 }
 

@@ -19,6 +19,7 @@ const LIMITS: SandboxLimits = SandboxLimits {
     calls_at_once: 2,
     compile_timeout: Duration::from_secs(120),
     compiles_at_once: 1,
+    http_calls_at_once: 0,
 };
 
 /// A scratch plugins directory holding copies of the named built plugins.
@@ -180,8 +181,7 @@ fn bad_files_are_rejected_with_the_reason() {
     );
     rejected_for(
         "wants_everything",
-        "imports wasi:http/outgoing-handler@0.2.0, wasi:filesystem/types@0.3.0 but plugins may \
-         import only WASI 0.2",
+        "imports wasi:filesystem/types@0.3.0 but plugins may import only WASI 0.2",
     );
     rejected_for("wrong_interface", exports_nothing);
 

@@ -20,6 +20,7 @@ const LIMITS: SandboxLimits = SandboxLimits {
     calls_at_once: 2,
     compile_timeout: Duration::from_secs(300),
     compiles_at_once: 1,
+    http_calls_at_once: 0,
 };
 
 /// A registry over a scratch directory holding copies of the named plugins, with the compiled

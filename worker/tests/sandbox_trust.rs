@@ -31,6 +31,7 @@ const LIMITS: SandboxLimits = SandboxLimits {
     calls_at_once: 2,
     compile_timeout: Duration::from_secs(120),
     compiles_at_once: 1,
+    http_calls_at_once: 0,
 };
 
 fn registry(dir: &Path, limits: SandboxLimits, cache: Option<&Path>) -> PluginRegistry {

@@ -35,7 +35,7 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn spawn(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Self {
+    pub fn spawn(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Self {
         let log_file = std::fs::File::create(log).expect("create log");
         let mut cmd = Command::new("sh");
         cmd.arg("-c")

@@ -38,6 +38,8 @@
 //! the result imports nothing. (`wasm32-wasip2` also works; the worker links a deny-all WASI
 //! for it.)
 
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "json")]
 pub mod json;
 

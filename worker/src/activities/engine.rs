@@ -112,6 +112,22 @@ impl SpanItems<'_> {
         at: usize,
         len: usize,
     ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
+        if session.calls_services() {
+            // One item per call (see `Engine::run_span`): its requests are its own.
+            let index = self.index(at);
+            session.begin_item(index);
+            let results = self.call(session, at, 1);
+            return session.end_item(index, results);
+        }
+        self.call(session, at, len)
+    }
+
+    fn call(
+        &self,
+        session: &mut PluginSession<'static>,
+        at: usize,
+        len: usize,
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
         if let SpanItems::Records(records, span) = self {
             let first = span.start + at;
             return session.process_records(records, first..first + len);
@@ -162,16 +178,23 @@ impl Engine<'_> {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Ok((SpanEnd::Cancelled, session));
             }
-            let len = items.block_len(at, sizer.next_len());
+            // A batch that calls services runs an item per call, so each request is one item's
+            // (its key, its retry); the calls wait on the network far longer than they cost.
+            let calls_services = session.calls_services();
+            let len = match calls_services {
+                true => 1,
+                false => items.block_len(at, sizer.next_len()),
+            };
             let started = Instant::now();
             let count = |e: &PluginError| self.metrics.failure(self.plugin, e);
             let ran = match items {
-                SpanItems::Range { first, .. } if self.budget.is_none() => sink.run_range(
-                    &mut session,
-                    first + at as u64,
-                    len,
-                    self.tolerant.then_some(&count as &dyn Fn(&PluginError)),
-                ),
+                SpanItems::Range { first, .. } if self.budget.is_none() && !calls_services => sink
+                    .run_range(
+                        &mut session,
+                        first + at as u64,
+                        len,
+                        self.tolerant.then_some(&count as &dyn Fn(&PluginError)),
+                    ),
                 _ => None,
             };
             let ran = match ran {

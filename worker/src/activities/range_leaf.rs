@@ -29,7 +29,8 @@ use super::checkpoint::{self, HEARTBEAT_EVERY};
 use super::engine::{Aggregate, Engine, Sink as _, SpanEnd, SpanItems};
 use super::{PluginActivities, RangeOutcome, RangeTask, on_blocking_pool, within_tolerance};
 use crate::metrics::PluginMetrics;
-use crate::plugins::sandbox::CallSlot;
+use crate::plugins::http::LeafHttp;
+use crate::plugins::sandbox::{CallSlot, SlotKind};
 use crate::plugins::{LoadedPlugin, PluginError};
 
 /// What a `batch`-mode leaf has done so far, sent with each heartbeat: a retry starts from
@@ -71,10 +72,17 @@ impl PluginActivities {
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
         plugin.check_input(None)?;
+        let http = self
+            .leaf_http(ctx, task.http.as_ref())
+            .map_err(RangeError::Activity)?;
+        let kind = match http {
+            Some(_) => SlotKind::Http,
+            None => SlotKind::Compute,
+        };
         let list: Option<Arc<[u64]>> = task.items.as_deref().map(Arc::from);
         while progress.next <= task.last {
             let slot = self
-                .call_slot(ctx, &progress)
+                .call_slot(ctx, &progress, kind)
                 .await
                 .map_err(RangeError::Activity)?;
             let cancelled = Arc::new(AtomicBool::new(false));
@@ -88,6 +96,7 @@ impl PluginActivities {
                 metrics: self.metrics.clone(),
                 cancelled: cancelled.clone(),
                 progress: progress.clone(),
+                http: http.clone(),
             };
             // A slow plugin's span may outlast the heartbeat timeout: heartbeat the last span
             // end meanwhile, and pass a cancellation on to the slice.
@@ -147,6 +156,8 @@ struct RangeSlice {
     /// Set when the activity is cancelled: the slice stops at its next block.
     cancelled: Arc<AtomicBool>,
     progress: RangeProgress,
+    /// The leaf's HTTP, in a batch that calls services.
+    http: Option<Arc<LeafHttp>>,
 }
 
 impl RangeSlice {
@@ -182,7 +193,7 @@ impl RangeSlice {
         let mut sizer = BlockSizer::for_deadline(self.plugin.cpu_deadline());
         let mut session = self
             .plugin
-            .session(slot, self.config.as_ref())
+            .session_calling(slot, self.config.as_ref(), self.http.clone())
             .inspect_err(|e| self.metrics.failure(&name, e))?;
         let mut sink = Aggregate::default();
         let mut first_span = true;
@@ -216,6 +227,9 @@ impl RangeSlice {
                 std::mem::take(&mut self.progress.outputs).then(std::mem::take(&mut sink.outputs));
             self.progress.failures = std::mem::take(&mut self.progress.failures)
                 .then(std::mem::take(&mut sink.failures));
+            if let Some(http) = &self.http {
+                self.progress.outputs.http.add(&http.take_counts());
+            }
             self.progress.next = after;
             if started.elapsed() >= HEARTBEAT_EVERY
                 || self.tolerance.exceeded_by(self.progress.failures.count)

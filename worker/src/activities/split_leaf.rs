@@ -21,6 +21,7 @@ use data_io::{Access, Authority, DataError, Location};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use super::PluginActivities;
+use crate::plugins::http::LeafHttp;
 use crate::plugins::{LoadedPlugin, PluginError};
 
 mod listing;
@@ -117,6 +118,8 @@ struct SplitRun<'a> {
     /// Only the first outputs are wanted ([`PluginActivities::sample_split`]): reading stops
     /// at [`SCHEMA_SAMPLE_RECORDS`].
     sample: bool,
+    /// The leaf's HTTP, in a batch that calls services.
+    http: Option<Arc<LeafHttp>>,
 }
 
 impl SplitRun<'_> {
@@ -150,6 +153,9 @@ impl PluginActivities {
             .await
             .inspect_err(|e| self.metrics.failure(&task.plugin.name, e))?;
         plugin.check_input(Some(task.source.format))?;
+        let http = self
+            .leaf_http(ctx, task.http.as_ref())
+            .map_err(SplitError::Activity)?;
         let items = RecordItems::new(&task.source, plugin.input())
             .map_err(|e| DataError::invalid(&task.source.location, e.to_string()))?;
         Ok(SplitRun {
@@ -161,6 +167,7 @@ impl PluginActivities {
             listing,
             items,
             sample,
+            http,
         })
     }
 
@@ -190,7 +197,10 @@ impl PluginActivities {
             out.abort().await;
             return Err(e);
         }
-        let (outputs, failures, part, failed_part) = out.finish(task.first, task.last).await?;
+        let (mut outputs, failures, part, failed_part) = out.finish(task.first, task.last).await?;
+        if let Some(http) = &split.http {
+            outputs.http.add(&http.take_counts());
+        }
         Ok(SplitOutcome {
             outputs,
             part,

@@ -132,6 +132,18 @@ pub enum PluginError {
         #[source]
         source: wasmtime::Error,
     },
+    #[error(
+        "plugin {plugin} failed item {item} after its request failed transiently ({reason}); the \
+         leaf will be retried, the item's requests keeping their Idempotency-Key"
+    )]
+    ServiceUnavailable {
+        plugin: String,
+        item: u64,
+        /// Made by the host (a status, an error code and a host), bounded.
+        reason: String,
+    },
+    #[error("plugin {plugin} imports wasi:http, but {reason}")]
+    HttpNotGranted { plugin: String, reason: String },
     #[error("plugin {plugin} could not be instantiated")]
     Instantiate {
         plugin: String,

@@ -1,5 +1,7 @@
 //! The import policy and the linker: a plugin may import only the deny-all WASI ([`wasi`]),
-//! whose timers are made instant; its exports say which interface it implements.
+//! whose timers are made instant, and wasi:http's client ([`super::http`]), linked only for
+//! the plugins that import it and used only in batches granted hosts; its exports say which
+//! interface it implements.
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceTable};
@@ -8,7 +10,7 @@ use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use super::interface::{self, Interface, RangesIndices, RecordsIndices, v1, v2};
 use super::sandbox::{SandboxedEngine, StoreState};
-use super::wasi;
+use super::{http, wasi};
 
 /// Ready-to-instantiate code, by interface version; for v2, where its optional `ranges` and
 /// `records` exports are when it has them.
@@ -29,6 +31,10 @@ pub(super) fn link(component: &Component, engine: &SandboxedEngine) -> Result<Pr
     let link_error = |e: wasmtime::Error| format!("cannot link WASI: {e:#}");
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
     instant_sleeps(&mut linker).map_err(link_error)?;
+    if imports_http(component, engine) {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(|e| format!("cannot link wasi:http: {e:#}"))?;
+    }
     let exports: Vec<String> = component
         .component_type()
         .exports(engine.engine())
@@ -118,8 +124,17 @@ fn ready_now(table: &mut ResourceTable) -> wasmtime::Result<Resource<DynPollable
     wasmtime_wasi::p2::subscribe(table, resource)
 }
 
+/// Whether the component imports wasi:http (the client side, all it may).
+pub(super) fn imports_http(component: &Component, engine: &SandboxedEngine) -> bool {
+    component
+        .component_type()
+        .imports(engine.engine())
+        .any(|(name, _)| http::is_http_import(name))
+}
+
 /// The sandbox's first rule: a plugin gets nothing from the host but the deny-all WASI 0.2
-/// ([`wasi`]). Name every other import so the author sees what to remove.
+/// ([`wasi`]) and, for batches granted hosts, wasi:http's client ([`super::http`]). Name
+/// every other import so the author sees what to remove.
 pub(super) fn reject_imports(
     component: &Component,
     engine: &SandboxedEngine,
@@ -128,13 +143,14 @@ pub(super) fn reject_imports(
     let (linked, refused): (Vec<String>, Vec<String>) = ty
         .imports(engine.engine())
         .map(|(name, _)| name.to_owned())
-        .partition(|name| wasi::is_linked(name));
+        .partition(|name| wasi::is_linked(name) || http::is_http_import(name));
     if refused.is_empty() {
         Ok(linked)
     } else {
         Err(format!(
             "imports {} but plugins may import only WASI 0.2, which the worker links deny-all \
-             (no files, network or environment; see docs/plugins.md)",
+             (no files, network or environment), and wasi:http's client (types and \
+             outgoing-handler), for batches granted hosts; see docs/plugins.md",
             refused.join(", ")
         ))
     }

@@ -6,6 +6,7 @@
 //! - [`sandbox`]: the limits (CPU deadline, memory cap) and the engine that enforces them.
 //! - [`interface`]: the two plugin interfaces, side by side.
 //! - [`wasi`]: the deny-all WASI linked for plugins from mainstream toolchains.
+//! - [`http`]: outbound HTTP, for batches granted hosts: grants, keys, bounds, pace, retries.
 //! - [`digest`]: a version's identity, the sha256 of its bytes, computed once per read.
 //! - [`compile`]: a file's bytes (component, core module, text) to compiled code.
 //! - [`link`]: the import policy and the linker; which interface a plugin implements.
@@ -24,6 +25,7 @@ pub mod columns;
 pub mod compile;
 pub mod digest;
 pub mod error;
+pub mod http;
 pub mod interface;
 pub mod link;
 pub mod module;

@@ -24,7 +24,8 @@ pub struct LoadedPlugin {
     size: u64,
     engine: SandboxedEngine,
     pre: Pre,
-    /// What the component imports (WASI interfaces only: anything else is rejected).
+    /// What the component imports (WASI and wasi:http's client only: anything else is
+    /// rejected).
     imports: Vec<String>,
     /// The items it takes, as it states them ([`batch_core::plugin_input`]); `None`: a v2
     /// plugin that does not say (it takes whatever a source gives).
@@ -117,6 +118,11 @@ impl LoadedPlugin {
     /// The WASI interfaces it imports (empty for a plugin that imports nothing).
     pub fn imports(&self) -> &[String] {
         &self.imports
+    }
+
+    /// Whether it calls services (imports wasi:http): it runs only in batches granted hosts.
+    pub fn calls_services(&self) -> bool {
+        self.imports.iter().any(|i| super::http::is_http_import(i))
     }
 
     pub fn name(&self) -> &str {

@@ -29,10 +29,13 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
+use super::http::{HttpState, LeafHttp};
 use super::wasi::WasiState;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreContextMut, UpdateDeadline,
 };
 
 /// Granularity of the CPU deadline.
@@ -52,6 +55,39 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// timeouts it runs under (item activities heartbeat at 30 s, see `workflow.rs`), so a slow
 /// but honest call is never taken for a lost worker.
 pub const MAX_CPU_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Outbound HTTP (a batch with `--http-allow`), bounded whatever the plugin or the service
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpBounds {
+    /// Largest request body a plugin may send.
+    pub request_bytes: usize,
+    /// Largest response body the host reads; a longer one fails the request (the plugin gets
+    /// `HTTP-response-body-size`).
+    pub response_bytes: usize,
+    /// Requests one item's call may make; more are refused (`HTTP-request-denied`).
+    pub requests_per_item: u32,
+    /// Attempts of one request: the first, then the host's retries of transient failures
+    /// (no connection, a timeout, 429, 500, 502, 503, 504).
+    pub attempts: u32,
+    /// The wait before the first retry, doubled for each further one.
+    pub first_backoff: std::time::Duration,
+    /// The longest wait between attempts, whatever a `Retry-After` asks.
+    pub max_backoff: std::time::Duration,
+}
+
+pub const HTTP: HttpBounds = HttpBounds {
+    request_bytes: 1 << 20,
+    response_bytes: 4 << 20,
+    requests_per_item: 16,
+    attempts: 4,
+    first_backoff: Duration::from_millis(250),
+    max_backoff: Duration::from_secs(30),
+};
+
+/// Calls of HTTP batches at once in a worker that grants hosts, when not set
+/// (`--http-calls`): they mostly wait on responses, so more than cores.
+pub const DEFAULT_HTTP_CALLS: u32 = 16;
 
 /// What one call may create, whatever the plugin: enough for components built by mainstream
 /// toolchains (a wrapped module has ~3 core instances; interpreters a few more), and the unit
@@ -94,6 +130,10 @@ pub struct SandboxLimits {
     /// Plugins compiling at once in this process; the others wait their turn. A compile
     /// takes one core and about ten times the plugin's size in memory ([`COMPILE_MEMORY_FACTOR`]).
     pub compiles_at_once: u32,
+    /// Calls of plugins that call services (batches with `--http-allow`) at once, beside
+    /// `calls_at_once`: they spend their time waiting on responses, so they hold these slots
+    /// and never one a computing call needs. 0 in a worker that grants no host.
+    pub http_calls_at_once: u32,
 }
 
 /// Memory a compile takes, as a multiple of the plugin file's size (measured here: ~660 MiB
@@ -108,6 +148,7 @@ impl Default for SandboxLimits {
             calls_at_once: default_calls_at_once(),
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             compiles_at_once: 1,
+            http_calls_at_once: 0,
         }
     }
 }
@@ -120,21 +161,34 @@ pub fn default_calls_at_once() -> u32 {
         .unwrap_or(2)
 }
 
+/// Epoch ticks covering `budget` (at least one).
+fn ticks(budget: Duration) -> u64 {
+    let ticks = budget.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
 impl SandboxLimits {
     fn deadline_ticks(&self) -> u64 {
-        let ticks = self.cpu_deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+        ticks(self.cpu_deadline)
     }
 
-    /// The most memory plugin instances can hold at once in this process: every call slot at
-    /// its memory and table caps, plus one returned value of at most the memory cap per call
-    /// being read back.
+    /// Call slots of both kinds.
+    fn all_calls(&self) -> u32 {
+        self.calls_at_once
+            .max(1)
+            .saturating_add(self.http_calls_at_once)
+    }
+
+    /// The most memory plugin instances can hold at once in this process: every call slot (of
+    /// both kinds) at its memory and table caps, plus one returned value of at most the memory
+    /// cap per call being read back, plus each HTTP call's bodies in flight.
     pub fn memory_bound(&self) -> u64 {
-        u64::from(self.calls_at_once) * (2 * self.memory_bytes as u64 + PER_CALL.table_bytes())
+        u64::from(self.all_calls()) * (2 * self.memory_bytes as u64 + PER_CALL.table_bytes())
+            + u64::from(self.http_calls_at_once) * (HTTP.request_bytes + HTTP.response_bytes) as u64
     }
 
     fn pool(&self) -> PoolingAllocationConfig {
-        let calls = self.calls_at_once.max(1);
+        let calls = self.all_calls();
         let mut pool = PoolingAllocationConfig::default();
         // Sized from the per-call limits: `calls` calls at their limits always fit.
         pool.total_component_instances(calls)
@@ -148,6 +202,14 @@ impl SandboxLimits {
             .max_memory_size(self.memory_bytes);
         pool
     }
+}
+
+/// Which slots a call takes: a computing call's, or the slot of a call that may wait on
+/// services ([`SandboxLimits::http_calls_at_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    Compute,
+    Http,
 }
 
 /// The right to run one plugin call. Held for as long as the call's store lives, so the pools
@@ -229,11 +291,15 @@ impl ResourceLimiter for CallLimiter {
     }
 }
 
-/// What each store carries: its limiter, and the deny-all WASI context once the plugin
-/// touches WASI ([`super::wasi`]).
+/// What each store carries: its limiter, the deny-all WASI context once the plugin touches
+/// WASI ([`super::wasi`]), and for a batch that calls services its HTTP ([`super::http`]).
 pub struct StoreState {
     limiter: CallLimiter,
     wasi: Option<WasiState>,
+    http: Option<HttpState>,
+    /// In a store that may wait on services: this thread's CPU time when the deadline was
+    /// last armed (see [`cpu_deadline`]).
+    cpu_armed: Option<Duration>,
 }
 
 impl StoreState {
@@ -254,12 +320,72 @@ impl WasiView for StoreState {
     }
 }
 
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let wasi = self.wasi.get_or_insert_with(WasiState::deny_all);
+        // A store of a batch that calls nothing never gets this far (the session refuses a
+        // plugin importing wasi:http there); were it to, every request is refused.
+        let http = self
+            .http
+            .get_or_insert_with(|| HttpState::new(Arc::new(LeafHttp::denying())));
+        WasiHttpCtxView {
+            ctx: &mut http.ctx,
+            table: wasi.table(),
+            hooks: &mut http.hooks,
+        }
+    }
+}
+
+impl StoreState {
+    /// The store's HTTP, in a batch that calls services.
+    pub fn http_mut(&mut self) -> Option<&mut HttpState> {
+        self.http.as_mut()
+    }
+
+    pub fn http(&self) -> Option<&HttpState> {
+        self.http.as_ref()
+    }
+}
+
+/// This thread's CPU time.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The deadline of a store that may wait on services: a request's wait is not the plugin's
+/// CPU. When the epoch deadline passes, the CPU time the calling thread spent since the
+/// deadline was armed decides: under the budget, the call goes on for what is left of it;
+/// at or over it, the call traps as any call past its deadline. (Waiting for a response, the
+/// thread sleeps in the host and spends no CPU.)
+fn cpu_deadline(
+    budget: Duration,
+) -> impl FnMut(StoreContextMut<'_, StoreState>) -> wasmtime::Result<UpdateDeadline>
++ Send
++ Sync
++ 'static {
+    move |store| {
+        let used = store
+            .data()
+            .cpu_armed
+            .map_or(budget, |armed| thread_cpu().saturating_sub(armed));
+        Ok(match budget.checked_sub(used) {
+            Some(left) if !left.is_zero() => UpdateDeadline::Continue(ticks(left)),
+            _ => UpdateDeadline::Interrupt,
+        })
+    }
+}
+
 /// A wasmtime engine configured for the sandbox, with its epoch ticker and call slots.
 #[derive(Clone)]
 pub struct SandboxedEngine {
     engine: Engine,
     limits: SandboxLimits,
     slots: Arc<Semaphore>,
+    http_slots: Arc<Semaphore>,
     compiles: Arc<Semaphore>,
 }
 
@@ -279,11 +405,13 @@ impl SandboxedEngine {
         spawn_epoch_ticker(&engine)
             .map_err(|e| anyhow::anyhow!("cannot start the wasm epoch ticker thread: {e}"))?;
         let slots = Arc::new(Semaphore::new(limits.calls_at_once.max(1) as usize));
+        let http_slots = Arc::new(Semaphore::new(limits.http_calls_at_once as usize));
         let compiles = Arc::new(Semaphore::new(limits.compiles_at_once.max(1) as usize));
         Ok(Self {
             engine,
             limits,
             slots,
+            http_slots,
             compiles,
         })
     }
@@ -296,18 +424,45 @@ impl SandboxedEngine {
         self.limits
     }
 
+    /// The slots of calls of `kind`.
+    fn slots(&self, kind: SlotKind) -> &Arc<Semaphore> {
+        match kind {
+            SlotKind::Compute => &self.slots,
+            SlotKind::Http => &self.http_slots,
+        }
+    }
+
     /// Waits (asynchronously, first come first served) for a call slot.
     pub async fn call_slot(&self) -> CallSlot {
-        let permit = self.slots.clone().acquire_owned().await;
+        self.slot_of(SlotKind::Compute).await
+    }
+
+    /// Waits (asynchronously, first come first served) for a call slot of `kind`. A worker
+    /// without HTTP slots never gives one: check [`Self::has_slots`] first.
+    pub async fn slot_of(&self, kind: SlotKind) -> CallSlot {
+        let permit = self.slots(kind).clone().acquire_owned().await;
         CallSlot {
             // The semaphore is never closed.
             _permit: permit.unwrap_or_else(|_| unreachable!("the call slots are never closed")),
         }
     }
 
+    /// Whether this engine has call slots of `kind` at all.
+    pub fn has_slots(&self, kind: SlotKind) -> bool {
+        match kind {
+            SlotKind::Compute => true,
+            SlotKind::Http => self.limits.http_calls_at_once > 0,
+        }
+    }
+
     /// A call slot if one is free right now.
     pub fn try_call_slot(&self) -> Option<CallSlot> {
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        self.try_slot_of(SlotKind::Compute)
+    }
+
+    /// A call slot of `kind` if one is free right now.
+    pub fn try_slot_of(&self, kind: SlotKind) -> Option<CallSlot> {
+        let permit = self.slots(kind).clone().try_acquire_owned().ok()?;
         Some(CallSlot { _permit: permit })
     }
 
@@ -334,17 +489,28 @@ impl SandboxedEngine {
         self.slots.available_permits()
     }
 
-    /// A fresh store for one call, with the memory cap and CPU deadline armed. The caller
-    /// holds a [`CallSlot`] for as long as the store lives.
-    pub fn new_store(&self, _slot: &mut CallSlot) -> Store<StoreState> {
+    /// A fresh store for one call, with the memory cap and CPU deadline armed; with `http`,
+    /// for a batch that calls services (its deadline then counts CPU time, see
+    /// `cpu_deadline`). The caller holds a [`CallSlot`] for as long as the store lives.
+    pub fn new_store(
+        &self,
+        _slot: &mut CallSlot,
+        http: Option<Arc<LeafHttp>>,
+    ) -> Store<StoreState> {
         let limiter = CallLimiter::new(self.limits.memory_bytes);
+        let calls_services = http.is_some();
         let mut store = Store::new(
             &self.engine,
             StoreState {
                 limiter,
                 wasi: None,
+                http: http.map(HttpState::new),
+                cpu_armed: None,
             },
         );
+        if calls_services {
+            store.epoch_deadline_callback(cpu_deadline(self.limits.cpu_deadline));
+        }
         store.limiter(|state| &mut state.limiter);
         // What the host copies out of one call (its results, what it passes a host function)
         // is bounded like the call's memories: without it, results that alias one buffer many
@@ -356,6 +522,9 @@ impl SandboxedEngine {
 
     /// Gives the store a full CPU budget from now.
     pub fn arm_deadline(&self, store: &mut Store<StoreState>) {
+        if store.data().http.is_some() {
+            store.data_mut().cpu_armed = Some(thread_cpu());
+        }
         store.set_epoch_deadline(self.limits.deadline_ticks());
     }
 }
@@ -388,6 +557,7 @@ mod tests {
             calls_at_once: 1,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             compiles_at_once: 1,
+            http_calls_at_once: 0,
         };
         assert_eq!(at(0).deadline_ticks(), 1);
         assert_eq!(at(1).deadline_ticks(), 1);
@@ -435,6 +605,7 @@ mod tests {
             calls_at_once: 2,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             compiles_at_once: 1,
+            http_calls_at_once: 0,
         };
         assert_eq!(
             limits.memory_bound(),

@@ -13,6 +13,7 @@ use super::columns::{
     process_records,
 };
 use super::error::{ItemSpan, PluginError};
+use super::http::LeafHttp;
 use super::interface::{self, Interface, Item, Ranges, Records, v1, v2};
 use super::link::Pre;
 use super::module::{LoadedPlugin, is_deadline};
@@ -36,7 +37,7 @@ impl LoadedPlugin {
     /// Instantiates (and, with no configuration, does not configure) the plugin once and
     /// reports the linear memory it holds at start: what every call costs before any item.
     pub fn instantiated_memory(&self, slot: &mut CallSlot) -> Result<usize, PluginError> {
-        let mut store = self.engine().new_store(slot);
+        let mut store = self.engine().new_store(slot, None);
         self.instantiate(&mut store)?;
         Ok(store.data().memory_bytes())
     }
@@ -75,10 +76,22 @@ impl LoadedPlugin {
     /// session keeps `slot` until it is dropped.
     pub fn session(
         self: &Arc<Self>,
-        mut slot: CallSlot,
+        slot: CallSlot,
         config: Option<&PluginConfig>,
     ) -> Result<PluginSession<'static>, PluginError> {
-        let session = self.open(&mut slot, config)?;
+        self.session_calling(slot, config, None)
+    }
+
+    /// [`Self::session`] in a batch that calls services (`http`: its leaf's HTTP): the
+    /// plugin's requests go through `http`, each stamped with the item set by
+    /// [`PluginSession::begin_item`].
+    pub fn session_calling(
+        self: &Arc<Self>,
+        mut slot: CallSlot,
+        config: Option<&PluginConfig>,
+        http: Option<Arc<LeafHttp>>,
+    ) -> Result<PluginSession<'static>, PluginError> {
+        let session = self.open_calling(&mut slot, config, http)?;
         Ok(PluginSession {
             store: session.store,
             instance: session.instance,
@@ -94,7 +107,27 @@ impl LoadedPlugin {
         slot: &mut CallSlot,
         config: Option<&PluginConfig>,
     ) -> Result<PluginSession<'_>, PluginError> {
-        let mut store = self.engine().new_store(slot);
+        self.open_calling(slot, config, None)
+    }
+
+    /// [`Self::open`], with the leaf's HTTP in a batch that calls services. A plugin that
+    /// imports wasi:http is refused anywhere else, before it is instantiated.
+    fn open_calling(
+        &self,
+        slot: &mut CallSlot,
+        config: Option<&PluginConfig>,
+        http: Option<Arc<LeafHttp>>,
+    ) -> Result<PluginSession<'_>, PluginError> {
+        if self.calls_services() && http.is_none() {
+            return Err(PluginError::HttpNotGranted {
+                plugin: self.label(),
+                reason: "the batch names no host it may call: start it with --http-allow \
+                         HOST[:PORT] (--mode batch or a data source), on workers that grant \
+                         the host with --allow-http"
+                    .into(),
+            });
+        }
+        let mut store = self.engine().new_store(slot, http);
         let instance = self.instantiate(&mut store)?;
         let mut session = PluginSession {
             store,
@@ -178,6 +211,49 @@ pub struct PluginSession<'a> {
 impl PluginSession<'_> {
     pub fn interface(&self) -> Interface {
         self.plugin.interface()
+    }
+
+    /// Whether the session is in a batch that calls services: then each call takes one item
+    /// ([`Self::begin_item`]), so each request belongs to one.
+    pub fn calls_services(&self) -> bool {
+        self.store.data().http().is_some()
+    }
+
+    /// In a batch that calls services, the next call is the item at `index`'s: its requests
+    /// carry its keys.
+    pub fn begin_item(&mut self, index: u64) {
+        if let Some(http) = self.store.data_mut().http_mut() {
+            http.begin_item(index);
+        }
+    }
+
+    /// The item at `index`'s call is over, with `results`. When the plugin failed the item
+    /// after one of its requests failed transiently (the host's retries spent), the failure is
+    /// the service's, not the item's: [`PluginError::ServiceUnavailable`], which retries the
+    /// leaf.
+    pub fn end_item(
+        &mut self,
+        index: u64,
+        results: Result<Vec<Result<Output, PluginError>>, PluginError>,
+    ) -> Result<Vec<Result<Output, PluginError>>, PluginError> {
+        let Some(http) = self.store.data_mut().http_mut() else {
+            return results;
+        };
+        let Some(reason) = http.end_item() else {
+            return results;
+        };
+        let failed = match &results {
+            Ok(each) => each.iter().any(Result::is_err),
+            Err(_) => true,
+        };
+        if !failed {
+            return results;
+        }
+        Err(PluginError::ServiceUnavailable {
+            plugin: self.plugin.label(),
+            item: index,
+            reason: batch_core::text::shown_message(&reason),
+        })
     }
 
     /// `configure` (interface v2) with the batch's configuration. A v1 plugin takes none.
@@ -460,10 +536,13 @@ impl PluginSession<'static> {
             _slot: slot,
             ..
         } = self;
+        let http = store.data().http().map(|h| h.leaf().clone());
         // The old instance's pool slots go back before the new instance takes its own.
         drop(store);
         match (plugin, slot) {
-            (PluginHandle::Shared(plugin), Some(slot)) => plugin.session(slot, config),
+            (PluginHandle::Shared(plugin), Some(slot)) => {
+                plugin.session_calling(slot, config, http)
+            }
             _ => unreachable!("only sessions from LoadedPlugin::session are renewed"),
         }
     }

@@ -94,6 +94,11 @@ impl WasiState {
         }
     }
 
+    /// The resources of the store's WASI (and wasi-http, which shares them).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// What the plugin wrote since the last call, per stream, emptied.
     pub fn take_output(&self) -> [(&'static str, Captured); 2] {
         [

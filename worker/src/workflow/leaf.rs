@@ -139,6 +139,7 @@ fn split_task(
         output_encoding: node.config.output_encoding.clone(),
         tolerance: node.config.tolerance,
         items,
+        http: node.config.http_task(),
     }
 }
 
@@ -157,6 +158,7 @@ async fn run_range(
         config: node.config.plugin_config.clone(),
         tolerance: node.config.tolerance,
         items: node.items.clone(),
+        http: node.config.http_task(),
     };
     let outcome = run_whole(ctx, node, range, || PluginActivities::process_range, task).await?;
     let mut result = NodeResult::leaf(range, node.depth, node.config.clone(), outcome.outputs, 1);

@@ -52,6 +52,10 @@ impl BatchProcessingWorkflow {
             // of batches that resolve their plugin replay unchanged.
             root::check_pinned(ctx, &node).await?;
         }
+        // Only a batch that calls services runs this, so every other batch's history replays.
+        if node.depth == 0 && node.config.http.is_some() {
+            root::check_http(ctx, &mut node).await?;
+        }
         // Only a Parquet output infers its schema, so histories of every other batch replay.
         if node.depth == 0 && node.config.output_encoding.needs_schema() {
             node.config.output_encoding.schema = Some(leaf::infer_output_schema(ctx, &node).await?);

@@ -4,7 +4,7 @@
 
 use batch_core::ids::plugin_task_queue;
 use batch_core::output::Manifest;
-use batch_core::{FailureKind, NodeInput, NodeResult};
+use batch_core::{FailureKind, NodeInput, NodeResult, TreeShape};
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
 
 use super::BatchProcessingWorkflow;
@@ -81,6 +81,39 @@ pub(super) async fn check_pinned(
             ))
         })?;
     Ok(())
+}
+
+/// A batch that calls services: names the batch its requests are for (a retry batch, the batch
+/// it retries, so an item keeps its keys), then checks that a worker grants every host it
+/// asks for, so an ungranted host fails the batch, named, before any item runs.
+pub(super) async fn check_http(
+    ctx: &WorkflowContext<BatchProcessingWorkflow>,
+    node: &mut NodeInput,
+) -> WorkflowResult<()> {
+    let batch = match &node.config.retry_of {
+        Some(retry) => retry.batch.clone(),
+        None => ctx.workflow_id().to_owned(),
+    };
+    let shape = TreeShape::of(
+        node.range().len(),
+        node.config.batch_size,
+        node.config.max_children,
+    );
+    if let Some(http) = node.config.http.as_mut() {
+        http.batch = Some(batch);
+        http.leaves = Some(shape.leaves);
+    }
+    let Some(task) = node.config.http_task() else {
+        return Ok(());
+    };
+    ctx.execute_activity(PluginActivities::check_http, task, options::item())
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "cannot call services: {}",
+                deepest_message(e.failure(), &e)
+            ))
+        })
 }
 
 /// The whole batch's result against its tolerance, then, with an output, the manifest.

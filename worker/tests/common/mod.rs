@@ -65,6 +65,7 @@ pub const MEMORY_BOUND_LIMITS: batch_worker::plugins::SandboxLimits =
         calls_at_once: 2,
         compile_timeout: std::time::Duration::from_secs(60),
         compiles_at_once: 1,
+        http_calls_at_once: 0,
     };
 
 /// Prints how much the peak grew with `callers` (a description) and checks it against the

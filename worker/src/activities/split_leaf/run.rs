@@ -16,6 +16,7 @@ use super::{SplitError, SplitRun};
 use crate::activities::checkpoint::heartbeating_watch;
 use crate::activities::engine::{Engine, Sink, SpanEnd, SpanItems};
 use crate::activities::{on_blocking_pool, within_tolerance};
+use crate::plugins::sandbox::SlotKind;
 use crate::plugins::{PluginError, RecordBuffer};
 use crate::routing;
 
@@ -104,11 +105,16 @@ impl SplitRun<'_> {
         if at == records.len() {
             return Ok(Vec::new());
         }
+        let kind = match self.http {
+            Some(_) => SlotKind::Http,
+            None => SlotKind::Compute,
+        };
         let slot = self
             .activities
-            .call_slot(self.ctx, &())
+            .call_slot(self.ctx, &(), kind)
             .await
             .map_err(SplitError::Activity)?;
+        let http = self.http.clone();
         let plugin = self.plugin.clone();
         let config: Option<PluginConfig> = self.task.config.clone();
         let tolerant = !self.task.tolerance.is_none();
@@ -129,7 +135,7 @@ impl SplitRun<'_> {
                 budget: Some(plugin.engine().limits().memory_bytes),
             };
             let session = plugin
-                .session(slot, config.as_ref())
+                .session_calling(slot, config.as_ref(), http)
                 .inspect_err(|e| metrics.failure(&name, e))?;
             let mut kept = Kept::default();
             let mut sizer = BlockSizer::for_deadline(plugin.cpu_deadline());

@@ -1,0 +1,255 @@
+//! Plugins that call services: the recording service (`http_test_server`) injects 500s, 429s,
+//! lost answers and slow answers; three workers run the batch under a batch-wide rate limit.
+//! Each item's effect is applied exactly once by its `Idempotency-Key`, the measured rate
+//! never exceeds the limit in any window of a second, and hosts the workers do not grant, or
+//! redirects to them, are refused.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::{DevServer, Guarded, Starter, Worker, built_plugins_dir, wait_for};
+
+/// One request as the service recorded it.
+#[derive(Debug, serde::Deserialize)]
+struct Request {
+    t: f64,
+    key: String,
+    agent: String,
+    status: u16,
+    applied: bool,
+}
+
+struct Service {
+    port: u16,
+    log: std::path::PathBuf,
+    _process: Guarded,
+}
+
+impl Service {
+    fn start(dir: &Path, name: &str, faults: &[&str]) -> Self {
+        let log = dir.join(format!("{name}.jsonl"));
+        let out = dir.join(format!("{name}.out"));
+        let mut args = vec![log.to_str().expect("utf-8")];
+        args.extend_from_slice(faults);
+        let process = Guarded::spawn(&support::binary("http_test_server"), &args, &out, &[]);
+        let port = wait_for("the service to listen", Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&out).ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
+                .and_then(|p| p.trim().parse().ok())
+        });
+        Self {
+            port,
+            log,
+            _process: process,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a recorded request"))
+            .collect()
+    }
+}
+
+fn records(n: u64) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{{\"n\":{i}}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn effects_apply_once_by_key_within_the_batch_wide_rate() {
+    const RATE: u32 = 12;
+    let server = DevServer::start();
+    let data = support::data_dir();
+    let service = Service::start(
+        data.path(),
+        "svc",
+        &["500:5", "429:11", "lost:7", "slow:13", "--slow-ms", "1500"],
+    );
+    let source = data.path().join("items.jsonl");
+    let n = 90;
+    std::fs::write(&source, records(n)).expect("source");
+    let plugins = built_plugins_dir();
+    let grant = service.host();
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| {
+            Worker::builder(&server, "http", &plugins)
+                .args(&["--allow-http", &grant])
+                .identity(&format!("http-worker-{i}"))
+                .start()
+        })
+        .collect();
+    let config = format!("{{\"url\": \"http://{grant}/items\", \"output_field\": \"id\"}}");
+    let report = Starter::on(&server, "http")
+        .args(&[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--split-size",
+            "100",
+            "--plugin",
+            "http_post",
+            "--plugin-config",
+            &config,
+            "--http-allow",
+            &grant,
+            "--rate-limit",
+            &format!("{RATE}/s"),
+            "--request-timeout-ms",
+            "1000",
+        ])
+        .within(Duration::from_secs(600))
+        .report();
+    let outputs = report.outputs();
+    assert_eq!(outputs.count, n);
+    assert_eq!(
+        outputs.sum,
+        3 * u128::from(n * (n + 1) / 2),
+        "ids are 3 x n"
+    );
+    let requests = service.requests();
+    // Exactly once: every item's key applied its effect once, whatever was retried.
+    let mut applied: HashMap<&str, u32> = HashMap::new();
+    for r in &requests {
+        if r.applied {
+            *applied.entry(&r.key).or_default() += 1;
+        }
+        assert!(
+            r.agent.contains(&report.workflow_id),
+            "user agent {:?}",
+            r.agent
+        );
+        assert!(
+            r.key.starts_with(&format!("{}/", report.workflow_id)) && r.key.ends_with("/0"),
+            "key {:?}",
+            r.key
+        );
+    }
+    assert_eq!(applied.len() as u64, n, "one effect per item");
+    assert!(applied.values().all(|&c| c == 1), "{applied:?}");
+    let retried = requests.iter().filter(|r| r.status != 200).count();
+    assert!(retried > 0, "the faults were hit");
+    let counted = outputs.http;
+    assert!(counted.retries > 0 && counted.ok >= n, "{counted:?}");
+    // The rate: no window of a second holds more than the limit (the service's clock).
+    let mut times: Vec<f64> = requests.iter().map(|r| r.t).collect();
+    times.sort_by(f64::total_cmp);
+    let busiest = (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| **t < times[i] + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{} requests for {n} items, busiest second {busiest} (limit {RATE}), {:.1} s",
+        requests.len(),
+        report.wall_seconds
+    );
+    assert!(busiest as u32 <= RATE, "{busiest} requests within a second");
+    let served: Vec<String> = workers.iter().map(Worker::log_text).collect();
+    assert!(
+        served
+            .iter()
+            .filter(|log| log.contains("http_post"))
+            .count()
+            >= 1,
+        "the workers ran it"
+    );
+}
+
+#[test]
+fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
+    let server = DevServer::start();
+    let data = support::data_dir();
+    let granted = Service::start(data.path(), "granted", &[]);
+    let other = Service::start(data.path(), "other", &[]);
+    let source = data.path().join("items.jsonl");
+    std::fs::write(&source, records(5)).expect("source");
+    let plugins = built_plugins_dir();
+    let _worker = Worker::builder(&server, "deny", &plugins)
+        .args(&["--allow-http", &granted.host()])
+        .start();
+    let run = |url: &str, allow: &str| {
+        let config = format!("{{\"url\": \"{url}\", \"output_field\": \"id\"}}");
+        Starter::on(&server, "deny")
+            .args(&[
+                "--source",
+                source.to_str().expect("utf-8"),
+                "--plugin",
+                "http_post",
+                "--plugin-config",
+                &config,
+                "--http-allow",
+                allow,
+            ])
+            .within(Duration::from_secs(300))
+            .run()
+    };
+    // A batch naming a host the worker does not grant fails at its root, naming the host.
+    let refused = run(&format!("http://{}/items", other.host()), &other.host());
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains(&format!(
+            "the batch asks to call {}, which this worker does not grant",
+            other.host()
+        )),
+        "{}",
+        refused.stderr
+    );
+    // A granted batch whose plugin is sent elsewhere by a redirect: the plugin sees the 302,
+    // nothing reaches the other host.
+    let redirected = run(
+        &format!(
+            "http://{}/redirect?to=http://{}/items",
+            granted.host(),
+            other.host()
+        ),
+        &granted.host(),
+    );
+    assert!(!redirected.success);
+    assert!(
+        redirected.stderr.contains("the service answered 302"),
+        "{}",
+        redirected.stderr
+    );
+    // A plugin that calls services, in a batch that names no host, is refused before it runs.
+    let config = format!(
+        "{{\"url\": \"http://{}/items\", \"output_field\": \"id\"}}",
+        granted.host()
+    );
+    let unnamed = Starter::on(&server, "deny")
+        .args(&[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--plugin",
+            "http_post",
+            "--plugin-config",
+            &config,
+        ])
+        .within(Duration::from_secs(300))
+        .run();
+    assert!(!unnamed.success);
+    assert!(
+        unnamed.stderr.contains("imports wasi:http"),
+        "{}",
+        unnamed.stderr
+    );
+    assert!(
+        other.requests().is_empty(),
+        "nothing reached the ungranted host"
+    );
+}

@@ -257,13 +257,6 @@ impl HttpPolicy {
             .map(u64::from)
             .min()
     }
-
-    /// The host `host:port` is allowed to, if any.
-    pub fn admits(&self, host: &str, port: u16, default_port: u16) -> bool {
-        self.allow
-            .iter()
-            .any(|h| h.admits(host, port, default_port))
-    }
 }
 
 /// What a leaf's activity gets: the batch's policy and how many leaves may run at once, from
@@ -313,6 +306,12 @@ fn header_safe(text: &str) -> String {
         .collect()
 }
 
+/// Whether a status says "too many requests, later": 429 Too Many Requests or 503 Service
+/// Unavailable (counted as throttled, and pausing the leaf that got it).
+pub fn is_throttling(status: u16) -> bool {
+    matches!(status, 429 | 503)
+}
+
 /// What a leaf's requests came to, summed up the tree into the batch's summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpCounts {
@@ -341,7 +340,7 @@ impl HttpCounts {
     /// Counts one response's status.
     pub fn status(&mut self, status: u16) {
         match status {
-            429 | 503 => self.throttled += 1,
+            s if is_throttling(s) => self.throttled += 1,
             200..=299 => self.ok += 1,
             300..=399 => self.redirects += 1,
             500..=599 => self.server_errors += 1,

@@ -1,11 +1,11 @@
 //! The HTTP state of one store: wasi-http's context and the hooks through which every request
 //! the plugin makes goes to its leaf (`LeafHttp::send`), stamped with the current item's key.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
 
-use super::leaf::{LeafHttp, Transient};
+use super::leaf::{LeafHttp, Transient, lock};
 use crate::plugins::sandbox::HTTP;
 
 /// One store's wasi-http state.
@@ -112,8 +112,4 @@ impl WasiHttpHooks for ItemHooks {
             Ok((response, Box::new(async { Ok(()) }) as Sent))
         })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

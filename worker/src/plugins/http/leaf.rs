@@ -163,14 +163,15 @@ impl LeafHttp {
                     let wait = retry_after(&response)
                         .unwrap_or(backoff)
                         .min(HTTP.max_backoff);
-                    if matches!(status.as_u16(), 429 | 503) {
+                    let throttling = batch_core::http::is_throttling(status.as_u16());
+                    if throttling {
                         self.gate.throttled(wait);
                     }
                     if last {
                         *lock(&transient) = Some(format!("{status} from {host}:{port}"));
                         return Ok(response);
                     }
-                    if !matches!(status.as_u16(), 429 | 503) {
+                    if !throttling {
                         tokio::time::sleep(wait).await;
                     }
                     continue;
@@ -221,7 +222,7 @@ impl LeafHttp {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

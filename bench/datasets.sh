@@ -60,15 +60,7 @@ EOF
   touch "$data/done"
 fi
 gzip_bytes=$(cat "$data"/gzip/* | wc -c) parquet_bytes=$(cat "$data"/parquet/* | wc -c)
-port=$(free_port)
-address="127.0.0.1:$port"
-start_dev_server "$port"
-server_pid=${tracked[0]}
-mkdir -p "$run_dir/plugins"
-cp target/plugins/json_field.wasm "$run_dir/plugins/"
-start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache \
-  --allow-read "$data" --allow-write "$run_dir"
-worker_pid=${tracked[1]}
+bench_node json_field -- --no-cache --allow-read "$data" --allow-write "$run_dir"
 results="$run_dir/results.tsv"
 
 cpu_since() { python3 -c "print(f'{$(cpu_seconds "$1") - $2:.2f}')"; }

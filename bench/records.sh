@@ -32,15 +32,7 @@ fi
 source scripts/lib.sh
 source_file=$(bench_dataset "$records")
 bytes=$(stat -c %s "$source_file")
-port=$(free_port)
-address="127.0.0.1:$port"
-start_dev_server "$port"
-server_pid=${tracked[0]}
-mkdir -p "$run_dir/plugins"
-cp target/plugins/json_field.wasm target/plugins/json_filter.wasm "$run_dir/plugins/"
-start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache \
-  --allow-read "$source_file" --allow-write "$run_dir"
-worker_pid=${tracked[1]}
+bench_node json_field json_filter -- --no-cache --allow-read "$source_file" --allow-write "$run_dir"
 
 field_config='{"field": "amount"}'
 filter_config='{"field": "kind", "equals": "click", "select": ["id", "amount"]}'

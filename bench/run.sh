@@ -19,20 +19,10 @@ cargo build --quiet --release --workspace --bins
 source scripts/lib.sh
 
 peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-port=$(free_port)
-address="127.0.0.1:$port"
-# (A pyenv shim execs the real binary, so the tracked pid is the server's.)
-start_dev_server "$port"
-server_pid=${tracked[0]}
+plugin=${BENCH_PLUGIN:-square_number}
 # BENCH_WORKER_ARGS: extra worker flags, e.g. "--max-cached-workflows 100".
 # shellcheck disable=SC2086
-plugin=${BENCH_PLUGIN:-square_number}
-# Only the plugin under test: the worker compiles every plugin of its directory at start, and
-# with --no-cache an interpreter's plugin (Python, JavaScript) would take a core for ~20 s.
-mkdir -p "$run_dir/plugins"
-cp "target/plugins/$plugin.wasm" "$run_dir/plugins/"
-start_worker --address "$address" --plugins-dir "$run_dir/plugins" --no-cache ${BENCH_WORKER_ARGS:-}
-worker_pid=${tracked[1]}
+bench_node "$plugin" -- --no-cache ${BENCH_WORKER_ARGS:-}
 
 server_cpu0=$(cpu_seconds "$server_pid")
 worker_cpu0=$(cpu_seconds "$worker_pid")

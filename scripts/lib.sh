@@ -48,6 +48,25 @@ start_worker() {
   }
 }
 
+# bench_node PLUGIN... -- WORKER_ARGS...: a benchmark's node: an in-memory dev server of its own
+# and the release worker, whose plugins directory holds only the named plugins (the worker
+# compiles every plugin of its directory at start: an interpreter's would take a core for ~20 s
+# with --no-cache). Sets address, server_pid and worker_pid.
+bench_node() {
+  local plugins=() port
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do plugins+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  port=$(free_port)
+  address="127.0.0.1:$port"
+  # (A pyenv shim execs the real binary, so the tracked pid is the server's.)
+  start_dev_server "$port"
+  server_pid=${tracked[-1]}
+  mkdir -p "$run_dir/plugins"
+  for plugin in "${plugins[@]}"; do cp "target/plugins/$plugin.wasm" "$run_dir/plugins/"; done
+  start_worker --address "$address" --plugins-dir "$run_dir/plugins" "$@"
+  worker_pid=${tracked[-1]}
+}
+
 # cpu_seconds PID: the user and system CPU seconds process PID has used so far.
 cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{DevServer, Guarded, Starter, Worker, built_plugins_dir, wait_for};
+use support::{DevServer, Guarded, Report, Starter, Worker, built_plugins_dir, wait_for};
 
 /// One request as the service recorded it.
 #[derive(Debug, serde::Deserialize)]
@@ -61,6 +61,57 @@ impl Service {
     }
 }
 
+/// A batch of `http_post` over `source`, posting to `url`, its requests allowed to `allow`.
+fn http_batch(server: &DevServer, queue: &str, source: &Path, url: &str, allow: &str) -> Starter {
+    let config = format!("{{\"url\": \"{url}\", \"output_field\": \"id\"}}");
+    Starter::on(server, queue)
+        .args(&[
+            "--source",
+            source.to_str().expect("utf-8"),
+            "--plugin",
+            "http_post",
+            "--plugin-config",
+            &config,
+            "--http-allow",
+            allow,
+        ])
+        .within(Duration::from_secs(600))
+}
+
+/// The batch of `n` records is exact (each output is 3 x its `n`) and every item applied its
+/// effect exactly once by its key, whatever was retried; every request names the batch in its
+/// key and user agent. Returns the requests the service recorded and how many keys were sent
+/// more than once.
+fn assert_exactly_once(report: &Report, service: &Service, n: u64) -> (Vec<Request>, usize) {
+    let outputs = report.outputs();
+    assert_eq!(outputs.count, n);
+    assert_eq!(
+        outputs.sum,
+        3 * u128::from(n * (n + 1) / 2),
+        "ids are 3 x n"
+    );
+    let batch = &report.workflow_id;
+    let requests = service.requests();
+    let mut applied: HashMap<&str, u32> = HashMap::new();
+    let mut sent: HashMap<&str, u32> = HashMap::new();
+    for r in &requests {
+        *sent.entry(&r.key).or_default() += 1;
+        if r.applied {
+            *applied.entry(&r.key).or_default() += 1;
+        }
+        assert!(r.agent.contains(batch.as_str()), "user agent {:?}", r.agent);
+        assert!(
+            r.key.starts_with(&format!("{batch}/")) && r.key.ends_with("/0"),
+            "key {:?}",
+            r.key
+        );
+    }
+    assert_eq!(applied.len() as u64, n, "one effect per item");
+    assert!(applied.values().all(|&c| c == 1), "{applied:?}");
+    let resent = sent.values().filter(|&&c| c > 1).count();
+    (requests, resent)
+}
+
 fn records(n: u64) -> Vec<u8> {
     (1..=n)
         .map(|i| format!("{{\"n\":{i}}}\n"))
@@ -83,65 +134,59 @@ fn effects_apply_once_by_key_within_the_batch_wide_rate() {
     std::fs::write(&source, records(n)).expect("source");
     let plugins = built_plugins_dir();
     let grant = service.host();
-    let workers: Vec<Worker> = (0..3)
-        .map(|i| {
+    let metrics_ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+    let workers: Vec<Worker> = metrics_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
             Worker::builder(&server, "http", &plugins)
                 .args(&["--allow-http", &grant])
+                .args(&["--metrics-addr", &format!("127.0.0.1:{port}")])
                 .identity(&format!("http-worker-{i}"))
                 .start()
         })
         .collect();
-    let config = format!("{{\"url\": \"http://{grant}/items\", \"output_field\": \"id\"}}");
-    let report = Starter::on(&server, "http")
-        .args(&[
-            "--source",
-            source.to_str().expect("utf-8"),
-            "--split-size",
-            "100",
-            "--plugin",
-            "http_post",
-            "--plugin-config",
-            &config,
-            "--http-allow",
-            &grant,
-            "--rate-limit",
-            &format!("{RATE}/s"),
-            "--request-timeout-ms",
-            "1000",
-        ])
-        .within(Duration::from_secs(600))
-        .report();
+    let report = http_batch(
+        &server,
+        "http",
+        &source,
+        &format!("http://{grant}/items"),
+        &grant,
+    )
+    .args(&[
+        "--split-size",
+        "100",
+        "--rate-limit",
+        &format!("{RATE}/s"),
+        "--request-timeout-ms",
+        "1000",
+    ])
+    .report();
+    let (requests, _) = assert_exactly_once(&report, &service, n);
     let outputs = report.outputs();
-    assert_eq!(outputs.count, n);
-    assert_eq!(
-        outputs.sum,
-        3 * u128::from(n * (n + 1) / 2),
-        "ids are 3 x n"
-    );
-    let requests = service.requests();
-    // Exactly once: every item's key applied its effect once, whatever was retried.
-    let mut applied: HashMap<&str, u32> = HashMap::new();
-    for r in &requests {
-        if r.applied {
-            *applied.entry(&r.key).or_default() += 1;
-        }
-        assert!(
-            r.agent.contains(&report.workflow_id),
-            "user agent {:?}",
-            r.agent
-        );
-        assert!(
-            r.key.starts_with(&format!("{}/", report.workflow_id)) && r.key.ends_with("/0"),
-            "key {:?}",
-            r.key
-        );
-    }
-    assert_eq!(applied.len() as u64, n, "one effect per item");
-    assert!(applied.values().all(|&c| c == 1), "{applied:?}");
     let retried = requests.iter().filter(|r| r.status != 200).count();
     assert!(retried > 0, "the faults were hit");
     let counted = outputs.http;
     assert!(counted.retries > 0 && counted.ok >= n, "{counted:?}");
+    // The workers' metrics count the same requests as the summary.
+    let scraped = |name: &str, labels: &[&str]| -> u64 {
+        metrics_ports
+            .iter()
+            .map(|port| {
+                let (_, body) = support::http_get(*port, "/metrics");
+                support::metric(&body, name, labels).unwrap_or(0.0) as u64
+            })
+            .sum()
+    };
+    assert_eq!(
+        scraped("batch_http_requests_total", &["outcome=\"ok\""]),
+        counted.ok
+    );
+    assert_eq!(
+        scraped("batch_http_requests_total", &["outcome=\"throttled\""]),
+        counted.throttled
+    );
+    assert_eq!(scraped("batch_http_retries_total", &[]), counted.retries);
     // The rate: no window of a second holds more than the limit (the service's clock).
     let mut times: Vec<f64> = requests.iter().map(|r| r.t).collect();
     times.sort_by(f64::total_cmp);
@@ -171,6 +216,60 @@ fn effects_apply_once_by_key_within_the_batch_wide_rate() {
     );
 }
 
+/// A worker killed (SIGKILL) while its leaves are calling the service: Temporal retries those
+/// leaves on the other worker, their items' requests carry the same keys, and every effect is
+/// still applied exactly once; the outputs are exact.
+#[test]
+fn a_worker_killed_mid_batch_doubles_no_effect() {
+    let server = DevServer::start();
+    let data = support::data_dir();
+    let service = Service::start(
+        data.path(),
+        "svc",
+        &["500:7", "slow:13", "--slow-ms", "300"],
+    );
+    let source = data.path().join("items.jsonl");
+    let n = 160;
+    std::fs::write(&source, records(n)).expect("source");
+    let plugins = built_plugins_dir();
+    let grant = service.host();
+    let worker = |i: u32| {
+        Worker::builder(&server, "http-killed", &plugins)
+            .args(&["--allow-http", &grant])
+            .identity(&format!("http-killed-{i}"))
+            .start()
+    };
+    let (mut doomed, _survivor) = (worker(0), worker(1));
+    let applied = || service.requests().iter().filter(|r| r.applied).count() as u64;
+    let report = std::thread::scope(|scope| {
+        let batch = scope.spawn(|| {
+            http_batch(
+                &server,
+                "http-killed",
+                &source,
+                &format!("http://{grant}/items"),
+                &grant,
+            )
+            .args(&["--split-size", "20", "--rate-limit", "20/s"])
+            .report()
+        });
+        wait_for("effects before the crash", Duration::from_secs(120), || {
+            (applied() >= 40).then_some(())
+        });
+        doomed.crash();
+        let at_crash = applied();
+        assert!(at_crash < n, "the batch was over before the crash");
+        println!("worker killed after {at_crash} of {n} effects");
+        batch.join().expect("starter thread")
+    });
+    let (requests, resent) = assert_exactly_once(&report, &service, n);
+    println!(
+        "{} requests for {n} items, {resent} keys sent more than once, {:.1} s",
+        requests.len(),
+        report.wall_seconds
+    );
+}
+
 #[test]
 fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
     let server = DevServer::start();
@@ -183,22 +282,7 @@ fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
     let _worker = Worker::builder(&server, "deny", &plugins)
         .args(&["--allow-http", &granted.host()])
         .start();
-    let run = |url: &str, allow: &str| {
-        let config = format!("{{\"url\": \"{url}\", \"output_field\": \"id\"}}");
-        Starter::on(&server, "deny")
-            .args(&[
-                "--source",
-                source.to_str().expect("utf-8"),
-                "--plugin",
-                "http_post",
-                "--plugin-config",
-                &config,
-                "--http-allow",
-                allow,
-            ])
-            .within(Duration::from_secs(300))
-            .run()
-    };
+    let run = |url: &str, allow: &str| http_batch(&server, "deny", &source, url, allow).run();
     // A batch naming a host the worker does not grant fails at its root, naming the host.
     let refused = run(&format!("http://{}/items", other.host()), &other.host());
     assert!(!refused.success);

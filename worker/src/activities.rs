@@ -109,7 +109,11 @@ impl PluginActivities {
         let leaf_id = ctx.info().workflow_id.clone().unwrap_or_default();
         self.http_grants
             .leaf(task, &leaf_id)
-            .map(Some)
+            .map(|leaf| {
+                let metrics = self.metrics.clone();
+                leaf.observe(move |delta| metrics.http(delta));
+                Some(leaf)
+            })
             .map_err(|e| {
                 tracing::warn!("{e}");
                 routing::failure(

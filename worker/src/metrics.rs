@@ -7,7 +7,12 @@
 //!   (a refusal, a trap, the deadline ...); an item re-sent to a worker holding its plugin
 //!   version is not a failure;
 //! - `batch_plugin_call_latency_seconds{plugin}`: wall time of one isolated call (item and
-//!   local modes: finding the version, a fresh instance, the call).
+//!   local modes: finding the version, a fresh instance, the call);
+//! - `batch_http_requests_total{outcome}`: the requests of plugins that call services, each
+//!   attempt as it ends: `ok` (2xx), `redirect`, `client_error`, `throttled` (429, 503),
+//!   `server_error`, `no_response` (refused, timed out, broken), `denied` (refused by the
+//!   host before sending: an ungranted host, over a bound);
+//! - `batch_http_retries_total`: of those, attempts made again after a transient failure.
 //!
 //! Labels stay bounded: plugin names are the files in one directory (an unknown name is
 //! counted as `(unknown)`), kinds a fixed list.
@@ -17,6 +22,8 @@ use std::time::Duration;
 use temporalio_common::telemetry::metrics::{
     Counter, HistogramDuration, MetricKeyValue, MetricParameters, NewAttributes, TemporalMeter,
 };
+
+use batch_core::http::HttpCounts;
 
 use crate::plugins::PluginError;
 use crate::routing;
@@ -35,6 +42,8 @@ pub struct PluginMetrics {
     calls: Counter,
     failures: Counter,
     latency: HistogramDuration,
+    http_requests: Counter,
+    http_retries: Counter,
 }
 
 impl PluginMetrics {
@@ -57,11 +66,25 @@ impl PluginMetrics {
                 .description("Wall time of one isolated plugin call, instantiation included")
                 .build(),
         );
+        let http_requests = meter.counter(
+            MetricParameters::builder()
+                .name("batch_http_requests")
+                .description("Requests of plugins that call services, by outcome")
+                .build(),
+        );
+        let http_retries = meter.counter(
+            MetricParameters::builder()
+                .name("batch_http_retries")
+                .description("Requests made again after a transient failure")
+                .build(),
+        );
         Self {
             meter,
             calls,
             failures,
             latency,
+            http_requests,
+            http_retries,
         }
     }
 
@@ -106,6 +129,28 @@ impl PluginMetrics {
             MetricKeyValue::new("kind", routing::kind(error).as_str()),
         ]);
         self.failures.add(1, &attributes);
+    }
+
+    /// Requests counted in `delta` (what one event of a leaf's HTTP added).
+    pub fn http(&self, delta: &HttpCounts) {
+        let outcomes = [
+            ("ok", delta.ok),
+            ("redirect", delta.redirects),
+            ("client_error", delta.client_errors),
+            ("throttled", delta.throttled),
+            ("server_error", delta.server_errors),
+            ("no_response", delta.failed),
+            ("denied", delta.denied),
+        ];
+        for (outcome, n) in outcomes {
+            if n > 0 {
+                let attributes = self.attributes([MetricKeyValue::new("outcome", outcome)]);
+                self.http_requests.add(n, &attributes);
+            }
+        }
+        if delta.retries > 0 {
+            self.http_retries.add(delta.retries, &self.attributes([]));
+        }
     }
 
     fn attributes<const N: usize>(

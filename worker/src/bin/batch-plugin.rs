@@ -3,8 +3,9 @@
 //! - `batch-plugin check FILE`: loads the file exactly as the worker would (same sandbox, same
 //!   limits) and reports its interface, imports, size, digest and compile time, or why the
 //!   worker would reject it.
-//! - `batch-plugin run FILE [--config JSON|@FILE] (--range A..=B | --lines FILE|-)`: runs the
-//!   plugin on the given items in blocks, as a `batch`-mode leaf does, and prints one line
+//! - `batch-plugin run FILE [--config JSON|@FILE] (--range A..=B | --lines FILE|-)
+//!   [--allow-http HOST[:PORT]]`: runs the plugin on the given items in blocks, as a
+//!   `batch`-mode leaf does (one item per call for a plugin that calls services), and prints one line
 //!   per item (`index<TAB>kind<TAB>value`, refusals included), the time and memory of each
 //!   block on stderr, and the counts (`Numbers: 3`, `Skipped: 3`, `Failed: 0`). It exits
 //!   non-zero only when a call fails as a whole (a trap, the deadline).
@@ -22,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use batch_core::blocks::{BlockSizer, MAX_BLOCK_BYTES};
+use batch_core::http::{HttpPolicy, HttpTask};
 use batch_core::{Output, Outputs, PluginConfig};
 use batch_worker::plugins::cache::{self, ArtifactCache};
+use batch_worker::plugins::http::{HttpGrants, LeafHttp};
 use batch_worker::plugins::registry::read_plugin_file;
 use batch_worker::plugins::signing::Signer;
 use batch_worker::plugins::store::{PluginStore, Published};
@@ -65,6 +68,11 @@ enum Command {
         /// Most items per call (default: sized from the deadline, up to 4096, as the worker).
         #[arg(long)]
         block: Option<usize>,
+        /// Let the plugin call HOST or HOST:PORT (repeatable), as a batch started with
+        /// `--http-allow` on a worker granting it: one item per call, each request with the
+        /// item's `Idempotency-Key` (batch `batch-plugin`).
+        #[arg(long, value_name = "HOST[:PORT]")]
+        allow_http: Vec<String>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -167,6 +175,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             range,
             lines,
             block,
+            allow_http,
             limits,
         } => {
             let items = match (range, lines) {
@@ -175,7 +184,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ => bail!("give the items: --range FIRST..=LAST or --lines FILE (- for stdin)"),
             };
             let plugin = Arc::new(load(&file, &limits)?);
-            run_items(&plugin, config.as_ref(), items, block)?;
+            let http = http_leaf(&allow_http)?;
+            run_items(&plugin, config.as_ref(), http, items, block)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish {
@@ -399,14 +409,21 @@ enum Items {
 fn run_items(
     plugin: &Arc<LoadedPlugin>,
     config: Option<&PluginConfig>,
+    http: Option<Arc<LeafHttp>>,
     items: Items,
     block: Option<usize>,
 ) -> anyhow::Result<()> {
     let mut session = plugin
-        .session(plugin.engine().call_slot_blocking(), config)
+        .session_calling(plugin.engine().call_slot_blocking(), config, http)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let mut sizer = BlockSizer::for_deadline(plugin.cpu_deadline());
-    let next_block = |sizer: &BlockSizer| block.unwrap_or(sizer.next_len()).max(1);
+    // A plugin that calls services gets one item per call, as in a worker: its requests are
+    // the item's.
+    let one_per_call = session.calls_services();
+    let next_block = |sizer: &BlockSizer| match one_per_call {
+        true => 1,
+        false => block.unwrap_or(sizer.next_len()).max(1),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut counts = Outputs::default();
@@ -420,10 +437,12 @@ fn run_items(
         // Records go through the worker's own path: one buffer, `records` when exported.
         let records = RecordBuffer::of_items(&block);
         let started = Instant::now();
+        session.begin_item(block[0].index);
         let results = match &records {
             Some(records) => session.process_records(records, 0..records.len()),
             None => session.process_each(&block),
         };
+        let results = session.end_item(block[0].index, results);
         let took = started.elapsed();
         sizer.record(block.len(), took);
         let span = format!("{}..={}", block[0].index, block[block.len() - 1].index);
@@ -474,6 +493,19 @@ fn run_items(
     println!("Skipped: {}", counts.skipped);
     println!("Failed: {failed}");
     Ok(())
+}
+
+/// The HTTP of a run granted `hosts` (none: a plugin that calls services is refused).
+fn http_leaf(hosts: &[String]) -> anyhow::Result<Option<Arc<LeafHttp>>> {
+    if hosts.is_empty() {
+        return Ok(None);
+    }
+    let grants = HttpGrants::new(hosts).map_err(anyhow::Error::msg)?;
+    let task = HttpTask {
+        policy: HttpPolicy::allowing(grants.hosts().to_vec()),
+        leaves_in_flight: 1,
+    };
+    Ok(Some(grants.leaf(&task, "batch-plugin")?))
 }
 
 /// Items in blocks: a range, or the lines of a file or stdin (bounded per block in bytes).

@@ -34,6 +34,7 @@ pub(super) fn link(component: &Component, engine: &SandboxedEngine) -> Result<Pr
     if imports_http(component, engine) {
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
             .map_err(|e| format!("cannot link wasi:http: {e:#}"))?;
+        http::body::link(&mut linker).map_err(|e| format!("cannot link wasi:http: {e:#}"))?;
     }
     let exports: Vec<String> = component
         .component_type()

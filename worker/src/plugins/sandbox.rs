@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use super::http::{HttpState, LeafHttp};
+use super::http::{HttpState, HttpStore, LeafHttp};
 use super::wasi::WasiState;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -56,34 +56,8 @@ pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 /// but honest call is never taken for a lost worker.
 pub const MAX_CPU_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Outbound HTTP (a batch with `--http-allow`), bounded whatever the plugin or the service
-/// does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpBounds {
-    /// Largest request body a plugin may send.
-    pub request_bytes: usize,
-    /// Largest response body the host reads; a longer one fails the request (the plugin gets
-    /// `HTTP-response-body-size`).
-    pub response_bytes: usize,
-    /// Requests one item's call may make; more are refused (`HTTP-request-denied`).
-    pub requests_per_item: u32,
-    /// Attempts of one request: the first, then the host's retries of transient failures
-    /// (no connection, a timeout, 429, 500, 502, 503, 504).
-    pub attempts: u32,
-    /// The wait before the first retry, doubled for each further one.
-    pub first_backoff: std::time::Duration,
-    /// The longest wait between attempts, whatever a `Retry-After` asks.
-    pub max_backoff: std::time::Duration,
-}
-
-pub const HTTP: HttpBounds = HttpBounds {
-    request_bytes: 1 << 20,
-    response_bytes: 4 << 20,
-    requests_per_item: 16,
-    attempts: 4,
-    first_backoff: Duration::from_millis(250),
-    max_backoff: Duration::from_secs(30),
-};
+/// Outbound HTTP's bounds ([`super::http::HttpBounds`]), beside the other limits.
+pub use super::http::{HTTP, HttpBounds};
 
 /// Calls of HTTP batches at once in a worker that grants hosts, when not set
 /// (`--http-calls`): they mostly wait on responses, so more than cores.
@@ -333,6 +307,12 @@ impl WasiHttpView for StoreState {
             table: wasi.table(),
             hooks: &mut http.hooks,
         }
+    }
+}
+
+impl HttpStore for StoreState {
+    fn http_state(&self) -> Option<&HttpState> {
+        self.http.as_ref()
     }
 }
 

@@ -24,6 +24,7 @@ pub fn built_plugin(dir: &str, name: &str) -> PathBuf {
     path
 }
 
+pub mod hostile;
 pub mod wat;
 
 /// This process's peak resident memory (VmHWM), in KiB.

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
 
+use super::HTTP;
 use super::leaf::{LeafHttp, Transient, lock};
-use crate::plugins::sandbox::HTTP;
 
 /// One store's wasi-http state.
 pub struct HttpState {

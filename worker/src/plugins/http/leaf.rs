@@ -3,7 +3,8 @@
 //! bounded by the batch's timeout, transient failures retried by the host with backoff (a
 //! `Retry-After` honoured), the whole leaf paced by its [`Gate`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use batch_core::http::{HostPort, HttpCounts, LeafShare};
@@ -12,8 +13,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::HTTP;
 use super::gate::Gate;
-use crate::plugins::sandbox::HTTP;
 
 /// The HTTP of one leaf (one activity): built once, shared by its instances.
 pub struct LeafHttp {
@@ -25,11 +26,15 @@ pub struct LeafHttp {
     timeout: Duration,
     gate: Gate,
     counts: Mutex<HttpCounts>,
+    /// Told of every count as it is made ([`Self::observe`]): the worker's metrics.
+    observer: OnceLock<Observer>,
 }
 
 /// Why the item's last request failed transiently, after the host's retries: the item's
 /// failure, if the plugin fails it, is then the service's and the leaf is retried.
 pub type Transient = Option<String>;
+
+type Observer = Box<dyn Fn(&HttpCounts) + Send + Sync>;
 
 impl LeafHttp {
     /// `allow` must already be checked against the worker's grants ([`super::HttpGrants`]).
@@ -43,6 +48,7 @@ impl LeafHttp {
             timeout,
             gate: Gate::new(share),
             counts: Mutex::new(HttpCounts::default()),
+            observer: OnceLock::new(),
         }
     }
 
@@ -64,6 +70,11 @@ impl LeafHttp {
         &self.batch
     }
 
+    /// How long one attempt may wait, and so any wait of the plugin's on its requests.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The requests counted since the last call, emptied.
     pub fn take_counts(&self) -> HttpCounts {
         std::mem::take(&mut *self.counts())
@@ -73,8 +84,20 @@ impl LeafHttp {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Tells `observer` of every count as it is made (what it adds), besides keeping them for
+    /// the batch's outputs (the worker's metrics: the host knows nothing of them).
+    pub fn observe(&self, observer: impl Fn(&HttpCounts) + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(observer));
+    }
+
+    /// The one place requests are counted: for the batch's outputs, and the observer.
     fn count(&self, f: impl FnOnce(&mut HttpCounts)) {
-        f(&mut self.counts());
+        let mut delta = HttpCounts::default();
+        f(&mut delta);
+        self.counts().add(&delta);
+        if let Some(observer) = self.observer.get() {
+            observer(&delta);
+        }
     }
 
     /// Counts a request refused before sending, and says why in the log (bounded: the URL is
@@ -201,11 +224,27 @@ impl LeafHttp {
         };
         let (response, connection) =
             wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-        // The connection's I/O runs beside the body's reading, and stops with it.
-        let connection = tokio::spawn(connection);
         let (head, body) = response.into_parts();
-        let body = Limited::new(body, HTTP.response_bytes).collect().await;
-        connection.abort();
+        // The connection's I/O is driven beside the body's reading, in this task (no task of
+        // its own to hand over to), and dropped with it.
+        let body = {
+            let mut reading = std::pin::pin!(Limited::new(body, HTTP.response_bytes).collect());
+            let mut connection = Some(Box::pin(connection));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(body) = reading.as_mut().poll(cx) {
+                    return Poll::Ready(body);
+                }
+                if let Some(driving) = connection.as_mut()
+                    && driving.as_mut().poll(cx).is_ready()
+                {
+                    // The connection ended: whatever it read is in the body now.
+                    connection = None;
+                    return reading.as_mut().poll(cx);
+                }
+                Poll::Pending
+            })
+            .await
+        };
         let body = match body {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -267,12 +306,25 @@ fn is_transient_error(e: &Error) -> bool {
     )
 }
 
-/// The wait a response's `Retry-After` asks, in seconds (the HTTP-date form is not honoured:
-/// the backoff applies).
+/// The wait a response's `Retry-After` asks: a number of seconds, or an HTTP date (the wait
+/// until then, none if it has passed). Capped by the caller.
 fn retry_after(response: &Response<WasiBody>) -> Option<Duration> {
-    let value = response.headers().get(http::header::RETRY_AFTER)?;
-    let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
+    let value = response
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            Some(
+                when.duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +349,26 @@ mod tests {
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&response), Some(Duration::from_secs(3)));
+        let in_a_minute =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(61));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_str(&in_a_minute).expect("a date"),
+        );
+        let wait = retry_after(&response).expect("a date is a wait");
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(61),
+            "{wait:?}"
+        );
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&response), Some(Duration::ZERO), "a date past");
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&response), None);
         assert!(!is_transient_error(&Error::HttpRequestDenied));
         assert!(is_transient_error(&Error::ConnectionRefused));
     }

@@ -9,8 +9,9 @@
 //! - sends it only to a host the batch allows (a redirect reaches the plugin as a 3xx; a
 //!   request to where it points is checked like any other), with the batch's user agent and an
 //!   `Idempotency-Key` of the batch, the item and the request's number within the item;
-//! - bounds its body and the response's ([`crate::plugins::sandbox::HTTP`]), and each attempt
-//!   by the batch's `--request-timeout-ms`;
+//! - bounds its body and the response's ([`HTTP`]), each attempt by
+//!   the batch's `--request-timeout-ms`, and by the same any wait of the plugin's for room in
+//!   a body it writes ([`body`]);
 //! - retries transient failures (no connection, a timeout, 429, 500, 502, 503, 504) with
 //!   backoff, honouring `Retry-After`; when they persist, the item's failure is the service's:
 //!   the leaf is retried by Temporal, its items' requests keeping their keys;
@@ -20,6 +21,7 @@
 //! Nothing else changes in the sandbox: no sockets, files or environment; the CPU deadline
 //! counts the plugin's CPU time, not its waits (see `SandboxedEngine::new_store`).
 
+pub mod body;
 pub mod gate;
 pub mod hooks;
 pub mod leaf;
@@ -31,6 +33,41 @@ use batch_core::http::{HostPort, HttpTask};
 
 pub use hooks::HttpState;
 pub use leaf::LeafHttp;
+
+/// Outbound HTTP (a batch with `--http-allow`), bounded whatever the plugin or the service
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpBounds {
+    /// Largest request body a plugin may send.
+    pub request_bytes: usize,
+    /// Largest response body the host reads; a longer one fails the request (the plugin gets
+    /// `HTTP-response-body-size`).
+    pub response_bytes: usize,
+    /// Requests one item's call may make; more are refused (`HTTP-request-denied`).
+    pub requests_per_item: u32,
+    /// Attempts of one request: the first, then the host's retries of transient failures
+    /// (no connection, a timeout, 429, 500, 502, 503, 504).
+    pub attempts: u32,
+    /// The wait before the first retry, doubled for each further one.
+    pub first_backoff: Duration,
+    /// The longest wait between attempts, whatever a `Retry-After` asks.
+    pub max_backoff: Duration,
+}
+
+pub const HTTP: HttpBounds = HttpBounds {
+    request_bytes: 1 << 20,
+    response_bytes: 4 << 20,
+    requests_per_item: 16,
+    attempts: 4,
+    first_backoff: Duration::from_millis(250),
+    max_backoff: Duration::from_secs(30),
+};
+
+/// A store's data that may carry HTTP state (the sandbox's `StoreState`).
+pub trait HttpStore {
+    /// The store's HTTP, in a batch that calls services.
+    fn http_state(&self) -> Option<&HttpState>;
+}
 
 /// The WASI HTTP interfaces a plugin may import (any 0.2 release): the client side only.
 pub fn is_http_import(import: &str) -> bool {

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use batch_core::PluginConfig;
+use batch_core::http::{HostPort, HttpPolicy};
 use support::{DevServer, Guarded, Report, Starter, Worker, built_plugins_dir, wait_for};
 
 /// One request as the service recorded it.
@@ -336,4 +338,84 @@ fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
         other.requests().is_empty(),
         "nothing reached the ungranted host"
     );
+}
+
+/// Inputs any Temporal client can send straight to the server, past the starter and the root's
+/// check: a node of the tree (depth 1, which no root checks) whose policy names a host the
+/// worker does not grant, and one whose timeout is out of bounds. The leaf refuses each where
+/// its requests would be made, naming why; nothing reaches either host.
+#[test]
+fn forged_inputs_are_refused_where_the_requests_would_be_made() {
+    let server = DevServer::start();
+    let data = support::data_dir();
+    let granted = Service::start(data.path(), "granted", &[]);
+    let other = Service::start(data.path(), "other", &[]);
+    let plugins = built_plugins_dir();
+    let _worker = Worker::builder(&server, "forged", &plugins)
+        .args(&["--allow-http", &granted.host()])
+        .start();
+    let forged = |id: &str, url_host: &str, policy: HttpPolicy| -> (bool, String) {
+        let config = PluginConfig::parse(&format!(
+            r#"{{"url": "http://{url_host}/items", "output_field": "id"}}"#
+        ))
+        .expect("configuration");
+        let input = serde_json::json!({
+            "first": 1,
+            "last": 5,
+            "depth": 1,
+            "config": {
+                "batch_size": 5,
+                "max_children": 5,
+                "plugin": {"name": "http_post"},
+                "mode": "batch",
+                "plugin_config": config,
+                "http": policy,
+            },
+        });
+        let out = server.cli(&[
+            "workflow",
+            "execute",
+            "--type",
+            batch_core::WORKFLOW_TYPE,
+            "--task-queue",
+            "forged",
+            "--workflow-id",
+            id,
+            "--input",
+            &input.to_string(),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let host = |h: &str| HostPort::parse(h).expect("a host");
+
+    let (ok, text) = forged(
+        "forged-http-ungranted",
+        &other.host(),
+        HttpPolicy::allowing(vec![host(&other.host())]),
+    );
+    assert!(
+        !ok && text.contains(&format!(
+            "the batch asks to call {}, which this worker does not grant",
+            other.host()
+        )),
+        "{text}"
+    );
+
+    let mut unbounded = HttpPolicy::allowing(vec![host(&granted.host())]);
+    unbounded.timeout_ms = u32::MAX;
+    let (ok, text) = forged("forged-http-timeout", &granted.host(), unbounded);
+    assert!(
+        !ok && text.contains("--request-timeout-ms must be between 1 and"),
+        "{text}"
+    );
+    assert!(
+        other.requests().is_empty(),
+        "nothing reached the other host"
+    );
+    assert!(granted.requests().is_empty(), "nor the granted one");
 }

@@ -2,7 +2,8 @@
 //! wasi:http) run in the stores of a batch that calls services, against a local service this
 //! test runs. Every violation of hostile_v2 is contained as without HTTP; and its HTTP
 //! misbehaviours (bodies nothing reads, floods, ungranted hosts, oversized bodies, raw
-//! sockets) each fail their item, promptly, and give the call's slot back.
+//! sockets, requests outside an item) each fail their item, promptly, and give the call's slot
+//! back.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -17,7 +18,9 @@ use batch_core::{Output, PluginConfig};
 use batch_worker::plugins::SandboxedEngine;
 use batch_worker::plugins::http::{HttpGrants, LeafHttp};
 use batch_worker::plugins::sandbox::SlotKind;
-use batch_worker::plugins::{LoadedPlugin, PluginError, PluginRegistry, SandboxLimits};
+use batch_worker::plugins::{
+    LoadedPlugin, PluginError, PluginRegistry, PluginSession, SandboxLimits,
+};
 use common::built_plugin;
 
 const LIMITS: SandboxLimits = SandboxLimits {
@@ -120,21 +123,28 @@ fn scratch() -> Scratch {
 }
 
 impl Scratch {
-    /// Item `item` in a fresh HTTP store configured with `mode`, as a leaf runs it.
-    fn call(&self, mode: &str, item: u64) -> Result<Output, PluginError> {
+    fn config(&self, mode: &str) -> PluginConfig {
+        PluginConfig::parse(&format!(
+            r#"{{"http":"{mode}","url":"http://127.0.0.1:{}/items"}}"#,
+            self.service.port
+        ))
+        .expect("configuration")
+    }
+
+    /// A session configured with `mode` in the HTTP slot, as a leaf opens it.
+    fn session(&self, mode: &str) -> Result<PluginSession<'static>, PluginError> {
         let slot = self
             .plugin
             .engine()
             .try_slot_of(SlotKind::Http)
             .expect("the HTTP slot is free: no earlier call kept it");
-        let config = PluginConfig::parse(&format!(
-            r#"{{"http":"{mode}","url":"http://127.0.0.1:{}/items"}}"#,
-            self.service.port
-        ))
-        .expect("configuration");
-        let mut session =
-            self.plugin
-                .session_calling(slot, Some(&config), Some(self.leaf.clone()))?;
+        self.plugin
+            .session_calling(slot, Some(&self.config(mode)), Some(self.leaf.clone()))
+    }
+
+    /// Item `item` in a fresh HTTP store configured with `mode`.
+    fn call(&self, mode: &str, item: u64) -> Result<Output, PluginError> {
+        let mut session = self.session(mode)?;
         session.begin_item(item);
         session.call(item)
     }
@@ -201,5 +211,63 @@ fn requests_stay_within_their_bounds() {
 
     let socket = refusal("socket");
     assert!(socket.starts_with("no socket: "), "{socket}");
+
+    // A request from `configure` belongs to no item: refused, never sent.
+    let configure = refusal("in_configure");
+    assert!(
+        configure.starts_with("in configure: Err(") && configure.contains("HttpRequestDenied"),
+        "{configure}"
+    );
     assert_eq!(s.service.requests(), 16, "nothing else reached the service");
+}
+
+/// A plugin keeping what it makes: host objects are capped per store (requests made in a loop
+/// trap the call at the cap, promptly), and so are the bodies a store holds (writes past twice
+/// the request bound fail; between items a store past the bound is replaced, so its bodies go).
+#[test]
+fn what_a_plugin_keeps_in_the_host_is_bounded() {
+    let s = scratch();
+    let started = Instant::now();
+    let err = s
+        .call("many_requests", 39)
+        .expect_err("never ends by itself");
+    assert!(
+        err.message().contains("trapped on item 39"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One store, never replaced: two bodies of 1 MiB are kept, the third write fails.
+    let mut session = s.session("hoard_bodies").expect("session");
+    for (item, kept) in [(49, 1), (59, 2)] {
+        session.begin_item(item);
+        assert!(matches!(session.call(item), Ok(Output::Number(n)) if n == kept));
+    }
+    session.begin_item(69);
+    match session.call(69) {
+        Err(PluginError::Refused { message, .. }) => assert!(
+            message.contains("would hold more than 2097152 bytes in the host"),
+            "{message}"
+        ),
+        other => panic!("a third MiB: {other:?}"),
+    }
+    drop(session);
+
+    // As the engine runs items: a store past the bound is replaced before the next item.
+    let config = s.config("hoard_bodies");
+    let mut session = s.session("hoard_bodies").expect("session");
+    for item in (0..8).map(|i| 79 + 10 * i) {
+        session = session.renewed_if_worn(Some(&config)).expect("renewed");
+        session.begin_item(item);
+        match session.call(item) {
+            Ok(Output::Number(kept)) => assert!(kept <= 2, "item {item}: {kept} kept"),
+            other => panic!("item {item}: {other:?}"),
+        }
+    }
+    assert_eq!(s.service.requests(), 0, "nothing was sent");
 }

@@ -180,6 +180,7 @@ impl Engine<'_> {
             }
             // A batch that calls services runs an item per call, so each request is one item's
             // (its key, its retry); the calls wait on the network far longer than they cost.
+            session = session.renewed_if_worn(self.config)?;
             let calls_services = session.calls_services();
             let len = match calls_services {
                 true => 1,
@@ -258,6 +259,7 @@ impl Engine<'_> {
             if self.cancelled.load(Ordering::Relaxed) {
                 return Ok((SpanEnd::Cancelled, session));
             }
+            session = session.renewed_if_worn(self.config)?;
             if let Some(budget) = self.budget {
                 session.set_result_budget(budget.saturating_sub(sink.held()));
             }

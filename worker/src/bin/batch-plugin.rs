@@ -436,6 +436,9 @@ fn run_items(
         }
         // Records go through the worker's own path: one buffer, `records` when exported.
         let records = RecordBuffer::of_items(&block);
+        session = session
+            .renewed_if_worn(config)
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         let started = Instant::now();
         session.begin_item(block[0].index);
         let results = match &records {

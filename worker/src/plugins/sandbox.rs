@@ -13,6 +13,9 @@
 //!   no more calls than cores, a call's wall-clock deadline is close to its CPU time.
 //! - Memory: [`CallLimiter`] caps the *sum* of a call's linear memories (a component may have
 //!   several) and the count of its instances, memories and tables ([`PER_CALL`]).
+//! - Host objects: a store's table holds at most [`MAX_HOST_OBJECTS`] resources (streams,
+//!   pollables, requests ...); making more traps the call. A store of a batch that calls
+//!   services holds at most twice the [`HTTP`] bounds of bodies (`http::hooks::Spent`).
 //! - Shared pools: the pooling allocator is sized so that `calls_at_once` calls, each at its
 //!   per-call limits, always fit: no plugin can exhaust what another batch's call needs. If
 //!   the pool is nonetheless full, that is a host condition and retryable, never the item's
@@ -74,6 +77,11 @@ pub struct PerCall {
     /// Elements of one table (8 bytes each).
     pub table_elements: usize,
 }
+
+/// Host objects (resources: streams, pollables, HTTP requests and bodies ...) one store may
+/// hold at once: far more than a language runtime uses, and few enough that a plugin making
+/// them in a loop holds kilobytes of the host's memory, not wasmtime's default of a million.
+pub const MAX_HOST_OBJECTS: usize = 10_000;
 
 pub const PER_CALL: PerCall = PerCall {
     core_instances: 16,
@@ -155,10 +163,13 @@ impl SandboxLimits {
 
     /// The most memory plugin instances can hold at once in this process: every call slot (of
     /// both kinds) at its memory and table caps, plus one returned value of at most the memory
-    /// cap per call being read back, plus each HTTP call's bodies in flight.
+    /// cap per call being read back, plus what each HTTP call's store may hold of bodies
+    /// (twice the request and response bounds, see `http::hooks::Spent`).
     pub fn memory_bound(&self) -> u64 {
         u64::from(self.all_calls()) * (2 * self.memory_bytes as u64 + PER_CALL.table_bytes())
-            + u64::from(self.http_calls_at_once) * (HTTP.request_bytes + HTTP.response_bytes) as u64
+            + u64::from(self.http_calls_at_once)
+                * 2
+                * (HTTP.request_bytes + HTTP.response_bytes) as u64
     }
 
     fn pool(&self) -> PoolingAllocationConfig {
@@ -290,13 +301,17 @@ impl StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.wasi.get_or_insert_with(WasiState::deny_all).view()
+        self.wasi
+            .get_or_insert_with(|| WasiState::deny_all(MAX_HOST_OBJECTS))
+            .view()
     }
 }
 
 impl WasiHttpView for StoreState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        let wasi = self.wasi.get_or_insert_with(WasiState::deny_all);
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| WasiState::deny_all(MAX_HOST_OBJECTS));
         // A store of a batch that calls nothing never gets this far (the session refuses a
         // plugin importing wasi:http there); were it to, every request is refused.
         let http = self

@@ -528,6 +528,15 @@ impl PluginSession<'_> {
 }
 
 impl PluginSession<'static> {
+    /// This session, or a fresh one when its store has held more of the host's memory for HTTP
+    /// bodies than one bound (the plugin may be keeping them): call it between items.
+    pub fn renewed_if_worn(self, config: Option<&PluginConfig>) -> Result<Self, PluginError> {
+        match self.store.data().http() {
+            Some(http) if http.worn() => self.renew(config),
+            _ => Ok(self),
+        }
+    }
+
     /// A fresh, configured instance of the same plugin in this session's call slot.
     pub fn renew(self, config: Option<&PluginConfig>) -> Result<Self, PluginError> {
         let PluginSession {

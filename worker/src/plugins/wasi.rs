@@ -65,7 +65,8 @@ pub struct WasiState {
 }
 
 impl WasiState {
-    pub fn deny_all() -> Self {
+    /// The deny-all context, its table holding at most `max_host_objects` host objects.
+    pub fn deny_all(max_host_objects: usize) -> Self {
         let (stdout, stderr) = (Capture::default(), Capture::default());
         let ctx = WasiCtx::builder()
             .stdout(stdout.clone())
@@ -79,9 +80,11 @@ impl WasiState {
             .insecure_random(Deterministic::new(random_bytes()))
             .insecure_random_seed(0)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(max_host_objects);
         Self {
             ctx,
-            table: ResourceTable::new(),
+            table,
             stdout,
             stderr,
         }

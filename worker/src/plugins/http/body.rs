@@ -9,6 +9,7 @@
 //! of every body is wrapped ([`BoundedBody`]): a wait for room lasts at most the batch's request
 //! timeout, after which the stream traps the call, naming the cause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use wasmtime_wasi::WasiView;
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi_http::p2::body::HostOutgoingBody;
 
+use super::hooks::Spent;
 use super::{HTTP, HttpStore};
 
 /// The interface wasmtime-wasi-http links `outgoing-body` from (imports of any older 0.2
@@ -41,31 +43,34 @@ fn write<T: WasiView + HttpStore>(
     mut store: StoreContextMut<'_, T>,
     (body,): (Resource<HostOutgoingBody>,),
 ) -> wasmtime::Result<(Result<Resource<DynOutputStream>, ()>,)> {
-    let wait = store
-        .data()
-        .http_state()
-        .map_or(Duration::ZERO, |http| http.leaf().timeout());
+    let (wait, spent) = match store.data().http_state() {
+        Some(http) => (http.leaf().timeout(), http.spent().clone()),
+        None => (Duration::ZERO, Arc::default()),
+    };
     let table = store.data_mut().ctx().table;
     let Some(inner) = table.get_mut(&body)?.take_output_stream() else {
         return Ok((Err(()),));
     };
-    let stream: DynOutputStream = Box::new(BoundedBody::new(inner, wait));
+    let stream: DynOutputStream = Box::new(BoundedBody::new(inner, wait, spent));
     Ok((Ok(table.push_child(stream, &body)?),))
 }
 
-/// A body's stream whose waits for room last at most `wait`; past it, the stream traps.
+/// A body's stream whose waits for room last at most `wait` (past it, the stream traps), and
+/// whose writes count against what the store may hold ([`Spent`]).
 pub struct BoundedBody {
     inner: DynOutputStream,
     wait: Duration,
     stuck: bool,
+    spent: Arc<Spent>,
 }
 
 impl BoundedBody {
-    pub fn new(inner: DynOutputStream, wait: Duration) -> Self {
+    pub fn new(inner: DynOutputStream, wait: Duration, spent: Arc<Spent>) -> Self {
         Self {
             inner,
             wait,
             stuck: false,
+            spent,
         }
     }
 
@@ -100,6 +105,12 @@ impl Pollable for BoundedBody {
 impl OutputStream for BoundedBody {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.unless_stuck()?;
+        if !self.spent.take_request(bytes.len()) {
+            return Err(StreamError::LastOperationFailed(wasmtime::format_err!(
+                "the bodies this instance wrote would hold more than {} bytes in the host",
+                2 * HTTP.request_bytes
+            )));
+        }
         self.inner.write(bytes)
     }
 

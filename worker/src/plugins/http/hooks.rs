@@ -1,6 +1,7 @@
 //! The HTTP state of one store: wasi-http's context and the hooks through which every request
 //! the plugin makes goes to its leaf (`LeafHttp::send`), stamped with the current item's key.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
@@ -14,6 +15,42 @@ pub struct HttpState {
     pub(crate) hooks: ItemHooks,
 }
 
+/// What one store's HTTP has made the host hold since the store was made: the bytes written
+/// into bodies, and the response bodies read for it (a plugin may keep them all alive). Each
+/// is refused past twice its bound ([`HTTP`]), and a store past one bound is replaced before
+/// its next item ([`HttpState::worn`]), so a store holds at most twice the bounds.
+#[derive(Debug, Default)]
+pub struct Spent {
+    request: AtomicUsize,
+    response: AtomicUsize,
+}
+
+impl Spent {
+    fn take(counter: &AtomicUsize, n: usize, bound: usize) -> bool {
+        let before = counter.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > 2 * bound {
+            counter.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// `n` more bytes written into a body, if the store may hold them.
+    pub fn take_request(&self, n: usize) -> bool {
+        Self::take(&self.request, n, HTTP.request_bytes)
+    }
+
+    /// A response body of `n` bytes, if the store may hold it.
+    pub fn take_response(&self, n: usize) -> bool {
+        Self::take(&self.response, n, HTTP.response_bytes)
+    }
+
+    fn worn(&self) -> bool {
+        self.request.load(Ordering::Relaxed) > HTTP.request_bytes
+            || self.response.load(Ordering::Relaxed) > HTTP.response_bytes
+    }
+}
+
 impl HttpState {
     pub fn new(leaf: Arc<LeafHttp>) -> Self {
         Self {
@@ -23,8 +60,20 @@ impl HttpState {
                 item: None,
                 sent: 0,
                 transient: Arc::new(Mutex::new(None)),
+                spent: Arc::new(Spent::default()),
             },
         }
+    }
+
+    /// What the store's HTTP has made the host hold so far.
+    pub fn spent(&self) -> &Arc<Spent> {
+        &self.hooks.spent
+    }
+
+    /// Whether the store has held more than one bound's worth of bodies: replace it before the
+    /// next item (the plugin may be keeping them).
+    pub fn worn(&self) -> bool {
+        self.hooks.spent.worn()
     }
 
     pub fn leaf(&self) -> &Arc<LeafHttp> {
@@ -55,6 +104,7 @@ pub struct ItemHooks {
     /// Requests made for the item so far.
     sent: u32,
     transient: Arc<Mutex<Transient>>,
+    spent: Arc<Spent>,
 }
 
 impl ItemHooks {
@@ -107,8 +157,16 @@ impl WasiHttpHooks for ItemHooks {
         // The plugin's own timeouts are ignored: the batch's bound every attempt.
         let key = self.next_key();
         let (leaf, transient) = (self.leaf.clone(), self.transient.clone());
+        let spent = self.spent.clone();
         Box::new(async move {
             let response = leaf.send(request, key?, transient).await?;
+            // Read whole by the leaf: its exact size is known.
+            let size = http_body::Body::size_hint(response.body())
+                .exact()
+                .unwrap_or(u64::MAX);
+            if !spent.take_response(usize::try_from(size).unwrap_or(usize::MAX)) {
+                return Err(Error::HttpResponseBodySize(Some(size)));
+            }
             Ok((response, Box::new(async { Ok(()) }) as Sent))
         })
     }

@@ -166,24 +166,7 @@ fn refused(run: &Run, node: &Node, expected: &str) {
 /// Starts `BatchProcessingWorkflow` with `input` straight on the server (not through the
 /// starter) and waits: whether it completed, and what the CLI printed.
 fn forged(queue: &str, id: &str, input: &Value) -> (bool, String) {
-    let out = server().cli(&[
-        "workflow",
-        "execute",
-        "--type",
-        batch_core::WORKFLOW_TYPE,
-        "--task-queue",
-        queue,
-        "--workflow-id",
-        id,
-        "--input",
-        &input.to_string(),
-    ]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    server().execute_batch(queue, id, input)
 }
 
 /// A data batch's root input, as any client could write it: one leaf over `size` bytes.

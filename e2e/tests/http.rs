@@ -63,10 +63,17 @@ impl Service {
     }
 }
 
-/// A batch of `http_post` over `source`, posting to `url`, its requests allowed to `allow`.
-fn http_batch(server: &DevServer, queue: &str, source: &Path, url: &str, allow: &str) -> Starter {
+/// A batch of `http_post` over `source`, posting to `url`, its requests allowed to `allow`
+/// (`None`: the batch names no host).
+fn http_batch(
+    server: &DevServer,
+    queue: &str,
+    source: &Path,
+    url: &str,
+    allow: Option<&str>,
+) -> Starter {
     let config = format!("{{\"url\": \"{url}\", \"output_field\": \"id\"}}");
-    Starter::on(server, queue)
+    let starter = Starter::on(server, queue)
         .args(&[
             "--source",
             source.to_str().expect("utf-8"),
@@ -74,10 +81,12 @@ fn http_batch(server: &DevServer, queue: &str, source: &Path, url: &str, allow: 
             "http_post",
             "--plugin-config",
             &config,
-            "--http-allow",
-            allow,
         ])
-        .within(Duration::from_secs(600))
+        .within(Duration::from_secs(600));
+    match allow {
+        Some(host) => starter.args(&["--http-allow", host]),
+        None => starter,
+    }
 }
 
 /// The batch of `n` records is exact (each output is 3 x its `n`) and every item applied its
@@ -153,7 +162,7 @@ fn effects_apply_once_by_key_within_the_batch_wide_rate() {
         "http",
         &source,
         &format!("http://{grant}/items"),
-        &grant,
+        Some(&grant),
     )
     .args(&[
         "--split-size",
@@ -250,7 +259,7 @@ fn a_worker_killed_mid_batch_doubles_no_effect() {
                 "http-killed",
                 &source,
                 &format!("http://{grant}/items"),
-                &grant,
+                Some(&grant),
             )
             .args(&["--split-size", "20", "--rate-limit", "20/s"])
             .report()
@@ -284,7 +293,11 @@ fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
     let _worker = Worker::builder(&server, "deny", &plugins)
         .args(&["--allow-http", &granted.host()])
         .start();
-    let run = |url: &str, allow: &str| http_batch(&server, "deny", &source, url, allow).run();
+    let run = |url: &str, allow: &str| {
+        http_batch(&server, "deny", &source, url, Some(allow))
+            .within(Duration::from_secs(300))
+            .run()
+    };
     // A batch naming a host the worker does not grant fails at its root, naming the host.
     let refused = run(&format!("http://{}/items", other.host()), &other.host());
     assert!(!refused.success);
@@ -313,21 +326,15 @@ fn hosts_the_workers_do_not_grant_are_refused_before_any_item() {
         redirected.stderr
     );
     // A plugin that calls services, in a batch that names no host, is refused before it runs.
-    let config = format!(
-        "{{\"url\": \"http://{}/items\", \"output_field\": \"id\"}}",
-        granted.host()
-    );
-    let unnamed = Starter::on(&server, "deny")
-        .args(&[
-            "--source",
-            source.to_str().expect("utf-8"),
-            "--plugin",
-            "http_post",
-            "--plugin-config",
-            &config,
-        ])
-        .within(Duration::from_secs(300))
-        .run();
+    let unnamed = http_batch(
+        &server,
+        "deny",
+        &source,
+        &format!("http://{}/items", granted.host()),
+        None,
+    )
+    .within(Duration::from_secs(300))
+    .run();
     assert!(!unnamed.success);
     assert!(
         unnamed.stderr.contains("imports wasi:http"),
@@ -372,24 +379,7 @@ fn forged_inputs_are_refused_where_the_requests_would_be_made() {
                 "http": policy,
             },
         });
-        let out = server.cli(&[
-            "workflow",
-            "execute",
-            "--type",
-            batch_core::WORKFLOW_TYPE,
-            "--task-queue",
-            "forged",
-            "--workflow-id",
-            id,
-            "--input",
-            &input.to_string(),
-        ]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        server.execute_batch("forged", id, &input)
     };
     let host = |h: &str| HostPort::parse(h).expect("a host");
 

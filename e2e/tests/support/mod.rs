@@ -510,6 +510,34 @@ impl DevServer {
             .expect("run temporal CLI")
     }
 
+    /// Starts `BatchProcessingWorkflow` with `input` straight on this server (not through the
+    /// starter, as any client could) and waits: whether it completed, and what the CLI printed.
+    pub fn execute_batch(
+        &self,
+        queue: &str,
+        id: &str,
+        input: &serde_json::Value,
+    ) -> (bool, String) {
+        let out = self.cli(&[
+            "workflow",
+            "execute",
+            "--type",
+            batch_core::WORKFLOW_TYPE,
+            "--task-queue",
+            queue,
+            "--workflow-id",
+            id,
+            "--input",
+            &input.to_string(),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// The number of workflows matching a visibility query right now (`None` if the CLI
     /// gave no count).
     pub fn count(&self, query: &str) -> Option<u64> {
